@@ -1,0 +1,362 @@
+/*
+ * ledger.c — SQLite ledger: schema migrations, WAL, the writer lock.
+ *
+ * The schema (migration 1) in one place.  Tables by the stage that writes
+ * them:
+ *
+ *   ingest     bundles, files, accounts, credits, deployments, runs, rejects
+ *   rates      rates
+ *   reconcile  statements, usage_day, deployment_state, runnable_state,
+ *              account_state, discrepancies, actions, crossings, items,
+ *              closes, wallet_snapshot
+ *   notify     digests (and items.digest_id)
+ *
+ * Conventions: instants are INTEGER seconds since the epoch (UTC); dates
+ * ("day") are INTEGER days since 1970-01-01; money is INTEGER micro-credits;
+ * runs-pool amounts are runs × 1,000,000 so both pools share the statement
+ * arithmetic.  An empty CSV cell is stored as NULL.  Reconcile results for
+ * closed cycles carry frozen = 1 and are never rewritten (semantics §8).
+ */
+#include "ledger.h"
+#include "alloc.h"
+#include "error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+static const char *const migrations[] = {
+    /* 1: the initial schema */
+    "CREATE TABLE bundles("
+    "  id INTEGER PRIMARY KEY,"          /* ingest order */
+    "  sha256 TEXT NOT NULL UNIQUE,"     /* identity: the content */
+    "  name TEXT NOT NULL,"              /* base name as first named */
+    "  status TEXT NOT NULL,"            /* loaded | rejected */
+    "  quarantined INTEGER NOT NULL DEFAULT 0," /* rejects it caused: exit 3 on re-run */
+    "  rows_loaded INTEGER NOT NULL DEFAULT 0,"
+    "  duplicates INTEGER NOT NULL DEFAULT 0,"
+    "  skipped TEXT,"                    /* skipped files, one per line */
+    "  period_start INTEGER, period_end INTEGER);"
+    "CREATE TABLE files("
+    "  id INTEGER PRIMARY KEY, bundle_id INTEGER NOT NULL, path TEXT NOT NULL);"
+    "CREATE TABLE accounts("
+    "  account_id TEXT PRIMARY KEY, name TEXT NOT NULL, edition TEXT NOT NULL,"
+    "  admin_email TEXT NOT NULL, cycle_anchor INTEGER NOT NULL," /* day */
+    "  negative_limit INTEGER NOT NULL, low_threshold INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL, raw TEXT NOT NULL,"           /* for conflict tests */
+    "  file_id INTEGER NOT NULL, line INTEGER NOT NULL);"
+    "CREATE TABLE credits("
+    "  account_id TEXT NOT NULL, txn_id TEXT NOT NULL, ts INTEGER NOT NULL,"
+    "  pool TEXT NOT NULL, type TEXT NOT NULL, amount INTEGER NOT NULL,"
+    "  expires_at INTEGER, reference TEXT,"
+    "  file_id INTEGER NOT NULL, line INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, txn_id));"
+    "CREATE TABLE deployments("
+    "  account_id TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL,"
+    "  category TEXT NOT NULL, action TEXT NOT NULL, resource_id TEXT NOT NULL,"
+    "  resource_name TEXT, owner TEXT,"
+    "  deployment_id TEXT NOT NULL,"     /* defaulted to resource_id at ingest */
+    "  deployment_name TEXT, deployment_type TEXT, hardware TEXT,"
+    "  units INTEGER, replicas INTEGER, model_type TEXT, language TEXT,"
+    "  language_version TEXT, endpoint TEXT,"
+    "  file_id INTEGER NOT NULL, line INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, event_id));"
+    "CREATE TABLE runs("
+    "  account_id TEXT NOT NULL, event_id TEXT NOT NULL, ts INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL, resource_id TEXT NOT NULL, resource_name TEXT,"
+    "  owner TEXT, outcome TEXT,"
+    "  file_id INTEGER NOT NULL, line INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX runs_by_id ON runs(account_id, event_id);"
+    "CREATE INDEX runs_by_time ON runs(account_id, ts);"
+    "CREATE TABLE rejects("
+    "  id INTEGER PRIMARY KEY, bundle TEXT NOT NULL, file TEXT NOT NULL,"
+    "  line INTEGER,"                    /* NULL for bundle-level rejects */
+    "  reason TEXT NOT NULL, raw BLOB);"
+    "CREATE TABLE rates("
+    "  hardware TEXT NOT NULL, category TEXT NOT NULL, description TEXT,"
+    "  vcpu TEXT, memory_gb TEXT,"       /* as written in the card, for display */
+    "  credits_per_hour INTEGER NOT NULL, effective_from INTEGER NOT NULL,"
+    "  effective_to INTEGER, line INTEGER NOT NULL);"
+    "CREATE TABLE state(key TEXT PRIMARY KEY, value INTEGER);"
+
+    /* reconcile results; statements cover every cycle up to the as-of */
+    "CREATE TABLE statements("
+    "  account_id TEXT NOT NULL, pool TEXT NOT NULL,"
+    "  cycle_start INTEGER NOT NULL, cycle_end INTEGER NOT NULL," /* days */
+    "  state TEXT NOT NULL,"
+    "  opening INTEGER NOT NULL, granted INTEGER NOT NULL, used INTEGER NOT NULL,"
+    "  used_models INTEGER NOT NULL, used_finetune INTEGER NOT NULL,"
+    "  used_guardrails INTEGER NOT NULL, used_scripts INTEGER NOT NULL,"
+    "  used_ocr INTEGER NOT NULL, used_browser INTEGER NOT NULL,"
+    "  used_runs INTEGER NOT NULL, adjusted INTEGER NOT NULL,"
+    "  expired INTEGER NOT NULL, late INTEGER NOT NULL, closing INTEGER NOT NULL,"
+    "  carried_to_next INTEGER NOT NULL, frozen INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(account_id, pool, cycle_start));"
+    /* day buckets of chargeable usage: hosting/finetune (credits, seconds) and runs */
+    "CREATE TABLE usage_day("
+    "  account_id TEXT NOT NULL, day INTEGER NOT NULL,"
+    "  category TEXT NOT NULL,"          /* model finetune guardrail script ocr browser | agent workflow tool */
+    "  resource_id TEXT NOT NULL, deployment_id TEXT NOT NULL," /* '' for runs */
+    "  credits INTEGER NOT NULL DEFAULT 0, seconds INTEGER NOT NULL DEFAULT 0,"
+    "  runs INTEGER NOT NULL DEFAULT 0,"
+    "  late INTEGER NOT NULL DEFAULT 0,"  /* 1: posted as a late charge */
+    "  frozen INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX usage_by_account ON usage_day(account_id, day);"
+    /* every deployment or fine-tuning job that ever started, at the as-of */
+    "CREATE TABLE deployment_state("
+    "  account_id TEXT NOT NULL, category TEXT NOT NULL," /* finetune for jobs */
+    "  resource_id TEXT NOT NULL, deployment_id TEXT NOT NULL,"
+    "  resource_name TEXT, deployment_name TEXT, deployment_type TEXT, owner TEXT,"
+    "  model_type TEXT, language TEXT, language_version TEXT, endpoint TEXT,"
+    "  hardware TEXT, units INTEGER, replicas INTEGER,"
+    "  status TEXT NOT NULL,"            /* Deployed Undeployed Deleted */
+    "  last_deployed INTEGER, last_updated INTEGER," /* days */
+    "  first_ts INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, category, deployment_id));"
+    /* agents/workflows/tools deployed at least once */
+    "CREATE TABLE runnable_state("
+    "  account_id TEXT NOT NULL, kind TEXT NOT NULL, resource_id TEXT NOT NULL,"
+    "  name TEXT, owner TEXT, status TEXT NOT NULL, last_active INTEGER,"
+    "  PRIMARY KEY(account_id, kind, resource_id));"
+    /* the overview's current-cycle figures at the as-of */
+    "CREATE TABLE account_state("
+    "  account_id TEXT PRIMARY KEY, name TEXT, edition TEXT, admin_email TEXT,"
+    "  as_of INTEGER NOT NULL, cycle_start INTEGER NOT NULL, cycle_end INTEGER NOT NULL,"
+    "  runs_used INTEGER NOT NULL, runs_total INTEGER NOT NULL,"
+    "  runs_remaining INTEGER NOT NULL, credits_used INTEGER NOT NULL,"
+    "  credits_total INTEGER NOT NULL, credits_remaining INTEGER NOT NULL,"
+    "  banner_credits TEXT NOT NULL, banner_runs TEXT NOT NULL,"
+    "  stop_at INTEGER);"                /* latest stop for credits, if any */
+    "CREATE TABLE discrepancies("
+    "  account_id TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER,"
+    "  category TEXT, resource_id TEXT, deployment_id TEXT,"
+    "  credits INTEGER, detail TEXT, frozen INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE actions("
+    "  account_id TEXT NOT NULL, category TEXT NOT NULL, resource_id TEXT NOT NULL,"
+    "  deployment_id TEXT NOT NULL, stop_at INTEGER NOT NULL, message TEXT NOT NULL,"
+    "  frozen INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE crossings("
+    "  account_id TEXT NOT NULL, pool TEXT NOT NULL, cycle_start INTEGER NOT NULL,"
+    "  threshold INTEGER NOT NULL, ts INTEGER NOT NULL, frozen INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(account_id, pool, cycle_start, threshold));"
+    /*
+     * E-mail items.  'key' is the item's natural identity, so recomputing
+     * open cycles never creates an item twice; an item, once created, stays
+     * (it may already have been delivered).  'detail' is JSON with the
+     * figures the templates show.  digest_id is set by notify.
+     */
+    "CREATE TABLE items("
+    "  id INTEGER PRIMARY KEY, account_id TEXT NOT NULL,"
+    "  item TEXT NOT NULL,"              /* threshold negative_balance deployments_stopped script_deployed script_undeployed */
+    "  pool TEXT, threshold INTEGER, ts INTEGER NOT NULL,"
+    "  key TEXT NOT NULL, detail TEXT NOT NULL, digest_id INTEGER,"
+    "  UNIQUE(account_id, key));"
+    "CREATE TABLE digests("
+    "  id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, as_of INTEGER NOT NULL,"
+    "  message_id TEXT NOT NULL, recipient TEXT NOT NULL, message BLOB NOT NULL,"
+    "  handed_off INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE(account_id, as_of));"
+    /*
+     * The last closed cycle of each account, with the rowid high-water marks
+     * of the event tables at the moment it closed: an event above the mark
+     * whose ts is before closed_end arrived late (semantics §8).
+     */
+    "CREATE TABLE closes("
+    "  account_id TEXT PRIMARY KEY, closed_end INTEGER NOT NULL," /* instant */
+    "  credits_mark INTEGER NOT NULL, deployments_mark INTEGER NOT NULL,"
+    "  runs_mark INTEGER NOT NULL);"
+    /* wallet lots at closed_end (txn_id '' holds the debt as a negative remaining) */
+    "CREATE TABLE wallet_snapshot("
+    "  account_id TEXT NOT NULL, pool TEXT NOT NULL, txn_id TEXT NOT NULL,"
+    "  ts INTEGER NOT NULL, expires_at INTEGER, type TEXT NOT NULL,"
+    "  remaining INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, pool, txn_id));",
+};
+#define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+int tly_ledger_error(struct tly_ledger *l, const char *what)
+{
+    return tly_error(TLY_ERR_LEDGER, "ledger '%s': %s: %s", l->path, what,
+                     l->db ? sqlite3_errmsg(l->db) : "not open");
+}
+
+int tly_ledger_exec(struct tly_ledger *l, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(l->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int err = tly_error(TLY_ERR_LEDGER, "ledger '%s': %s", l->path, msg ? msg : "error");
+        sqlite3_free(msg);
+        return err;
+    }
+    return TLY_OK;
+}
+
+static int lock(struct tly_ledger *l)
+{
+    char lockpath[4096];
+    if (snprintf(lockpath, sizeof lockpath, "%s.lock", l->path) >= (int)sizeof lockpath)
+        return tly_error(TLY_ERR_USAGE, "ledger path too long");
+    l->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (l->lock_fd < 0)
+        return tly_error(TLY_ERR_IO, "cannot open '%s': %s", lockpath, strerror(errno));
+    if (flock(l->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            return tly_error(TLY_ERR_LOCKED, "ledger '%s' is locked by another run", l->path);
+        return tly_error(TLY_ERR_IO, "cannot lock '%s': %s", lockpath, strerror(errno));
+    }
+    return TLY_OK;
+}
+
+static int migrate(struct tly_ledger *l)
+{
+    sqlite3_stmt *st;
+    int version, err;
+
+    if ((err = tly_ledger_prepare(l, "PRAGMA user_version", &st)))
+        return err;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return tly_ledger_error(l, "reading the schema version");
+    }
+    version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > NMIGRATIONS)
+        return tly_error(TLY_ERR_LEDGER, "ledger '%s' has schema %d, newer than this tally (%d)",
+                         l->path, version, NMIGRATIONS);
+    for (; version < NMIGRATIONS; version++) {
+        char pragma[64];
+        if ((err = tly_ledger_begin(l)))
+            return err;
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+        if ((err = tly_ledger_exec(l, migrations[version])) || (err = tly_ledger_exec(l, pragma))) {
+            tly_ledger_rollback(l);
+            return err;
+        }
+        if ((err = tly_ledger_commit(l)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out)
+{
+    struct tly_ledger *l;
+    int err;
+
+    *out = NULL;
+    l = tly_calloc(1, sizeof *l);
+    if (!l)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    l->lock_fd = -1;
+    if (!(l->path = tly_strdup(path))) {
+        err = tly_error(TLY_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((flags & TLY_LEDGER_LOCK) && (err = lock(l)))
+        goto fail;
+    if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        err = tly_ledger_error(l, "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(l->db, 5000);
+    if ((err = tly_ledger_exec(l, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                  " PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;"
+                                  " PRAGMA temp_store=FILE;")))
+        goto fail;
+    if ((err = migrate(l)))
+        goto fail;
+    *out = l;
+    return TLY_OK;
+fail:
+    tly_ledger_close(l);
+    return err;
+}
+
+void tly_ledger_close(struct tly_ledger *l)
+{
+    if (!l)
+        return;
+    if (l->db)
+        sqlite3_close(l->db);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd);      /* releases the flock */
+    tly_free(l->path);
+    tly_free(l);
+}
+
+int tly_ledger_begin(struct tly_ledger *l)
+{
+    return tly_ledger_exec(l, "BEGIN IMMEDIATE");
+}
+
+int tly_ledger_commit(struct tly_ledger *l)
+{
+    return tly_ledger_exec(l, "COMMIT");
+}
+
+void tly_ledger_rollback(struct tly_ledger *l)
+{
+    if (l && l->db && !sqlite3_get_autocommit(l->db))
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out)
+{
+    if (sqlite3_prepare_v2(l->db, sql, -1, out, NULL) != SQLITE_OK) {
+        *out = NULL;
+        return tly_ledger_error(l, "preparing a statement");
+    }
+    return TLY_OK;
+}
+
+int tly_ledger_step_done(struct tly_ledger *l, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return tly_ledger_error(l, "writing");
+    return TLY_OK;
+}
+
+int tly_ledger_get_int(struct tly_ledger *l, const char *key, int64_t *value, int *found)
+{
+    sqlite3_stmt *st;
+    int err, rc;
+
+    if ((err = tly_ledger_prepare(l, "SELECT value FROM state WHERE key = ?", &st)))
+        return err;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    if (*found)
+        *value = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return tly_ledger_error(l, "reading state");
+    return TLY_OK;
+}
+
+int tly_ledger_set_int(struct tly_ledger *l, const char *key, int64_t value)
+{
+    sqlite3_stmt *st;
+    int err;
+
+    if ((err = tly_ledger_prepare(l, "INSERT INTO state(key, value) VALUES(?, ?)"
+                                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st)))
+        return err;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, value);
+    err = tly_ledger_step_done(l, st);
+    sqlite3_finalize(st);
+    return err;
+}
+
+int tly_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s, int len)
+{
+    if (!s || len == 0)
+        return sqlite3_bind_null(st, idx);
+    return sqlite3_bind_text(st, idx, s, len, SQLITE_TRANSIENT);
+}

@@ -1,0 +1,54 @@
+/*
+ * ledger.h — the embedded SQLite ledger: open, lock, migrate, transact.
+ *
+ * The ledger is one SQLite file in WAL mode.  Its schema is created and
+ * upgraded by the numbered migrations in ledger.c (PRAGMA user_version);
+ * the tables, and which stage writes each, are described there and in
+ * pipeline/README.md.  Prepared statements only.
+ *
+ * Writers take an exclusive, non-blocking flock() on "<db>.lock" before
+ * opening, so two Tally processes never write one ledger at once: the second
+ * gets TLY_ERR_LOCKED (exit 75) at once.
+ *
+ * Ownership: tly_ledger_open() returns a ledger the caller closes with
+ * tly_ledger_close(), which accepts NULL and a half-opened ledger.
+ */
+#ifndef TLY_LEDGER_H
+#define TLY_LEDGER_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+struct tly_ledger {
+    sqlite3 *db;
+    int lock_fd;            /* -1 when not locked */
+    char *path;
+};
+
+#define TLY_LEDGER_LOCK 1   /* take the writer lock */
+
+/* Opening and closing. */
+int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out);
+void tly_ledger_close(struct tly_ledger *l);
+
+/* Transactions: one per bundle or per stage. */
+int tly_ledger_begin(struct tly_ledger *l);
+int tly_ledger_commit(struct tly_ledger *l);
+void tly_ledger_rollback(struct tly_ledger *l);
+
+/* Statements: prepare (error reported), and step-and-check helpers. */
+int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out);
+int tly_ledger_exec(struct tly_ledger *l, const char *sql);   /* no parameters */
+/* Steps a statement that returns no rows (INSERT/UPDATE/DELETE) and resets it. */
+int tly_ledger_step_done(struct tly_ledger *l, sqlite3_stmt *st);
+/* Reports the current SQLite error as TLY_ERR_LEDGER with 'what'. */
+int tly_ledger_error(struct tly_ledger *l, const char *what);
+
+/* Small key/value state (e.g. "latest_period_end"). */
+int tly_ledger_get_int(struct tly_ledger *l, const char *key, int64_t *value, int *found);
+int tly_ledger_set_int(struct tly_ledger *l, const char *key, int64_t value);
+
+/* Binding text that may be empty: binds NULL for NULL/"" (empty = absent). */
+int tly_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s, int len);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * money.h — micro-credits (spec semantics.md §1).
+ *
+ * Money is int64 micro-credits (1 credit = 1,000,000).  Products that could
+ * overflow 64 bits are formed in __int128 and divided with explicit rounding:
+ * round_half_even for charges, half away from zero for percentages.  No
+ * floating point anywhere.
+ */
+#ifndef TLY_MONEY_H
+#define TLY_MONEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TLY_MICRO 1000000LL
+#define TLY_MONEY_LEN 32            /* formatted amount buffer */
+
+/*
+ * Parses "[-]digits[.digits]" (at most 6 decimals, no exponent, no
+ * separators) into micro-credits.  Fails (returns -1, *why set) when the
+ * text is malformed or |value| > max_micro.
+ */
+int tly_parse_micro(const char *s, size_t len, int64_t max_micro, int64_t *out,
+                    const char **why);
+/* Whole numbers only (units, replicas, runs amounts): 'lo'..'hi'. */
+int tly_parse_int(const char *s, size_t len, int64_t lo, int64_t hi, int64_t *out,
+                  const char **why);
+
+/* round_half_even(num / den), den > 0. */
+int64_t tly_div_half_even(__int128 num, int64_t den);
+/* round half away from zero (num / den), den > 0. */
+int64_t tly_div_half_up(__int128 num, int64_t den);
+
+/* Charge of 's' seconds at 'rate' micro-credits per hour: rhe(rate*s/3600). */
+int64_t tly_charge(int64_t rate_per_hour, int64_t seconds);
+
+/*
+ * Percentage in hundredths: 100 * part / whole, half-up to 2 decimals.
+ * A whole <= 0 gives 10000 when part > 0 (used) else 0 (spec §10); callers
+ * of "remaining" percentages pass used=0 semantics via tly_pct_remaining.
+ */
+int64_t tly_pct_used(int64_t part, int64_t whole);
+int64_t tly_pct_remaining(int64_t part, int64_t whole);
+
+/* Checked arithmetic: return -1 on int64 overflow. */
+int tly_add_checked(int64_t a, int64_t b, int64_t *out);
+
+/* "12.500000", "-0.000063"; "96.80" for hundredths; runs as "301". */
+void tly_format_micro(char *buf, int64_t micro);
+void tly_format_pct(char *buf, int64_t hundredths);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * tally.c — main(): global options, the command table, exit status.
+ *
+ *   tally [--db FILE] [--config FILE] COMMAND [OPTIONS] [ARGS]
+ *
+ * Only this file exits.  Everything below returns an enum tly_err.
+ */
+#include "cmd.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct tly_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv, struct tly_ctx *ctx);
+    unsigned flags;
+    const char *summary;
+} commands[] = {
+    { "balance", cmd_balance, CMD_DB, "explain one account's balance (support)" },
+    { "config",  cmd_config,  0,      "print the effective settings and their sources" },
+    { "ingest",  cmd_ingest,  CMD_DB | CMD_LOCK, "load bundles into the ledger" },
+    { "notify",  cmd_notify,  CMD_DB | CMD_LOCK, "write the notification digests" },
+    { "rates",   cmd_rates,   CMD_DB | CMD_LOCK, "load or replace the rate card" },
+    { "report",  cmd_report,  CMD_DB | CMD_LOCK, "reconcile and write the reports" },
+    { "run",     cmd_run,     CMD_DB | CMD_LOCK, "the nightly run: rates, ingest, reconcile, report, notify" },
+};
+
+static void usage(FILE *f)
+{
+    fputs("usage: tally [--db FILE] [--config FILE] COMMAND [OPTIONS] [ARGS]\n\n"
+          "commands:\n", f);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "    %-9s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n'tally COMMAND --help' describes a command's options.\n"
+          "exit status: 0 done; 3 done, input quarantined; 64 usage; 65 unusable input;\n"
+          "73 cannot write output; 74 I/O error; 75 ledger locked by another run\n", f);
+}
+
+static const struct tly_cmd *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(commands[i].name, name))
+            return &commands[i];
+    return NULL;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            return 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    }
+    return 0;
+}
+
+/* git's run_builtin(): a command's stdout must really reach its destination. */
+static int finish_stdout(void)
+{
+    if (fflush(stdout) || ferror(stdout))
+        return tly_error(TLY_ERR_OUTPUT, "write failure on standard output");
+    return TLY_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct tly_settings settings;
+    struct tly_ctx ctx = { &settings, NULL, NULL };
+    const char *db = NULL, *config = NULL;
+    const struct tly_cmd *cmd;
+    int i, err;
+
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        if ((!strcmp(argv[i], "--db") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
+            *(argv[i][2] == 'd' ? &db : &config) = argv[i + 1];
+            i++;
+        } else if (!strncmp(argv[i], "--db=", 5)) {
+            db = argv[i] + 5;
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            config = argv[i] + 9;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return finish_stdout() ? 74 : 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("tally %s\n", TALLY_VERSION);
+            return finish_stdout() ? 74 : 0;
+        } else {
+            tly_error(TLY_ERR_USAGE, "unknown option '%s'", argv[i]);
+            usage(stderr);
+            return 64;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 64;
+    }
+    cmd = find_command(argv[i]);
+    if (!cmd) {
+        tly_error(TLY_ERR_USAGE, "'%s' is not a tally command", argv[i]);
+        usage(stderr);
+        return 64;
+    }
+    tly_error_set_command(cmd->name);
+    argc -= i;
+    argv += i;
+
+    if ((err = tly_settings_load(&settings, config)))
+        goto out;
+    if (db && (err = tly_settings_set(&settings, "ledger", "db", db, TLY_SRC_OPTION)))
+        goto out;
+    ctx.db_path = settings.db;
+    if ((cmd->flags & CMD_DB) && !wants_help(argc, argv)) {
+        err = tly_ledger_open(ctx.db_path, (cmd->flags & CMD_LOCK) ? TLY_LEDGER_LOCK : 0,
+                              &ctx.ledger);
+        if (err)
+            goto out;
+    }
+    err = cmd->fn(argc, argv, &ctx);
+    err = tly_err_worst(err, finish_stdout());
+out:
+    tly_ledger_close(ctx.ledger);
+    tly_settings_release(&settings);
+    return tly_exit_code(err);
+}

@@ -1,0 +1,97 @@
+/*
+ * test_money.c — micro-credit parsing, rounding and percentages
+ * (spec semantics.md §1, inputs.md "Decimals").
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "money.h"
+
+static int64_t parse(const char *s)
+{
+    int64_t v = -42;
+    const char *why;
+    assert_int_equal(tly_parse_micro(s, strlen(s), 1000000000 * TLY_MICRO, &v, &why), 0);
+    return v;
+}
+
+static void test_decimal_to_micro(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("12.5"), 12500000);
+    assert_int_equal(parse("-0.000063"), -63);
+    assert_int_equal(parse("75"), 75000000);
+    assert_int_equal(parse("1000000000"), 1000000000 * TLY_MICRO);
+}
+
+static void test_decimal_rejects(void **state)
+{
+    static const char *bad[] = { "1.2345678", "1e3", "1,000", "", "-", ".5", "5.", "1000000000.000001", " 1" };
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t v;
+        const char *why = NULL;
+        assert_int_equal(tly_parse_micro(bad[i], strlen(bad[i]), 1000000000 * TLY_MICRO, &v, &why), -1);
+        assert_non_null(why);
+    }
+}
+
+static void test_round_half_even_ties(void **state)
+{
+    (void)state;
+    assert_int_equal(tly_div_half_even(5, 2), 2);     /* 2.5 -> 2 */
+    assert_int_equal(tly_div_half_even(7, 2), 4);     /* 3.5 -> 4 */
+    assert_int_equal(tly_div_half_even(-5, 2), -2);
+    assert_int_equal(tly_div_half_even(-7, 2), -4);
+    assert_int_equal(tly_div_half_even(10, 3), 3);
+    /* spec example: 4,000,000 µ/h for 16,267 s -> 18,074,444.4 -> 18,074,444 */
+    assert_int_equal(tly_charge(4000000, 16267), 18074444);
+    assert_int_equal(tly_charge(50000, 16267), 225931);
+    /* 125,000 µ/h for 68,801 s = 2,388,923.6 -> 2,388,924 */
+    assert_int_equal(tly_charge(125000, 68801), 2388924);
+}
+
+static void test_pct_half_up(void **state)
+{
+    (void)state;
+    assert_int_equal(tly_pct_used(12899, 13325), 9680);
+    assert_int_equal(tly_pct_used(301, 10000), 301);
+    assert_int_equal(tly_pct_used(212160000, 300000000), 7072);
+    assert_int_equal(tly_pct_used(52400000, 75000000), 6987);
+    assert_int_equal(tly_pct_used(5, 0), 10000);
+    assert_int_equal(tly_pct_used(0, 0), 0);
+    assert_int_equal(tly_pct_remaining(5, -3), 0);
+    assert_int_equal(tly_pct_used(1, 8), 1250);      /* 12.5 exactly */
+    assert_int_equal(tly_pct_used(1, 80000), 0);     /* 0.00125 -> 0.00 */
+    assert_int_equal(tly_pct_used(1, 20000), 1);     /* 0.005 -> 0.01 (half up) */
+    assert_int_equal(tly_pct_remaining(-1, 20000), -1);  /* away from zero */
+}
+
+static void test_format(void **state)
+{
+    char buf[TLY_MONEY_LEN];
+    (void)state;
+    tly_format_micro(buf, -63);
+    assert_string_equal(buf, "-0.000063");
+    tly_format_micro(buf, 12500000);
+    assert_string_equal(buf, "12.500000");
+    tly_format_pct(buf, 9680);
+    assert_string_equal(buf, "96.80");
+    tly_format_pct(buf, 5);
+    assert_string_equal(buf, "0.05");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decimal_to_micro),
+        cmocka_unit_test(test_decimal_rejects),
+        cmocka_unit_test(test_round_half_even_ties),
+        cmocka_unit_test(test_pct_half_up),
+        cmocka_unit_test(test_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
