@@ -168,6 +168,11 @@ static const char *const migrations[] = {
     "  account_id TEXT PRIMARY KEY, closed_end INTEGER NOT NULL," /* instant */
     "  credits_mark INTEGER NOT NULL, deployments_mark INTEGER NOT NULL,"
     "  runs_mark INTEGER NOT NULL);"
+    /* every grant's lot at the as-of, for `tally balance` (rewritten by reconcile) */
+    "CREATE TABLE lots("
+    "  account_id TEXT NOT NULL, pool TEXT NOT NULL, txn_id TEXT NOT NULL,"
+    "  ts INTEGER NOT NULL, expires_at INTEGER, type TEXT NOT NULL,"
+    "  remaining INTEGER NOT NULL);"
     /* wallet lots at closed_end (txn_id '' holds the debt as a negative remaining) */
     "CREATE TABLE wallet_snapshot("
     "  account_id TEXT NOT NULL, pool TEXT NOT NULL, txn_id TEXT NOT NULL,"

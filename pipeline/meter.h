@@ -1,0 +1,67 @@
+/*
+ * meter.h — hosting metering (spec semantics.md §2).
+ *
+ * The rate card in memory, price lookups and segment cutting.  A running
+ * deployment's time is cut into segments at its own lifecycle instants, every
+ * UTC midnight, every effective_from/effective_to of its hardware, the as-of
+ * and a stop for credits; a segment of s seconds at r micro-credits per hour
+ * costs round_half_even(r × s / 3600), and inside a segment started at a the
+ * charge accrued by t is round_half_even(r × (t − a) / 3600).
+ *
+ * Ownership: tly_card_load() fills a card the caller frees with
+ * tly_card_release(); hardware pointers returned by tly_card_find() are owned
+ * by the card.
+ */
+#ifndef TLY_METER_H
+#define TLY_METER_H
+
+#include <stdint.h>
+
+#include "ledger.h"
+
+#define TLY_UNPRICED (-1)
+
+struct tly_price {
+    int64_t from, to;               /* [from, to); to = INT64_MAX when open */
+    int64_t per_hour;               /* micro-credits for one unit for one hour */
+    char *category, *description, *vcpu, *memory_gb;
+};
+
+struct tly_hardware {
+    char *id;
+    struct tly_price *prices;       /* sorted by from, non-overlapping */
+    int nprices;
+};
+
+struct tly_card {
+    struct tly_hardware *hw;        /* sorted by id */
+    int nhw;
+};
+
+/* Loading and lookup. */
+int tly_card_load(struct tly_ledger *l, struct tly_card *card);
+void tly_card_release(struct tly_card *card);
+const struct tly_hardware *tly_card_find(const struct tly_card *card, const char *id);
+
+/* The price row in force at t, or NULL (unpriced). */
+const struct tly_price *tly_price_at(const struct tly_hardware *hw, int64_t t);
+/* The first instant after t at which a segment must be cut: midnight or a price bound. */
+int64_t tly_next_cut(const struct tly_hardware *hw, int64_t t);
+/* The rate-card category of a hardware (the row in force at t, else its first). */
+const char *tly_hardware_category(const struct tly_hardware *hw, int64_t t);
+
+/* A segment's accrued charge at t (semantics §2 accrual formula). */
+int64_t tly_accrued(int64_t rate_per_hour, int64_t seg_start, int64_t t);
+
+
+/*
+ * Meters [from, to) at 'mult' × the hardware's price (units × replicas),
+ * cutting at midnights and price bounds, and calls 'fn' for every segment
+ * with its charge, or TLY_UNPRICED where the card has no price.  Used where
+ * time is metered without charging it: overruns, late-data comparisons.
+ */
+typedef void (*tly_segment_fn)(void *ctx, int64_t from, int64_t to, int64_t charge);
+void tly_meter_span(const struct tly_hardware *hw, int64_t mult, int64_t from, int64_t to,
+                    tly_segment_fn fn, void *ctx);
+
+#endif

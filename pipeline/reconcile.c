@@ -1,0 +1,1130 @@
+/*
+ * reconcile.c — the reconcile stage's driver: per account, load, replay, write.
+ *
+ * For each account: its settings, the frozen state of its last closed cycle
+ * (wallet snapshot, close marks), its events, then
+ *
+ *   1. closed time is replayed for the lifecycle only (sim_replay_closed),
+ *      metering deployments with late events so what they add can be posted
+ *      as late charges (semantics §8);
+ *   2. open time is simulated from the frozen opening (sim_run);
+ *   3. overruns are metered from the stops (enforce_overruns);
+ *   4. the results are written; rows of cycles that closed in this run are
+ *      written frozen.
+ */
+#include "reconcile.h"
+#include "alloc.h"
+#include "error.h"
+#include "money.h"
+#include "sim.h"
+#include "timeutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ statements */
+
+enum q {
+    Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_LATE_RUNS,
+    Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
+    Q_RUN_NAME,
+    W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
+    W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
+};
+
+static const char *const sql[NQ] = {
+    [Q_ACCOUNTS] = "SELECT account_id FROM accounts UNION SELECT account_id FROM credits"
+                   " UNION SELECT account_id FROM deployments UNION SELECT account_id FROM runs"
+                   " ORDER BY 1",
+    [Q_ACCOUNT] = "SELECT name, edition, admin_email, cycle_anchor, negative_limit, low_threshold"
+                  " FROM accounts WHERE account_id = ?1",
+    [Q_CLOSE] = "SELECT closed_end, credits_mark, deployments_mark, runs_mark FROM closes"
+                " WHERE account_id = ?1",
+    [Q_SNAPSHOT] = "SELECT pool, txn_id, ts, expires_at, type, remaining FROM wallet_snapshot"
+                   " WHERE account_id = ?1 ORDER BY pool, txn_id",
+    [Q_DEVS] = "SELECT ts, rowid, event_id, category, action, resource_id, resource_name, owner,"
+               " deployment_id, deployment_name, deployment_type, hardware, units, replicas,"
+               " model_type, language, language_version, endpoint FROM deployments"
+               " WHERE account_id = ?1 AND ts < ?2 ORDER BY ts, event_id",
+    [Q_CREDITS] = "SELECT ts, txn_id, pool, type, amount, expires_at FROM credits"
+                  " WHERE account_id = ?1 AND ts < ?2 AND (ts >= ?3 OR rowid > ?4)"
+                  " ORDER BY ts, txn_id",
+    [Q_RUNS] = "SELECT ts, event_id, kind, resource_id, resource_name FROM runs"
+               " WHERE account_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, event_id",
+    [Q_LATE_RUNS] = "SELECT ts, kind, resource_id FROM runs"
+                    " WHERE account_id = ?1 AND rowid > ?2 AND ts < ?3 ORDER BY ts, event_id",
+    [Q_FIRST_RUN] = "SELECT MIN(ts) FROM runs WHERE account_id = ?1 AND ts < ?2",
+    [Q_FROZEN_STOPS] = "SELECT category, deployment_id, stop_at FROM actions"
+                       " WHERE account_id = ?1 AND frozen = 1 ORDER BY stop_at, category, deployment_id",
+    [Q_FROZEN_USAGE] = "SELECT COALESCE(SUM(credits), 0), COALESCE(SUM(seconds), 0) FROM usage_day"
+                       " WHERE account_id = ?1 AND frozen = 1 AND day = ?2 AND category = ?3"
+                       " AND deployment_id = ?4",
+    [Q_FREE_EXPIRED] = "SELECT EXISTS(SELECT 1 FROM credits WHERE account_id = ?1 AND pool = ?2"
+                       "   AND type = 'free' AND ts < ?3 AND expires_at <= ?3)"
+                       " AND NOT EXISTS(SELECT 1 FROM credits WHERE account_id = ?1 AND pool = ?2"
+                       "   AND type IN ('grant', 'topup') AND ts < ?3"
+                       "   AND (expires_at IS NULL OR expires_at > ?3))",
+    [Q_COUNT_RUNS] = "SELECT COUNT(*), MIN(ts) FROM runs WHERE account_id = ?1 AND ts < ?2",
+    [Q_LAST_RUN_DAY] = "SELECT MAX(day) FROM usage_day WHERE account_id = ?1 AND category = ?2"
+                       " AND resource_id = ?3 AND runs > 0",
+    [Q_RUN_NAME] = "SELECT resource_name FROM runs WHERE account_id = ?1 AND kind = ?2"
+                   " AND resource_id = ?3 AND resource_name IS NOT NULL AND ts < ?4"
+                   " ORDER BY ts DESC, event_id DESC LIMIT 1",
+    [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
+                    " opening, granted, used, used_models, used_finetune, used_guardrails,"
+                    " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
+                    " closing, carried_to_next, frozen)"
+                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+    [W_USAGE] = "INSERT INTO usage_day(account_id, day, category, resource_id, deployment_id,"
+                " credits, seconds, runs, late, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [W_DISC] = "INSERT INTO discrepancies(account_id, kind, ts, category, resource_id,"
+               " deployment_id, credits, detail, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    [W_ACTION] = "INSERT INTO actions(account_id, category, resource_id, deployment_id, stop_at,"
+                 " message, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [W_CROSSING] = "INSERT OR REPLACE INTO crossings(account_id, pool, cycle_start, threshold, ts, frozen)"
+                   " VALUES(?1,?2,?3,?4,?5,?6)",
+    [W_ITEM] = "INSERT OR IGNORE INTO items(account_id, item, pool, threshold, ts, key, detail)"
+               " VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [W_DEP_STATE] = "INSERT OR REPLACE INTO deployment_state(account_id, category, resource_id,"
+                    " deployment_id, resource_name, deployment_name, deployment_type, owner,"
+                    " model_type, language, language_version, endpoint, hardware, units, replicas,"
+                    " status, last_deployed, last_updated, first_ts)"
+                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+    [W_RUNNABLE_STATE] = "INSERT OR REPLACE INTO runnable_state(account_id, kind, resource_id, name,"
+                         " owner, status, last_active) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [W_ACCOUNT_STATE] = "INSERT OR REPLACE INTO account_state(account_id, name, edition, admin_email,"
+                        " as_of, cycle_start, cycle_end, runs_used, runs_total, runs_remaining,"
+                        " credits_used, credits_total, credits_remaining, banner_credits,"
+                        " banner_runs, stop_at)"
+                        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+    [W_SNAP_CLEAR] = "DELETE FROM wallet_snapshot WHERE account_id = ?1",
+    [W_SNAP] = "INSERT INTO wallet_snapshot(account_id, pool, txn_id, ts, expires_at, type, remaining)"
+               " VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [W_LOT] = "INSERT INTO lots(account_id, pool, txn_id, ts, expires_at, type, remaining)"
+              " VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [W_CLOSE] = ""INSERT OR REPLACE INTO closes(account_id, closed_end, credits_mark,"
+                " deployments_mark, runs_mark) VALUES(?1,?2,?3,?4,?5)",
+};
+
+struct disc {
+    const char *kind;
+    int64_t ts, credits, post_ts;
+    int has_credits;
+    char *category, *resource_id, *deployment_id, *detail;
+};
+
+struct crossing {
+    enum pool pool;
+    int threshold;
+    int64_t cycle_start, ts;
+};
+
+/* The writer side of a sim (sim.h's struct sim_out). */
+struct sim_out {
+    struct tly_ledger *l;
+    sqlite3_stmt *q[NQ];
+    const struct tly_reconcile_opts *o;
+    int64_t marks[3];                  /* max rowid of credits, deployments, runs now */
+    struct disc *discs;
+    size_t ndiscs, discs_cap;
+    struct crossing *crossings;
+    size_t ncrossings, crossings_cap;
+    int err;
+};
+
+static const char *const pool_names[NPOOL] = { "credits", "runs" };
+
+static void reset(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static char *col_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? tly_strdup((const char *)t) : NULL;
+}
+
+static int ledger_err(struct sim_out *w, const char *what)
+{
+    return tly_ledger_error(w->l, what);
+}
+
+/* -------------------------------------------------------- sim callbacks */
+
+int sim_discrepancy(struct sim *s, const char *kind, int64_t ts, const char *category,
+                    const char *resource_id, const char *deployment_id, int has_credits,
+                    int64_t credits, const char *detail, int64_t post_ts)
+{
+    struct sim_out *w = s->out;
+    struct disc *d;
+
+    if (tly_grow(&w->discs, &w->discs_cap, w->ndiscs + 1, sizeof *w->discs))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    d = &w->discs[w->ndiscs];
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    d->ts = ts;
+    d->has_credits = has_credits;
+    d->credits = credits;
+    d->post_ts = post_ts;
+    d->category = category ? tly_strdup(category) : NULL;
+    d->resource_id = resource_id ? tly_strdup(resource_id) : NULL;
+    d->deployment_id = deployment_id ? tly_strdup(deployment_id) : NULL;
+    d->detail = detail ? tly_strdup(detail) : NULL;
+    w->ndiscs++;
+    if ((category && !d->category) || (resource_id && !d->resource_id) ||
+        (deployment_id && !d->deployment_id) || (detail && !d->detail))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    return TLY_OK;
+}
+
+int sim_action(struct sim *s, const struct dep *d, int64_t at)
+{
+    (void)s;
+    (void)d;
+    (void)at;
+    return TLY_OK;                      /* actions are written from s->stops */
+}
+
+int sim_crossing(struct sim *s, enum pool pool, int threshold, int64_t ts)
+{
+    struct sim_out *w = s->out;
+    if (tly_grow(&w->crossings, &w->crossings_cap, w->ncrossings + 1, sizeof *w->crossings))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    w->crossings[w->ncrossings++] = (struct crossing){ pool, threshold, s->stmt[pool].cycle_start, ts };
+    return TLY_OK;
+}
+
+int sim_item(struct sim *s, const char *item, const char *pool, int threshold, int64_t ts,
+             const char *key, void *detail)
+{
+    sqlite3_stmt *st = s->out->q[W_ITEM];
+    char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
+    int err;
+
+    json_decref(detail);
+    if (!text)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, item, -1, SQLITE_STATIC);
+    tly_bind_text_or_null(st, 3, pool, pool ? -1 : 0);
+    if (threshold)
+        sqlite3_bind_int(st, 4, threshold);
+    sqlite3_bind_int64(st, 5, ts);
+    sqlite3_bind_text(st, 6, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, text, -1, SQLITE_STATIC);
+    err = tly_ledger_step_done(s->out->l, st);
+    sqlite3_clear_bindings(st);
+    free(text);
+    return err;
+}
+
+/* Writes the wallet's lots (and debt as the pseudo-lot '') with statement 'st'. */
+static int write_lots(struct sim *s, sqlite3_stmt *st, int keep_empty)
+{
+    struct sim_out *w = s->out;
+    int err;
+
+    for (int p = 0; p < NPOOL; p++) {
+        const struct tly_wallet *wl = &s->wallet[p];
+        for (size_t i = 0; i <= wl->nlots; i++) {
+            /* the last pseudo-lot '' carries the debt as a negative remaining */
+            const struct tly_lot *lot = i < wl->nlots ? &wl->lots[i] : NULL;
+            if (lot ? lot->remaining <= 0 && !keep_empty : wl->debt == 0)
+                continue;
+            sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, pool_names[p], -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, lot ? lot->txn_id : "", -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, lot ? lot->ts : 0);
+            if (lot && lot->expires_at != TLY_NEVER)
+                sqlite3_bind_int64(st, 5, lot->expires_at);
+            else
+                sqlite3_bind_null(st, 5);
+            sqlite3_bind_text(st, 6, lot ? lot->type : "debt", -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 7, lot ? lot->remaining : -wl->debt);
+            if ((err = tly_ledger_step_done(w->l, st)))
+                return err;
+        }
+    }
+    return TLY_OK;
+}
+
+int sim_snapshot(struct sim *s, int64_t closed_end)
+{
+    int err;
+    (void)closed_end;
+    sqlite3_bind_text(s->out->q[W_SNAP_CLEAR], 1, s->account_id, -1, SQLITE_STATIC);
+    if ((err = tly_ledger_step_done(s->out->l, s->out->q[W_SNAP_CLEAR])))
+        return err;
+    return write_lots(s, s->out->q[W_SNAP], 0);
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static int load_snapshot(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_SNAPSHOT];
+    int rc, err = TLY_OK;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && !err) {
+        enum pool p = strcmp((const char *)sqlite3_column_text(st, 0), "runs") ? POOL_CREDITS : POOL_RUNS;
+        const char *txn = (const char *)sqlite3_column_text(st, 1);
+        int64_t remaining = sqlite3_column_int64(st, 5);
+        if (!*txn) {
+            s->wallet[p].debt = -remaining;
+            continue;
+        }
+        err = tly_wallet_grant(&s->wallet[p], txn, (const char *)sqlite3_column_text(st, 4),
+                               sqlite3_column_int64(st, 2),
+                               sqlite3_column_type(st, 3) == SQLITE_NULL ? TLY_NEVER
+                                                                         : sqlite3_column_int64(st, 3),
+                               remaining);
+    }
+    reset(st);
+    if (!err && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return ledger_err(s->out, "reading the wallet snapshot");
+    return err;
+}
+
+static int64_t opt_int(sqlite3_stmt *st, int col)
+{
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, col);
+}
+
+static int load_devs(struct sim *s, int64_t dmark)
+{
+    sqlite3_stmt *st = s->out->q[Q_DEVS];
+    size_t cap = 0;
+    int rc;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->as_of);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct dep_event *e;
+        if (tly_grow(&s->devs, &cap, s->ndevs + 1, sizeof *s->devs))
+            goto nomem;
+        e = &s->devs[s->ndevs++];
+        memset(e, 0, sizeof *e);
+        e->ts = sqlite3_column_int64(st, 0);
+        e->late = dmark >= 0 && sqlite3_column_int64(st, 1) > dmark && e->ts < s->open_start;
+#define DUP(f, c) if (sqlite3_column_type(st, c) != SQLITE_NULL && !(e->f = col_dup(st, c))) goto nomem
+        DUP(event_id, 2); DUP(category, 3); DUP(action, 4); DUP(resource_id, 5);
+        DUP(resource_name, 6); DUP(owner, 7); DUP(deployment_id, 8); DUP(deployment_name, 9);
+        DUP(deployment_type, 10); DUP(hardware, 11); DUP(model_type, 14); DUP(language, 15);
+        DUP(language_version, 16); DUP(endpoint, 17);
+#undef DUP
+        e->units = opt_int(st, 12);
+        e->replicas = opt_int(st, 13);
+    }
+    reset(st);
+    if (rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading deployments");
+    return TLY_OK;
+nomem:
+    reset(st);
+    return tly_error(TLY_ERR_NOMEM, "out of memory");
+}
+
+static int load_credits(struct sim *s, int64_t cmark)
+{
+    sqlite3_stmt *st = s->out->q[Q_CREDITS];
+    size_t cap = 0;
+    int rc;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->as_of);
+    sqlite3_bind_int64(st, 3, s->open_start);
+    sqlite3_bind_int64(st, 4, cmark);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct credit_event *e;
+        if (tly_grow(&s->cevs, &cap, s->ncevs + 1, sizeof *s->cevs))
+            goto nomem;
+        e = &s->cevs[s->ncevs++];
+        memset(e, 0, sizeof *e);
+        e->ts = sqlite3_column_int64(st, 0);
+        e->pool = strcmp((const char *)sqlite3_column_text(st, 2), "runs") ? POOL_CREDITS : POOL_RUNS;
+        e->amount = sqlite3_column_int64(st, 4);
+        e->expires_at = sqlite3_column_type(st, 5) == SQLITE_NULL ? TLY_NEVER : sqlite3_column_int64(st, 5);
+        if (!(e->txn_id = col_dup(st, 1)) || !(e->type = col_dup(st, 3)))
+            goto nomem;
+    }
+    reset(st);
+    if (rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading credits");
+    return TLY_OK;
+nomem:
+    reset(st);
+    return tly_error(TLY_ERR_NOMEM, "out of memory");
+}
+
+static int load_frozen_stops(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_FROZEN_STOPS];
+    size_t cap = 0;
+    int rc;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *cat = (const char *)sqlite3_column_text(st, 0);
+        const char *dep = (const char *)sqlite3_column_text(st, 1);
+        size_t lc = strlen(cat), ld = strlen(dep);
+        struct frozen_stop *f;
+        if (tly_grow(&s->frozen_stops, &cap, s->nfrozen_stops + 1, sizeof *s->frozen_stops))
+            goto nomem;
+        f = &s->frozen_stops[s->nfrozen_stops];
+        if (!(f->key = tly_malloc(lc + ld + 2)))
+            goto nomem;
+        memcpy(f->key, cat, lc);
+        f->key[lc] = '\x1f';
+        memcpy(f->key + lc + 1, dep, ld + 1);
+        f->at = sqlite3_column_int64(st, 2);
+        s->nfrozen_stops++;
+    }
+    reset(st);
+    if (rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading frozen actions");
+    return TLY_OK;
+nomem:
+    reset(st);
+    return tly_error(TLY_ERR_NOMEM, "out of memory");
+}
+
+/*
+ * What closed time now meters for deployments with late events, less what
+ * their closed cycles already charged (frozen usage, including late charges
+ * posted before): the rest is late (semantics §8).  A negative difference
+ * (a late undeploy) is not refunded: closed cycles never change.
+ */
+static int subtract_frozen_usage(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_FROZEN_USAGE];
+    for (size_t i = 0; i < s->nrows; i++) {
+        struct acc_row *r = &s->rows[i];
+        const struct dep *d;
+        int rc;
+        if (r->kind != ACC_LATE || r->dep < 0)
+            continue;
+        d = &s->deps[r->dep];
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, r->day);
+        sqlite3_bind_text(st, 3, d->category, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, d->deployment_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            r->credits -= sqlite3_column_int64(st, 0);
+            r->seconds -= sqlite3_column_int64(st, 1);
+        }
+        reset(st);
+        if (rc != SQLITE_ROW)
+            return ledger_err(s->out, "reading frozen usage");
+        if (r->credits <= 0)
+            r->kind = NACC;             /* nothing late for that day */
+    }
+    return TLY_OK;
+}
+
+static int load_late_runs(struct sim *s, int64_t rmark)
+{
+    sqlite3_stmt *st = s->out->q[Q_LATE_RUNS];
+    int rc, err = TLY_OK;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, rmark);
+    sqlite3_bind_int64(st, 3, s->open_start);
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct runnable *r = NULL;
+        int idx;
+        char key[600];
+        snprintf(key, sizeof key, "%s\x1f%s", sqlite3_column_text(st, 1), sqlite3_column_text(st, 2));
+        idx = tly_strmap_get(&s->runnable_index, key);
+        if (idx >= 0)
+            r = &s->runnables[idx];
+        if (!r) {
+            /* a runnable first seen in late data: create it through a run-less lookup */
+            err = sim_runnable(s, (const char *)sqlite3_column_text(st, 1),
+                               (const char *)sqlite3_column_text(st, 2), &r);
+            if (err)
+                break;
+        }
+        if (r->chargeable)
+            err = sim_acc(s, ACC_LATE, -1, (int)(r - s->runnables), sqlite3_column_int64(st, 0),
+                          0, 0, 1, 0, s->open_start);
+    }
+    reset(st);
+    if (!err && rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading late runs");
+    return err;
+}
+
+/* -------------------------------------------------------------- writing */
+
+static int is_frozen(const struct sim *s, int64_t post_ts)
+{
+    return post_ts < s->new_closed_end;
+}
+
+static int write_statements(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[W_STATEMENT];
+    int err;
+
+    for (size_t i = 0; i < s->nstmts; i++) {
+        const struct statement *m = &s->stmts[i];
+        enum pool p = (enum pool)(i % NPOOL);
+        int64_t closing = m->opening + m->granted - m->used - m->adjusted - m->expired - m->late;
+        static const enum cat order[] = { CAT_MODEL, CAT_FINETUNE, CAT_GUARDRAIL, CAT_SCRIPT,
+                                          CAT_OCR, CAT_BROWSER };
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, pool_names[p], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, tly_day_of(m->cycle_start));
+        sqlite3_bind_int64(st, 4, tly_day_of(m->cycle_end));
+        sqlite3_bind_text(st, 5, m->closed ? "closed" : "open", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, m->opening);
+        sqlite3_bind_int64(st, 7, m->granted);
+        sqlite3_bind_int64(st, 8, m->used);
+        for (int c = 0; c < NCAT; c++)
+            sqlite3_bind_int64(st, 9 + c, p == POOL_CREDITS ? m->used_cat[order[c]] : 0);
+        sqlite3_bind_int64(st, 15, p == POOL_RUNS ? m->used : 0);
+        sqlite3_bind_int64(st, 16, m->adjusted);
+        sqlite3_bind_int64(st, 17, m->expired);
+        sqlite3_bind_int64(st, 18, m->late);
+        sqlite3_bind_int64(st, 19, closing);
+        sqlite3_bind_int64(st, 20, closing < 0 ? closing : 0);
+        sqlite3_bind_int(st, 21, m->closed);
+        if ((err = tly_ledger_step_done(s->out->l, st)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static const char *row_category(const struct sim *s, const struct acc_row *r)
+{
+    return r->dep >= 0 ? s->deps[r->dep].category : s->runnables[r->runnable].kind;
+}
+
+static int write_usage_row(struct sim *s, const struct acc_row *r)
+{
+    sqlite3_stmt *st = s->out->q[W_USAGE];
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, r->day);
+    sqlite3_bind_text(st, 3, row_category(s, r), -1, SQLITE_STATIC);
+    if (r->dep >= 0) {
+        sqlite3_bind_text(st, 4, s->deps[r->dep].resource_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, s->deps[r->dep].deployment_id, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_text(st, 4, s->runnables[r->runnable].resource_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, "", -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 6, r->credits);
+    sqlite3_bind_int64(st, 7, r->seconds);
+    sqlite3_bind_int64(st, 8, r->count);
+    sqlite3_bind_int(st, 9, r->kind == ACC_LATE);
+    sqlite3_bind_int(st, 10, is_frozen(s, r->post_ts));
+    return tly_ledger_step_done(s->out->l, st);
+}
+
+/* The discrepancy row of a day-bucketed accumulator (semantics §10 "Discrepancy rows"). */
+static int row_discrepancy(struct sim *s, const struct acc_row *r)
+{
+    static const char *const kinds[NACC] = {
+        [ACC_UNPRICED] = "unpriced", [ACC_NOT_CHARGEABLE] = "not_chargeable",
+        [ACC_OVERRUN] = "overrun", [ACC_EXHAUSTED] = "run_while_exhausted",
+        [ACC_LATE] = "late_charge",
+    };
+    const struct dep *d = r->dep >= 0 ? &s->deps[r->dep] : NULL;
+    char detail[256], cycle[TLY_DATE_LEN];
+
+    if (!d) {
+        /* runs: credits empty, detail the number of runs */
+        snprintf(detail, sizeof detail, "%lld", (long long)r->count);
+        return sim_discrepancy(s, kinds[r->kind], r->first_ts, row_category(s, r),
+                               s->runnables[r->runnable].resource_id, NULL, 0, 0, detail, r->post_ts);
+    }
+    switch (r->kind) {
+    case ACC_UNPRICED:
+        snprintf(detail, sizeof detail, "%lld s on hardware '%.64s' with no price",
+                 (long long)r->seconds, d->hardware ? d->hardware : "");
+        break;
+    case ACC_NOT_CHARGEABLE:
+        if (!d->chargeable)
+            snprintf(detail, sizeof detail, "category '%s' is not part of edition '%s'",
+                     d->category, s->edition);
+        else
+            snprintf(detail, sizeof detail, "hardware '%.64s' is priced for category '%s'",
+                     d->hardware ? d->hardware : "", tly_hardware_category(d->hw, r->first_ts));
+        break;
+    case ACC_OVERRUN:
+        snprintf(detail, sizeof detail, "ran %lld s after it was stopped for credits",
+                 (long long)r->seconds);
+        break;
+    default:
+        tly_format_date(cycle, tly_day_of(s->open_start));
+        snprintf(detail, sizeof detail, "late usage posted to the cycle starting %s", cycle);
+        break;
+    }
+    return sim_discrepancy(s, kinds[r->kind], r->first_ts, d->category, d->resource_id,
+                           d->deployment_id, r->kind != ACC_UNPRICED, r->credits, detail, r->post_ts);
+}
+
+static int write_rows(struct sim *s)
+{
+    int err;
+    for (size_t i = 0; i < s->nrows; i++) {
+        const struct acc_row *r = &s->rows[i];
+        if (r->kind == NACC)
+            continue;
+        if ((r->kind == ACC_USAGE || r->kind == ACC_LATE) && (err = write_usage_row(s, r)))
+            return err;
+        if (r->kind != ACC_USAGE && (err = row_discrepancy(s, r)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int write_discrepancies(struct sim *s)
+{
+    struct sim_out *w = s->out;
+    sqlite3_stmt *st = w->q[W_DISC];
+    int err;
+
+    for (size_t i = 0; i < w->ndiscs; i++) {
+        const struct disc *d = &w->discs[i];
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, d->ts);
+        tly_bind_text_or_null(st, 4, d->category, -1);
+        tly_bind_text_or_null(st, 5, d->resource_id, -1);
+        tly_bind_text_or_null(st, 6, d->deployment_id, -1);
+        if (d->has_credits)
+            sqlite3_bind_int64(st, 7, d->credits);
+        else
+            sqlite3_bind_null(st, 7);
+        tly_bind_text_or_null(st, 8, d->detail, -1);
+        /* unknown_account is about no time: always recomputed */
+        sqlite3_bind_int(st, 9, strcmp(d->kind, "unknown_account") && is_frozen(s, d->post_ts));
+        if ((err = tly_ledger_step_done(w->l, st)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int write_actions(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[W_ACTION];
+    int err;
+    for (size_t i = 0; i < s->nstops; i++) {
+        const struct dep *d = &s->deps[s->stops[i].dep];
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, d->resource_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, d->deployment_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, s->stops[i].at);
+        sqlite3_bind_text(st, 6, "You've used all your available credits. Please add more credits"
+                                 " to your account to continue.", -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 7, is_frozen(s, s->stops[i].at));
+        if ((err = tly_ledger_step_done(s->out->l, st)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int write_crossings(struct sim *s)
+{
+    struct sim_out *w = s->out;
+    sqlite3_stmt *st = w->q[W_CROSSING];
+    int err;
+    for (size_t i = 0; i < w->ncrossings; i++) {
+        const struct crossing *c = &w->crossings[i];
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, pool_names[c->pool], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, tly_day_of(c->cycle_start));
+        sqlite3_bind_int(st, 4, c->threshold);
+        sqlite3_bind_int64(st, 5, c->ts);
+        sqlite3_bind_int(st, 6, is_frozen(s, c->ts));
+        if ((err = tly_ledger_step_done(w->l, st)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+/*
+ * outputs.md "Where each tab column comes from": name and owner are the
+ * latest non-empty values in the resource's deployments.csv events.
+ */
+static void resource_names(const struct sim *s, const char *category, const char *resource_id,
+                           const char **name, const char **owner)
+{
+    *name = *owner = NULL;
+    for (size_t i = 0; i < s->ndevs; i++) {
+        const struct dep_event *ev = &s->devs[i];
+        if (strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
+            continue;
+        if (ev->resource_name)
+            *name = ev->resource_name;
+        if (ev->owner)
+            *owner = ev->owner;
+    }
+}
+
+static void bind_opt_day(sqlite3_stmt *st, int col, int64_t day)
+{
+    if (day >= 0)
+        sqlite3_bind_int64(st, col, day);
+    else
+        sqlite3_bind_null(st, col);
+}
+
+static int write_dep_states(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[W_DEP_STATE];
+    int err;
+
+    for (size_t i = 0; i < s->ndeps; i++) {
+        const struct dep *d = &s->deps[i];
+        const char *name, *owner;
+        if (!d->started || !d->chargeable)
+            continue;                   /* not chargeable usage makes no tab row (§10) */
+        resource_names(s, d->is_job ? "model" : d->category, d->resource_id, &name, &owner);
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, d->resource_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, d->deployment_id, -1, SQLITE_STATIC);
+        tly_bind_text_or_null(st, 5, name, -1);
+        tly_bind_text_or_null(st, 6, d->deployment_name, -1);
+        tly_bind_text_or_null(st, 7, d->deployment_type, -1);
+        tly_bind_text_or_null(st, 8, owner, -1);
+        tly_bind_text_or_null(st, 9, d->model_type, -1);
+        tly_bind_text_or_null(st, 10, d->language, -1);
+        tly_bind_text_or_null(st, 11, d->language_version, -1);
+        tly_bind_text_or_null(st, 12, d->endpoint, -1);
+        tly_bind_text_or_null(st, 13, d->hardware, -1);
+        sqlite3_bind_int64(st, 14, d->units);
+        sqlite3_bind_int64(st, 15, d->is_job ? 1 : d->replicas);
+        sqlite3_bind_text(st, 16, d->deleted ? "Deleted" : d->running ? "Deployed" : "Undeployed",
+                          -1, SQLITE_STATIC);
+        bind_opt_day(st, 17, d->last_deployed);
+        bind_opt_day(st, 18, d->last_updated);
+        sqlite3_bind_int64(st, 19, d->first_ts);
+        if ((err = tly_ledger_step_done(s->out->l, st)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int lookup_text(struct sim *s, enum q q, const struct runnable *r, char **out)
+{
+    sqlite3_stmt *st = s->out->q[q];
+    int rc;
+    *out = NULL;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->resource_id, -1, SQLITE_STATIC);
+    if (q == Q_RUN_NAME)
+        sqlite3_bind_int64(st, 4, s->as_of);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL && !(*out = col_dup(st, 0))) {
+        reset(st);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading runs");
+    return TLY_OK;
+}
+
+static int write_runnable_states(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[W_RUNNABLE_STATE];
+    int err;
+
+    for (size_t i = 0; i < s->nrunnables; i++) {
+        struct runnable *r = &s->runnables[i];
+        const char *name, *owner;
+        char *fallback = NULL, *day = NULL;
+        int64_t last = r->last_active;
+        if (!r->deployed || !r->chargeable)
+            continue;                   /* runs tabs list what was deployed at least once */
+        resource_names(s, r->kind, r->resource_id, &name, &owner);
+        if (!name && !r->run_name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
+            return err;
+        if (last < 0) {
+            if ((err = lookup_text(s, Q_LAST_RUN_DAY, r, &day)))
+                return err;
+            last = day ? strtoll(day, NULL, 10) : -1;
+            tly_free(day);
+        }
+        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, r->resource_id, -1, SQLITE_STATIC);
+        tly_bind_text_or_null(st, 4, name ? name : r->run_name ? r->run_name : fallback, -1);
+        tly_bind_text_or_null(st, 5, owner, -1);
+        sqlite3_bind_text(st, 6, r->status, -1, SQLITE_STATIC);
+        bind_opt_day(st, 7, last);
+        err = tly_ledger_step_done(s->out->l, st);
+        tly_free(fallback);
+        if (err)
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int free_expired(struct sim *s, enum pool p, int *yes)
+{
+    sqlite3_stmt *st = s->out->q[Q_FREE_EXPIRED];
+    int rc;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pool_names[p], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, s->as_of);
+    rc = sqlite3_step(st);
+    *yes = rc == SQLITE_ROW && sqlite3_column_int(st, 0);
+    reset(st);
+    return rc == SQLITE_ROW ? TLY_OK : ledger_err(s->out, "reading credits");
+}
+
+static int write_account_state(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[W_ACCOUNT_STATE];
+    char b0[8], b1[8];
+    int fe[NPOOL], err;
+
+    for (int p = 0; p < NPOOL; p++)
+        if ((err = free_expired(s, (enum pool)p, &fe[p])))
+            return err;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, s->edition, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, s->admin_email, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, s->as_of);
+    sqlite3_bind_int64(st, 6, tly_day_of(s->stmt[0].cycle_start));
+    sqlite3_bind_int64(st, 7, tly_day_of(s->stmt[0].cycle_end));
+    for (int p = 0; p < NPOOL; p++) {
+        int col = p == POOL_RUNS ? 8 : 11;
+        sqlite3_bind_int64(st, col, s->stmt[p].used);
+        sqlite3_bind_int64(st, col + 1, s->stmt[p].opening + s->stmt[p].granted);
+        sqlite3_bind_int64(st, col + 2, tly_wallet_balance(&s->wallet[p]));
+    }
+    sqlite3_bind_text(st, 14, thresholds_banner(s, POOL_CREDITS, b0, fe[POOL_CREDITS]), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 15, thresholds_banner(s, POOL_RUNS, b1, fe[POOL_RUNS]), -1, SQLITE_TRANSIENT);
+    if (s->nstops)
+        sqlite3_bind_int64(st, 16, s->stops[s->nstops - 1].at);
+    else
+        sqlite3_bind_null(st, 16);
+    return tly_ledger_step_done(s->out->l, st);
+}
+
+static int write_close(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[W_CLOSE];
+    if (!s->new_closed_end)
+        return TLY_OK;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->new_closed_end);
+    for (int i = 0; i < 3; i++)
+        sqlite3_bind_int64(st, 3 + i, s->out->marks[i]);
+    return tly_ledger_step_done(s->out->l, st);
+}
+
+static int write_results(struct sim *s)
+{
+    int err;
+    if ((err = write_statements(s)) || (err = write_rows(s)) || (err = write_discrepancies(s)) ||
+        (err = write_actions(s)) || (err = write_crossings(s)) || (err = write_dep_states(s)) ||
+        (err = write_runnable_states(s)) || (err = write_account_state(s)) || (err = write_close(s)) ||
+        (err = write_lots(s, s->out->q[W_LOT], 1)))
+        return err;
+    return TLY_OK;
+}
+
+/* ------------------------------------------------------------- accounts */
+
+static void sim_release(struct sim *s)
+{
+    struct sim_out *w = s->out;
+    for (size_t i = 0; i < s->ndevs; i++) {
+        struct dep_event *e = &s->devs[i];
+        char **fields[] = { &e->event_id, &e->category, &e->action, &e->resource_id,
+                            &e->resource_name, &e->owner, &e->deployment_id, &e->deployment_name,
+                            &e->deployment_type, &e->hardware, &e->model_type, &e->language,
+                            &e->language_version, &e->endpoint };
+        for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++)
+            tly_free(*fields[k]);
+    }
+    tly_free(s->devs);
+    for (size_t i = 0; i < s->ncevs; i++) {
+        tly_free(s->cevs[i].txn_id);
+        tly_free(s->cevs[i].type);
+    }
+    tly_free(s->cevs);
+    for (size_t i = 0; i < s->ndeps; i++)
+        tly_free(s->deps[i].key);
+    tly_free(s->deps);
+    tly_strmap_release(&s->dep_index);
+    for (size_t i = 0; i < s->nrunnables; i++) {
+        tly_free(s->runnables[i].map_key);
+        tly_free(s->runnables[i].ids);
+        tly_free(s->runnables[i].run_name);
+    }
+    tly_free(s->runnables);
+    tly_strmap_release(&s->runnable_index);
+    for (size_t i = 0; i < s->ndeleted; i++)
+        tly_free(s->deleted[i]);
+    tly_free(s->deleted);
+    for (size_t i = 0; i < s->nlate_keys; i++)
+        tly_free(s->late_key_store[i]);
+    tly_free(s->late_key_store);
+    tly_strmap_release(&s->late_keys);
+    for (size_t i = 0; i < s->nfrozen_stops; i++)
+        tly_free(s->frozen_stops[i].key);
+    tly_free(s->frozen_stops);
+    for (int p = 0; p < NPOOL; p++)
+        tly_wallet_release(&s->wallet[p]);
+    tly_free(s->stmts);
+    tly_free(s->rows);
+    tly_free(s->stops);
+    tly_free(s->active);
+    for (size_t i = 0; i < w->ndiscs; i++) {
+        tly_free(w->discs[i].category);
+        tly_free(w->discs[i].resource_id);
+        tly_free(w->discs[i].deployment_id);
+        tly_free(w->discs[i].detail);
+    }
+    w->ndiscs = 0;
+    w->ncrossings = 0;
+}
+
+static int unknown_account(struct sim_out *w, const char *account_id, int64_t as_of, int *held)
+{
+    sqlite3_stmt *st = w->q[Q_COUNT_RUNS];
+    struct sim s;
+    long long n;
+    int64_t first;
+    char detail[96];
+    int rc, err;
+
+    /* held events: runs are counted with an index range; credits and deployments are few */
+    sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, as_of);
+    rc = sqlite3_step(st);
+    n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    first = rc == SQLITE_ROW && n ? sqlite3_column_int64(st, 1) : INT64_MAX;
+    reset(st);
+    if (rc != SQLITE_ROW)
+        return ledger_err(w, "counting runs");
+    memset(&s, 0, sizeof s);
+    s.account_id = account_id;
+    s.as_of = as_of;
+    s.open_start = INT64_MIN;
+    s.out = w;
+    if ((err = load_devs(&s, -1)) || (err = load_credits(&s, INT64_MAX)))
+        goto out;
+    n += (long long)(s.ndevs + s.ncevs);
+    if (s.ndevs && s.devs[0].ts < first)
+        first = s.devs[0].ts;
+    if (s.ncevs && s.cevs[0].ts < first)
+        first = s.cevs[0].ts;
+    *held = n > 0;
+    if (n) {
+        snprintf(detail, sizeof detail, "%lld events held until the account's row arrives", n);
+        /* spec §10 "Unknown accounts": listed once until its row arrives */
+        if (!(err = sim_discrepancy(&s, "unknown_account", first, NULL, NULL, NULL, 0, 0, detail, first)))
+            err = write_discrepancies(&s);
+    }
+out:
+    sim_release(&s);
+    return err;
+}
+
+static int64_t first_event(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_FIRST_RUN];
+    int64_t first = INT64_MAX;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->as_of);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        first = sqlite3_column_int64(st, 0);
+    reset(st);
+    if (s->ndevs && s->devs[0].ts < first)
+        first = s->devs[0].ts;
+    if (s->ncevs && s->cevs[0].ts < first)
+        first = s->cevs[0].ts;
+    return first;
+}
+
+static int account(struct sim_out *w, const struct tly_card *card, const char *account_id,
+                   struct tly_reconcile_stats *stats)
+{
+    const struct tly_reconcile_opts *o = w->o;
+    sqlite3_stmt *st = w->q[Q_ACCOUNT];
+    static const char *const runnable_of[][2] = {
+        { "gale", "agent" }, { "agent-platform", "tool" }, { "process", "workflow" },
+    };
+    struct sim s;
+    int64_t marks[3] = { -1, -1, -1 }, start, anchor;
+    int rc, err, held = 0;
+
+    sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        reset(st);
+        if (rc != SQLITE_DONE)
+            return ledger_err(w, "reading accounts");
+        err = unknown_account(w, account_id, o->as_of, &held);
+        stats->unknown_accounts += held;
+        return err;
+    }
+    memset(&s, 0, sizeof s);
+    s.out = w;
+    s.account_id = account_id;
+    s.card = card;
+    s.as_of = o->as_of;
+    s.grace = o->grace_seconds;
+    s.finetune_min = o->finetune_min;
+    s.close_cycles = o->close_cycles;
+    s.name = (const char *)sqlite3_column_text(st, 0);
+    s.edition = (const char *)sqlite3_column_text(st, 1);
+    s.admin_email = (const char *)sqlite3_column_text(st, 2);
+    anchor = sqlite3_column_int64(st, 3);
+    s.negative_limit = sqlite3_column_int64(st, 4);
+    s.low_threshold = sqlite3_column_int64(st, 5);
+    {
+        int64_t y;
+        unsigned m, d;
+        tly_civil_from_days(anchor, &y, &m, &d);
+        s.anchor_day = d;
+    }
+    s.runnable_kind = "agent";
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(s.edition, runnable_of[i][0]))
+            s.runnable_kind = runnable_of[i][1];
+    for (int p = 0; p < NPOOL; p++)
+        tly_wallet_init(&s.wallet[p]);
+    s.open_start = INT64_MIN;
+
+    /* the frozen state of the last closed cycle */
+    sqlite3_bind_text(w->q[Q_CLOSE], 1, account_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(w->q[Q_CLOSE]);
+    if (rc == SQLITE_ROW) {
+        s.open_start = sqlite3_column_int64(w->q[Q_CLOSE], 0);
+        for (int i = 0; i < 3; i++)
+            marks[i] = sqlite3_column_int64(w->q[Q_CLOSE], 1 + i);
+    }
+    reset(w->q[Q_CLOSE]);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = ledger_err(w, "reading closes");
+        goto out;
+    }
+    if ((err = load_devs(&s, marks[1])) ||
+        (err = load_credits(&s, marks[0] >= 0 ? marks[0] : INT64_MAX)))
+        goto out;
+    if (marks[0] >= 0) {
+        if ((err = load_snapshot(&s)) || (err = load_frozen_stops(&s)) ||
+            (err = sim_replay_closed(&s)) || (err = subtract_frozen_usage(&s)) ||
+            (err = load_late_runs(&s, marks[2])))
+            goto out;
+        start = s.open_start;
+    } else {
+        int64_t first = first_event(&s);
+        int64_t day = tly_day_of(first != INT64_MAX ? first : o->as_of - 1);
+        start = tly_cycle_containing(s.anchor_day, day) * TLY_DAY_SECONDS;
+    }
+    sqlite3_bind_text(w->q[Q_RUNS], 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(w->q[Q_RUNS], 2, start);
+    sqlite3_bind_int64(w->q[Q_RUNS], 3, o->as_of);
+    s.runs = w->q[Q_RUNS];
+    err = sim_run(&s, start);
+    reset(w->q[Q_RUNS]);
+    if (err || (err = enforce_overruns(&s)))
+        goto out;
+    if (s.overflow) {
+        err = tly_error(TLY_ERR_INPUT, "account '%s': a credit sum overflowed 64 bits", account_id);
+        goto out;
+    }
+    if ((err = write_results(&s)))
+        goto out;
+    stats->accounts++;
+    for (size_t i = 0; i < s.nstmts; i += NPOOL)
+        stats->cycles_closed += s.stmts[i].closed;
+out:
+    reset(st);
+    sim_release(&s);
+    return err;
+}
+
+/* ---------------------------------------------------------------- stage */
+
+static int max_rowid(struct tly_ledger *l, const char *table, int64_t *out)
+{
+    char q[96];
+    sqlite3_stmt *st;
+    int err;
+    snprintf(q, sizeof q, "SELECT COALESCE(MAX(rowid), 0) FROM %s", table);
+    if ((err = tly_ledger_prepare(l, q, &st)))
+        return err;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return tly_ledger_error(l, "reading row marks");
+    }
+    *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return TLY_OK;
+}
+
+int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
+                  struct tly_reconcile_stats *stats)
+{
+    struct sim_out w;
+    struct tly_card card;
+    sqlite3_stmt *accounts;
+    int err, rc;
+
+    memset(&w, 0, sizeof w);
+    memset(stats, 0, sizeof *stats);
+    w.l = l;
+    w.o = o;
+    if ((err = tly_card_load(l, &card)))
+        return err;
+    if ((err = max_rowid(l, "credits", &w.marks[0])) || (err = max_rowid(l, "deployments", &w.marks[1])) ||
+        (err = max_rowid(l, "runs", &w.marks[2])))
+        goto out;
+    /* open time is recomputed; closed cycles' rows (frozen) stay */
+    if ((err = tly_ledger_exec(l,
+            "DELETE FROM statements WHERE frozen = 0; DELETE FROM usage_day WHERE frozen = 0;"
+            " DELETE FROM discrepancies WHERE frozen = 0; DELETE FROM actions WHERE frozen = 0;"
+            " DELETE FROM crossings WHERE frozen = 0; DELETE FROM deployment_state;"
+            " DELETE FROM runnable_state; DELETE FROM account_state; DELETE FROM lots;")))
+        goto out;
+    for (int i = 0; i < NQ; i++)
+        if ((err = tly_ledger_prepare(l, sql[i], &w.q[i])))
+            goto out;
+    accounts = w.q[Q_ACCOUNTS];
+    while ((rc = sqlite3_step(accounts)) == SQLITE_ROW) {
+        char *id = col_dup(accounts, 0);
+        if (!id) {
+            err = tly_error(TLY_ERR_NOMEM, "out of memory");
+            break;
+        }
+        err = account(&w, &card, id, stats);
+        tly_free(id);
+        if (err)
+            break;
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = tly_ledger_error(l, "listing accounts");
+out:
+    for (int i = 0; i < NQ; i++)
+        sqlite3_finalize(w.q[i]);
+    tly_free(w.discs);
+    tly_free(w.crossings);
+    tly_card_release(&card);
+    return err;
+}
+
+int tly_default_as_of(struct tly_ledger *l, int64_t *as_of, int *found)
+{
+    return tly_ledger_get_int(l, "latest_period_end", as_of, found);
+}

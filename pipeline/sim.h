@@ -1,0 +1,220 @@
+/*
+ * sim.h — one account's reconciliation state, shared by the engine's files.
+ *
+ * The engine replays one account at a time (reconcile.c loads its events
+ * and writes its results).  The rules live by spec section:
+ *
+ *   simulate.c    the timeline: instants, segments, wallet, cycles,
+ *                 statements, late data (semantics §2, §3, §4, §8, §10)
+ *   enforce.c     disabled deployments, the fine-tuning minimum, runs
+ *                 exhausted, the negative limit t*, overruns (§6)
+ *   thresholds.c  crossings, banners, e-mail items (§5)
+ *
+ * Nothing here is visible outside the engine: the public entry point is
+ * reconcile.h.
+ */
+#ifndef TLY_SIM_H
+#define TLY_SIM_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "meter.h"
+#include "strmap.h"
+#include "wallet.h"
+
+enum pool { POOL_CREDITS, POOL_RUNS, NPOOL };
+
+/* Statement categories: the used_* columns (semantics §4). */
+enum cat { CAT_MODEL, CAT_FINETUNE, CAT_GUARDRAIL, CAT_SCRIPT, CAT_OCR, CAT_BROWSER, NCAT };
+
+/* Day-bucketed rows the engine writes (usage_day and per-date discrepancies). */
+enum acc_kind {
+    ACC_USAGE,          /* usage_day: chargeable credits + seconds, or runs */
+    ACC_UNPRICED,       /* discrepancy unpriced */
+    ACC_NOT_CHARGEABLE, /* discrepancy not_chargeable */
+    ACC_OVERRUN,        /* discrepancy overrun */
+    ACC_EXHAUSTED,      /* discrepancy run_while_exhausted */
+    ACC_LATE,           /* usage_day late = 1 and discrepancy late_charge */
+    NACC
+};
+
+struct acc_row {
+    enum acc_kind kind;
+    int dep;            /* index into deps, or -1 */
+    int runnable;       /* index into runnables, or -1 */
+    int64_t day, first_ts;
+    int64_t credits, seconds, count;
+    int priced;         /* credits is meaningful (else the cell is empty) */
+    int64_t post_ts;    /* the instant that decides frozen-ness */
+};
+
+struct dep_event {
+    int64_t ts;
+    int late;                     /* arrived after its cycle closed (§8) */
+    char *event_id, *category, *action, *resource_id, *resource_name, *owner;
+    char *deployment_id, *deployment_name, *deployment_type, *hardware;
+    int64_t units, replicas;      /* 0 = absent */
+    char *model_type, *language, *language_version, *endpoint;
+};
+
+struct credit_event {
+    int64_t ts, amount, expires_at;
+    char *txn_id, *type;
+    enum pool pool;
+};
+
+/* A hosting deployment or a fine-tuning job (semantics §10 "keyed by"). */
+struct dep {
+    char *key;                  /* "category\x1fdeployment_id" ("finetune" for jobs) */
+    const char *category;       /* model guardrail script ocr browser finetune */
+    enum cat cat;
+    const char *resource_id, *deployment_id;   /* borrowed from events */
+    int is_job;
+    int chargeable;             /* edition has the category (hardware checked per segment) */
+    /* lifecycle */
+    int started, running, stopped, deleted;
+    int64_t stop_at;
+    const char *hardware;
+    const struct tly_hardware *hw;
+    int64_t units, replicas;
+    /* display (deployment_state) */
+    const char *resource_name, *deployment_name, *deployment_type, *model_type, *language;
+    const char *language_version, *endpoint;
+    int64_t last_deployed, last_updated;        /* days, -1 = never */
+    int64_t first_ts;
+    /* the open segment */
+    int64_t seg_start, seg_end, seg_rate;       /* rate TLY_UNPRICED when no price */
+    int seg_billable;                           /* charged (vs. only metered) */
+    int64_t seg_consumed;
+    /* phase 1: meter closed time for late-data comparison */
+    int late_flag;
+    int last_acc[NACC];
+};
+
+struct runnable {
+    char *map_key;              /* "kind\x1fresource_id", the index's key */
+    char *ids;                  /* "kind\0resource_id": kind and resource_id point here */
+    const char *kind, *resource_id;
+    const char *name, *owner;   /* latest non-empty from deployments, else runs */
+    char *run_name;             /* runs.csv resource_name, owned */
+    int chargeable, deployed, status_set;
+    const char *status;
+    int64_t last_active;        /* day, -1 */
+    int last_acc[NACC];
+};
+
+struct statement {
+    int64_t cycle_start, cycle_end;             /* instants */
+    int64_t opening, granted, used, used_cat[NCAT], adjusted, expired, late;
+    int closed;
+};
+
+struct stop_record {
+    int dep;
+    int64_t at;
+    const struct tly_hardware *hw;  /* what it ran with when stopped */
+    int64_t units, replicas;
+};
+
+/* A stop of a closed cycle (frozen action), applied while replaying closed time. */
+struct frozen_stop {
+    char *key;                  /* dep key: "category\x1fdeployment_id" */
+    int64_t at;
+};
+
+struct sim {
+    /* account */
+    const char *account_id, *edition, *admin_email, *name;
+    unsigned anchor_day;
+    int64_t negative_limit, low_threshold, finetune_min;
+    const char *runnable_kind;                  /* agent tool workflow */
+    const struct tly_card *card;
+    int64_t as_of, grace;
+    int close_cycles;
+    /* timeline */
+    int64_t now, open_start, new_closed_end;
+    int charging;                               /* 0 while replaying closed time */
+    struct tly_wallet wallet[NPOOL];
+    struct statement stmt[NPOOL];
+    struct statement *stmts;                    /* finished cycles of both pools */
+    size_t nstmts, stmts_cap;
+    int crossed[NPOOL][6];                      /* this cycle: 20 50 70 80 90 100 */
+    int64_t crossed_at[NPOOL][6];
+    int negative_raised;                        /* this cycle */
+    /* events */
+    struct dep_event *devs;
+    size_t ndevs;
+    struct credit_event *cevs;
+    size_t ncevs;
+    /* entities */
+    struct dep *deps;
+    size_t ndeps, deps_cap;
+    struct tly_strmap dep_index;
+    struct runnable *runnables;
+    size_t nrunnables, runnables_cap;
+    struct tly_strmap runnable_index;
+    char **deleted;                             /* "category\x1fresource_id" */
+    size_t ndeleted, deleted_cap;
+    int64_t next_cut;                           /* min seg_end of running deps */
+    /* outputs */
+    struct acc_row *rows;
+    size_t nrows, rows_cap;
+    struct stop_record *stops;
+    size_t nstops, stops_cap;
+    struct sim_out *out;                        /* reconcile.c's writer */
+    /* inputs streamed or preloaded by reconcile.c */
+    sqlite3_stmt *runs;                         /* open-time runs, by ts, event_id */
+    int runs_has_row;
+    struct frozen_stop *frozen_stops;           /* stops of closed cycles, by time */
+    size_t nfrozen_stops;
+    struct tly_strmap late_keys;                /* deps with late events (value unused) */
+    char **late_key_store;
+    size_t nlate_keys, late_key_cap;
+    int overflow;                               /* a sum left int64: exit 65 */
+    int *active;                                /* deps with an open segment */
+    size_t nactive, active_cap;
+};
+
+/* Row output, implemented by reconcile.c. */
+int sim_snapshot(struct sim *s, int64_t closed_end);
+int sim_discrepancy(struct sim *s, const char *kind, int64_t ts, const char *category,
+                    const char *resource_id, const char *deployment_id, int has_credits,
+                    int64_t credits, const char *detail, int64_t post_ts);
+int sim_action(struct sim *s, const struct dep *d, int64_t at);
+int sim_crossing(struct sim *s, enum pool pool, int threshold, int64_t ts);
+/* 'detail' is a JSON object; the writer takes ownership of it. */
+int sim_item(struct sim *s, const char *item, const char *pool, int threshold, int64_t ts,
+             const char *key, void *detail);
+
+/* simulate.c */
+int sim_run(struct sim *s, int64_t start);
+int sim_acc(struct sim *s, enum acc_kind kind, int dep, int runnable, int64_t ts,
+            int64_t credits, int64_t seconds, int64_t count, int priced, int64_t post_ts);
+int sim_close_segment(struct sim *s, struct dep *d, int64_t t);
+int64_t sim_balance_at(const struct sim *s, int64_t t);
+int64_t sim_used_at(const struct sim *s, int64_t t);
+int sim_anything_charged_running(const struct sim *s);
+int sim_dep_charged(const struct sim *s, const struct dep *d, int64_t t);
+int64_t sim_dep_multiplier(const struct dep *d);
+int sim_seg_open(const struct sim *s, const struct dep *d);
+const char *sim_dep_key_category(const struct dep_event *ev);
+int sim_replay_closed(struct sim *s);
+int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struct runnable **out);
+
+/* enforce.c */
+int enforce_check_deploy(struct sim *s, const struct dep_event *ev, const struct dep *d);
+int enforce_run(struct sim *s, struct runnable *r, int64_t ts);
+int enforce_stop_all(struct sim *s, int64_t t);
+int64_t enforce_find_stop(const struct sim *s, int64_t lo, int64_t hi);
+int enforce_overruns(struct sim *s);
+int enforce_running_list(const struct sim *s, void *json_array);
+
+/* thresholds.c */
+int thresholds_search(struct sim *s, int64_t lo, int64_t hi);
+int thresholds_check(struct sim *s, int64_t t);
+void thresholds_new_cycle(struct sim *s);
+const char *thresholds_banner(struct sim *s, enum pool pool, char *buf, int free_expired);
+
+#endif

@@ -1,0 +1,945 @@
+/*
+ * simulate.c — one account's timeline (spec semantics.md §2, §3, §4, §8, §10).
+ *
+ * The account is replayed instant by instant.  The instants are every event
+ * (credits, deployments, runs), every expiry, every cycle start, every
+ * segment cut of a running deployment (midnights, price bounds) and the
+ * as-of.  Between two instants nothing happens but hosting accrual, so the
+ * conditions that fall inside (threshold crossings, the first second below
+ * zero, the negative limit t*) are found by binary search on the accrual
+ * formula (enforce.c, thresholds.c).  At an instant t the order of §10 "One
+ * instant" applies: accrual up to t, expiries at t, the cycle starting at t,
+ * then the events at t (credits, deployments, runs, each by id), and only
+ * then are balance(t), used(t) and total(t) judged.
+ */
+#include "sim.h"
+#include "alloc.h"
+#include "error.h"
+#include "money.h"
+#include "timeutil.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const cat_names[NCAT] = {
+    [CAT_MODEL] = "model", [CAT_FINETUNE] = "finetune", [CAT_GUARDRAIL] = "guardrail",
+    [CAT_SCRIPT] = "script", [CAT_OCR] = "ocr", [CAT_BROWSER] = "browser",
+};
+
+/* Sums of money must never wrap (spec inputs.md "Decimals": overflow is exit 65). */
+static void add(struct sim *s, int64_t *sum, int64_t v)
+{
+    if (__builtin_add_overflow(*sum, v, sum))
+        s->overflow = 1;
+}
+
+/* ---------------------------------------------------------------- rows */
+
+/*
+ * Adds to the day-bucketed row of ('kind', owner, day of 'ts').  Rows of one
+ * owner and kind arrive in time order, so merging into the owner's last row
+ * is enough to keep one row per date.
+ */
+int sim_acc(struct sim *s, enum acc_kind kind, int dep, int runnable, int64_t ts,
+            int64_t credits, int64_t seconds, int64_t count, int priced, int64_t post_ts)
+{
+    int *last = dep >= 0 ? &s->deps[dep].last_acc[kind] : &s->runnables[runnable].last_acc[kind];
+    int64_t day = tly_day_of(ts);
+    struct acc_row *r;
+
+    if (*last >= 0 && s->rows[*last].day == day) {
+        r = &s->rows[*last];
+    } else {
+        if (tly_grow(&s->rows, &s->rows_cap, s->nrows + 1, sizeof *s->rows))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        *last = (int)s->nrows;
+        r = &s->rows[s->nrows++];
+        memset(r, 0, sizeof *r);
+        r->kind = kind;
+        r->dep = dep;
+        r->runnable = runnable;
+        r->day = day;
+        r->first_ts = ts;
+        r->post_ts = post_ts;
+    }
+    add(s, &r->credits, credits);
+    r->seconds += seconds;
+    r->count += count;
+    r->priced |= priced;
+    return TLY_OK;
+}
+
+/* ------------------------------------------------------------ segments */
+
+/* spec §10 "Not chargeable": the edition lacks the category, or the hardware is another category's. */
+static int segment_billable(const struct dep *d, int64_t t)
+{
+    const char *hwcat;
+    if (!d->chargeable)
+        return 0;
+    hwcat = tly_hardware_category(d->hw, t);
+    return !hwcat || !strcmp(hwcat, d->is_job ? "model" : d->category);
+}
+
+int64_t sim_dep_multiplier(const struct dep *d)
+{
+    return d->units * (d->is_job ? 1 : d->replicas);
+}
+
+int sim_dep_charged(const struct sim *s, const struct dep *d, int64_t t)
+{
+    (void)s;
+    return d->chargeable && segment_billable(d, t);
+}
+
+/* Fine-tuning jobs are keyed among jobs, deployments by their category (§10). */
+const char *sim_dep_key_category(const struct dep_event *ev)
+{
+    return !strncmp(ev->action, "finetune_", 9) ? "finetune" : ev->category;
+}
+
+static void recompute_next_cut(struct sim *s)
+{
+    s->next_cut = INT64_MAX;
+    for (size_t i = 0; i < s->nactive; i++)
+        if (s->deps[s->active[i]].seg_end < s->next_cut)
+            s->next_cut = s->deps[s->active[i]].seg_end;
+}
+
+static int start_segment(struct sim *s, struct dep *d, int64_t t)
+{
+    const struct tly_price *p;
+    int64_t cut;
+
+    if (!s->charging) {
+        d->seg_start = t;
+        return TLY_OK;
+    }
+    if (t >= s->as_of)
+        return TLY_OK;
+    p = tly_price_at(d->hw, t);
+    cut = tly_next_cut(d->hw, t);
+    d->seg_start = t;
+    d->seg_end = cut < s->as_of ? cut : s->as_of;
+    /* per_hour ≤ 10^10 µ and units × replicas ≤ 10^5: the product fits int64 */
+    d->seg_rate = p ? p->per_hour * sim_dep_multiplier(d) : TLY_UNPRICED;
+    d->seg_billable = segment_billable(d, t);
+    d->seg_consumed = 0;
+    if (tly_grow(&s->active, &s->active_cap, s->nactive + 1, sizeof *s->active))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    s->active[s->nactive++] = (int)(d - s->deps);
+    if (d->seg_end < s->next_cut)
+        s->next_cut = d->seg_end;
+    return TLY_OK;
+}
+
+int sim_seg_open(const struct sim *s, const struct dep *d)
+{
+    for (size_t i = 0; i < s->nactive; i++)
+        if (&s->deps[s->active[i]] == d)
+            return 1;
+    return 0;
+}
+
+struct late_ctx {
+    struct sim *s;
+    int dep;
+    int err;
+};
+
+static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
+{
+    struct late_ctx *c = ctx;
+    if (charge == TLY_UNPRICED || c->err)
+        return;
+    c->err = sim_acc(c->s, ACC_LATE, c->dep, -1, from, charge, to - from, 0, 1, c->s->open_start);
+}
+
+/*
+ * Ends the open segment of 'd' at 't' (accrual up to t is already consumed)
+ * and books it by UTC date: chargeable time as usage, unpriced time and
+ * not-chargeable time as discrepancies.  While replaying closed time the
+ * segment is only metered, for deployments whose late events may change it.
+ */
+int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
+{
+    int idx = (int)(d - s->deps), err = TLY_OK;
+    int64_t charge;
+
+    if (!s->charging) {
+        if (d->late_flag && segment_billable(d, d->seg_start) && t > d->seg_start) {
+            struct late_ctx c = { s, idx, TLY_OK };
+            tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t, late_segment, &c);
+            return c.err;
+        }
+        return TLY_OK;
+    }
+    for (size_t i = 0; i < s->nactive; i++)
+        if (s->active[i] == idx) {
+            s->active[i] = s->active[--s->nactive];
+            break;
+        }
+    if (t > d->seg_start) {
+        int64_t secs = t - d->seg_start;
+        charge = d->seg_rate == TLY_UNPRICED ? 0 : tly_charge(d->seg_rate, secs);
+        if (!d->seg_billable)
+            err = sim_acc(s, ACC_NOT_CHARGEABLE, idx, -1, d->seg_start, charge, secs, 0, 1, d->seg_start);
+        else if (d->seg_rate == TLY_UNPRICED)
+            err = sim_acc(s, ACC_UNPRICED, idx, -1, d->seg_start, 0, secs, 0, 0, d->seg_start);
+        else
+            err = sim_acc(s, ACC_USAGE, idx, -1, d->seg_start, charge, secs, 0, 1, d->seg_start);
+    }
+    recompute_next_cut(s);
+    return err;
+}
+
+/* ------------------------------------------------------------- accrual */
+
+static int64_t pending_at(const struct sim *s, int64_t t)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < s->nactive; i++) {
+        const struct dep *d = &s->deps[s->active[i]];
+        if (d->seg_billable && d->seg_rate != TLY_UNPRICED)
+            sum += tly_charge(d->seg_rate, t - d->seg_start) - d->seg_consumed;
+    }
+    return sum;
+}
+
+int64_t sim_balance_at(const struct sim *s, int64_t t)
+{
+    return tly_wallet_balance(&s->wallet[POOL_CREDITS]) - pending_at(s, t);
+}
+
+int64_t sim_used_at(const struct sim *s, int64_t t)
+{
+    return s->stmt[POOL_CREDITS].used + pending_at(s, t);
+}
+
+static int accruing(const struct sim *s)
+{
+    for (size_t i = 0; i < s->nactive; i++) {
+        const struct dep *d = &s->deps[s->active[i]];
+        if (d->seg_billable && d->seg_rate != TLY_UNPRICED && d->seg_rate > 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Consumes hosting accrued up to 't' (semantics §3: drawn second by second). */
+static void accrue_to(struct sim *s, int64_t t)
+{
+    for (size_t i = 0; i < s->nactive; i++) {
+        struct dep *d = &s->deps[s->active[i]];
+        int64_t a;
+        if (!d->seg_billable || d->seg_rate == TLY_UNPRICED)
+            continue;
+        a = tly_charge(d->seg_rate, t - d->seg_start) - d->seg_consumed;
+        if (!a)
+            continue;
+        d->seg_consumed += a;
+        tly_wallet_draw(&s->wallet[POOL_CREDITS], a);
+        add(s, &s->stmt[POOL_CREDITS].used, a);
+        add(s, &s->stmt[POOL_CREDITS].used_cat[d->cat], a);
+    }
+}
+
+int sim_anything_charged_running(const struct sim *s)
+{
+    for (size_t i = 0; i < s->ndeps; i++) {
+        const struct dep *d = &s->deps[i];
+        if (d->running && d->chargeable && segment_billable(d, s->now))
+            return 1;
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- cycles */
+
+static int64_t cycle_end_of(const struct sim *s, int64_t start)
+{
+    return tly_cycle_next(s->anchor_day, tly_day_of(start)) * TLY_DAY_SECONDS;
+}
+
+static void open_cycle(struct sim *s, int64_t t)
+{
+    for (int p = 0; p < NPOOL; p++) {
+        memset(&s->stmt[p], 0, sizeof s->stmt[p]);
+        s->stmt[p].cycle_start = t;
+        s->stmt[p].cycle_end = cycle_end_of(s, t);
+        /* opening = balance at the start, after expiries at that instant */
+        s->stmt[p].opening = tly_wallet_balance(&s->wallet[p]);
+    }
+    thresholds_new_cycle(s);
+}
+
+/* spec §8: a cycle closes at the first run or report whose as-of is ≥ end + grace. */
+static int finish_cycle(struct sim *s, int64_t end)
+{
+    int closing = s->close_cycles && end + s->grace <= s->as_of;
+    for (int p = 0; p < NPOOL; p++) {
+        if (tly_grow(&s->stmts, &s->stmts_cap, s->nstmts + 1, sizeof *s->stmts))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        s->stmt[p].closed = closing;
+        s->stmts[s->nstmts++] = s->stmt[p];
+    }
+    if (closing) {
+        s->new_closed_end = end;
+        return sim_snapshot(s, end);
+    }
+    return TLY_OK;
+}
+
+/* ------------------------------------------------------------ entities */
+
+static int join_key(char **out, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    *out = tly_malloc(la + lb + 2);
+    if (!*out)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    memcpy(*out, a, la);
+    (*out)[la] = '\x1f';
+    memcpy(*out + la + 1, b, lb + 1);
+    return TLY_OK;
+}
+
+static enum cat cat_of(const char *category)
+{
+    for (int c = 0; c < NCAT; c++)
+        if (!strcmp(cat_names[c], category))
+            return (enum cat)c;
+    return CAT_MODEL;
+}
+
+/* spec README "The three editions": which credit categories each edition charges. */
+static int edition_has(const struct sim *s, const char *category)
+{
+    if (!strcmp(category, "model") || !strcmp(category, "guardrail") || !strcmp(category, "finetune"))
+        return 1;
+    if (!strcmp(category, "script"))
+        return strcmp(s->edition, "gale") != 0;
+    if (!strcmp(category, "ocr") || !strcmp(category, "browser"))
+        return !strcmp(s->edition, "process");
+    return 0;
+}
+
+static struct dep *find_dep(struct sim *s, const char *category, const char *deployment_id,
+                            char **keybuf)
+{
+    int idx;
+    if (join_key(keybuf, category, deployment_id))
+        return NULL;
+    idx = tly_strmap_get(&s->dep_index, *keybuf);
+    return idx >= 0 ? &s->deps[idx] : NULL;
+}
+
+static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_job, struct dep **out)
+{
+    struct dep *d;
+    if (tly_grow(&s->deps, &s->deps_cap, s->ndeps + 1, sizeof *s->deps)) {
+        tly_free(key);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    d = &s->deps[s->ndeps];
+    memset(d, 0, sizeof *d);
+    d->key = key;
+    d->is_job = is_job;
+    d->category = is_job ? "finetune" : ev->category;
+    d->cat = cat_of(d->category);
+    d->resource_id = ev->resource_id;
+    d->deployment_id = ev->deployment_id;
+    d->chargeable = edition_has(s, d->category);
+    d->last_deployed = d->last_updated = -1;
+    d->first_ts = ev->ts;
+    d->late_flag = tly_strmap_get(&s->late_keys, key) >= 0;
+    for (int k = 0; k < NACC; k++)
+        d->last_acc[k] = -1;
+    if (tly_strmap_put(&s->dep_index, key, (int)s->ndeps))
+        return TLY_ERR_NOMEM;
+    s->ndeps++;
+    *out = d;
+    return TLY_OK;
+}
+
+int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struct runnable **out)
+{
+    char *key;
+    size_t lk = strlen(kind), lr = strlen(resource_id);
+    int idx, err;
+    struct runnable *r;
+
+    if ((err = join_key(&key, kind, resource_id)))
+        return err;
+    idx = tly_strmap_get(&s->runnable_index, key);
+    if (idx >= 0) {
+        tly_free(key);
+        *out = &s->runnables[idx];
+        return TLY_OK;
+    }
+    if (tly_grow(&s->runnables, &s->runnables_cap, s->nrunnables + 1, sizeof *s->runnables)) {
+        tly_free(key);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    r = &s->runnables[s->nrunnables];
+    memset(r, 0, sizeof *r);
+    r->map_key = key;
+    if (!(r->ids = tly_malloc(lk + lr + 2))) {
+        tly_free(key);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    memcpy(r->ids, kind, lk + 1);
+    memcpy(r->ids + lk + 1, resource_id, lr + 1);
+    r->kind = r->ids;
+    r->resource_id = r->ids + lk + 1;
+    r->chargeable = !strcmp(kind, s->runnable_kind);
+    r->status = "Undeployed";
+    r->last_active = -1;
+    for (int k = 0; k < NACC; k++)
+        r->last_acc[k] = -1;
+    s->nrunnables++;                    /* owned from here: freed with the sim */
+    if ((err = tly_strmap_put(&s->runnable_index, r->map_key, (int)s->nrunnables - 1)))
+        return err;
+    *out = r;
+    return TLY_OK;
+}
+
+static int resource_deleted(const struct sim *s, const char *category, const char *resource_id)
+{
+    size_t lc = strlen(category);
+    for (size_t i = 0; i < s->ndeleted; i++)
+        if (!strncmp(s->deleted[i], category, lc) && s->deleted[i][lc] == '\x1f' &&
+            !strcmp(s->deleted[i] + lc + 1, resource_id))
+            return 1;
+    return 0;
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+static int odd(struct sim *s, const struct dep_event *ev, const char *why)
+{
+    if (!s->charging)
+        return TLY_OK;
+    return sim_discrepancy(s, "odd_lifecycle", ev->ts, sim_dep_key_category(ev), ev->resource_id,
+                           ev->deployment_id, 0, 0, why, ev->ts);
+}
+
+static void take_params(struct dep *d, const struct dep_event *ev, int first)
+{
+    if (ev->hardware) {
+        d->hardware = ev->hardware;
+    }
+    if (ev->units)
+        d->units = ev->units;
+    else if (first)
+        d->units = 1;
+    if (ev->replicas)
+        d->replicas = ev->replicas;
+    else if (first)
+        d->replicas = 1;
+}
+
+static void take_display(struct dep *d, const struct dep_event *ev)
+{
+#define TAKE(f) if (ev->f) d->f = ev->f
+    TAKE(resource_name);
+    TAKE(deployment_name);
+    TAKE(deployment_type);
+    TAKE(model_type);
+    TAKE(language);
+    TAKE(language_version);
+    TAKE(endpoint);
+#undef TAKE
+}
+
+static int script_item(struct sim *s, const struct dep *d, const struct dep_event *ev, const char *item)
+{
+    char key[256];
+    json_t *j;
+
+    if (!s->charging || d->cat != CAT_SCRIPT || !d->chargeable)
+        return TLY_OK;
+    j = json_pack("{s:s, s:s, s:s?, s:s?}", "resource_id", d->resource_id, "deployment_id",
+                  d->deployment_id, "name", ev->resource_name, "endpoint", d->endpoint);
+    if (!j)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    snprintf(key, sizeof key, "%s:%.200s", item, ev->event_id);
+    return sim_item(s, item, NULL, 0, ev->ts, key, j);
+}
+
+/* deploy / finetune_start: starts a deployment, or acts as scale when it runs (§2 table). */
+static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
+{
+    int err;
+    if (d->running) {
+        if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")))
+            return err;
+        if (s->charging && sim_seg_open(s, d) && (err = sim_close_segment(s, d, ev->ts)))
+            return err;
+        take_params(d, ev, 0);
+        d->hw = tly_card_find(s->card, d->hardware);
+        return start_segment(s, d, ev->ts);
+    }
+    take_params(d, ev, 1);
+    d->hw = tly_card_find(s->card, d->hardware);
+    d->running = d->started = 1;
+    d->stopped = 0;
+    if (!d->is_job)
+        d->last_deployed = tly_day_of(ev->ts);
+    if (s->charging) {
+        if ((err = enforce_check_deploy(s, ev, d)))
+            return err;
+        if (!strcmp(ev->action, "deploy") && (err = script_item(s, d, ev, "script_deployed")))
+            return err;
+    }
+    return start_segment(s, d, ev->ts);
+}
+
+static int on_scale(struct sim *s, struct dep *d, const struct dep_event *ev)
+{
+    int err;
+    if (!d->running) {
+        take_params(d, ev, 0);          /* a stopped one scaling is overrun evidence */
+        d->hw = tly_card_find(s->card, d->hardware);
+        return TLY_OK;
+    }
+    if (s->charging && sim_seg_open(s, d) && (err = sim_close_segment(s, d, ev->ts)))
+        return err;
+    if (!s->charging && (err = sim_close_segment(s, d, ev->ts)))
+        return err;
+    take_params(d, ev, 0);
+    d->hw = tly_card_find(s->card, d->hardware);
+    return start_segment(s, d, ev->ts);
+}
+
+static int end_running(struct sim *s, struct dep *d, int64_t t)
+{
+    int err = TLY_OK;
+    if (d->running && (s->charging ? sim_seg_open(s, d) : 1))
+        err = sim_close_segment(s, d, t);
+    d->running = 0;
+    return err;
+}
+
+static int on_end(struct sim *s, struct dep *d, const struct dep_event *ev)
+{
+    int err;
+    if (!d->running)
+        return TLY_OK;                  /* stopped for credits: overrun evidence */
+    if ((err = end_running(s, d, ev->ts)))
+        return err;
+    if (!strcmp(ev->action, "undeploy"))
+        return script_item(s, d, ev, "script_undeployed");
+    return TLY_OK;
+}
+
+/* spec §10 "Delete": ends every deployment and job of the resource. */
+static int on_delete(struct sim *s, const struct dep_event *ev)
+{
+    char *key;
+    int err;
+
+    if ((err = join_key(&key, ev->category, ev->resource_id)))
+        return err;
+    if (tly_grow(&s->deleted, &s->deleted_cap, s->ndeleted + 1, sizeof *s->deleted)) {
+        tly_free(key);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    s->deleted[s->ndeleted++] = key;
+    for (size_t i = 0; i < s->ndeps; i++) {
+        struct dep *d = &s->deps[i];
+        const char *cat = d->is_job ? "model" : d->category;
+        if (strcmp(cat, ev->category) || strcmp(d->resource_id, ev->resource_id))
+            continue;
+        if ((err = end_running(s, d, ev->ts)))
+            return err;
+        d->deleted = 1;
+        d->last_updated = tly_day_of(ev->ts);
+    }
+    return TLY_OK;
+}
+
+static int runnable_event(struct sim *s, const struct dep_event *ev)
+{
+    struct runnable *r;
+    int err;
+
+    if ((err = sim_runnable(s, ev->category, ev->resource_id, &r)))
+        return err;
+    if (!strcmp(ev->action, "deploy")) {
+        if (r->deployed && !strcmp(r->status, "Deployed") && (err = odd(s, ev, "deploy of a running deployment")))
+            return err;
+        r->deployed = 1;
+        r->status = "Deployed";
+    } else if (!strcmp(ev->action, "undeploy")) {
+        if (strcmp(r->status, "Deployed"))
+            return odd(s, ev, "undeploy of a deployment not running: ignored");
+        r->status = "Undeployed";
+    } else if (!strcmp(ev->action, "delete")) {
+        r->status = "Deleted";
+        return on_delete(s, ev);
+    } else if (!strcmp(ev->action, "scale") && strcmp(r->status, "Deployed")) {
+        return odd(s, ev, "scale of a deployment not running: ignored");
+    }
+    return TLY_OK;
+}
+
+static int is_runnable_category(const char *c)
+{
+    return !strcmp(c, "agent") || !strcmp(c, "workflow") || !strcmp(c, "tool");
+}
+
+static int apply_dep_event(struct sim *s, const struct dep_event *ev)
+{
+    int is_job = !strncmp(ev->action, "finetune_", 9);
+    char *key = NULL;
+    struct dep *d;
+    int err;
+
+    if (resource_deleted(s, ev->category, ev->resource_id))
+        return odd(s, ev, "event after delete of the resource: ignored");
+    if (is_runnable_category(ev->category))
+        return runnable_event(s, ev);
+    if (!strcmp(ev->action, "delete"))
+        return on_delete(s, ev);
+    d = find_dep(s, sim_dep_key_category(ev), ev->deployment_id, &key);
+    if (!key)
+        return TLY_ERR_NOMEM;
+    if (!d) {
+        if (strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start")) {
+            tly_free(key);
+            return odd(s, ev, !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
+                         : !strcmp(ev->action, "finetune_end") ? "finetune_end without start: ignored"
+                         : "undeploy of a deployment not running: ignored");
+        }
+        if ((err = new_dep(s, key, ev, is_job, &d)))
+            return err;
+    } else {
+        tly_free(key);
+    }
+    if (!d->running && !d->stopped && strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start"))
+        return odd(s, ev, !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
+                     : !strcmp(ev->action, "finetune_end") ? "finetune_end without start: ignored"
+                     : "undeploy of a deployment not running: ignored");
+    take_display(d, ev);
+    d->last_updated = tly_day_of(ev->ts);
+    if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start"))
+        return on_start(s, d, ev);
+    if (!strcmp(ev->action, "scale"))
+        return on_scale(s, d, ev);
+    return on_end(s, d, ev);
+}
+
+/* --------------------------------------------------------------- wallet */
+
+static int apply_credit(struct sim *s, const struct credit_event *ev)
+{
+    struct statement *st = &s->stmt[ev->pool];
+    if (!strcmp(ev->type, "adjust") && ev->amount < 0) {
+        /* a negative adjust is a debit at ts: the statement's "adjusted" */
+        tly_wallet_draw(&s->wallet[ev->pool], -ev->amount);
+        add(s, &st->adjusted, -ev->amount);
+        return TLY_OK;
+    }
+    add(s, &st->granted, ev->amount);
+    return tly_wallet_grant(&s->wallet[ev->pool], ev->txn_id, ev->type, ev->ts,
+                            ev->expires_at, ev->amount);
+}
+
+static int apply_run(struct sim *s, int64_t ts, const char *kind, const char *resource_id,
+                     const char *resource_name)
+{
+    struct runnable *r;
+    int err;
+
+    if ((err = sim_runnable(s, kind, resource_id, &r)))
+        return err;
+    if (resource_name && *resource_name && !r->name) {
+        /* runs.csv names a runnable only when deployments.csv never does */
+        char *copy = tly_strdup(resource_name);
+        if (!copy)
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        tly_free(r->run_name);
+        r->run_name = copy;
+    }
+    if (!r->chargeable)
+        return sim_acc(s, ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables), ts, 0, 0, 1, 0, ts);
+    if ((err = enforce_run(s, r, ts)))
+        return err;
+    tly_wallet_draw(&s->wallet[POOL_RUNS], TLY_MICRO);
+    add(s, &s->stmt[POOL_RUNS].used, TLY_MICRO);
+    r->last_active = tly_day_of(ts);
+    return sim_acc(s, ACC_USAGE, -1, (int)(r - s->runnables), ts, 0, 0, 1, 0, ts);
+}
+
+/* -------------------------------------------------------------- the loop */
+
+static int64_t next_run_ts(struct sim *s)
+{
+    return s->runs_has_row ? sqlite3_column_int64(s->runs, 0) : INT64_MAX;
+}
+
+static int step_runs(struct sim *s)
+{
+    int rc = sqlite3_step(s->runs);
+    s->runs_has_row = rc == SQLITE_ROW;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return tly_error(TLY_ERR_LEDGER, "reading runs: %s", sqlite3_errmsg(sqlite3_db_handle(s->runs)));
+    return TLY_OK;
+}
+
+/*
+ * Moves time to 'target' through the accrual-only seconds before it.  When
+ * the negative limit is passed inside, time stops there instead (t*), the
+ * deployments stop and *early is set.
+ */
+static int advance(struct sim *s, int64_t target, int *early)
+{
+    int err;
+    *early = 0;
+    if (target - 1 > s->now && accruing(s)) {
+        int64_t lo = s->now + 1, hi = target - 1, tstar = 0;
+        if (sim_anything_charged_running(s))
+            tstar = enforce_find_stop(s, lo, hi);
+        if (tstar)
+            hi = tstar;
+        if ((err = thresholds_search(s, lo, hi)))
+            return err;
+        if (tstar) {
+            accrue_to(s, tstar);
+            s->now = tstar;
+            *early = 1;
+            return enforce_stop_all(s, tstar);
+        }
+    }
+    accrue_to(s, target);
+    s->now = target;
+    return TLY_OK;
+}
+
+static int cut_segments(struct sim *s, int64_t t)
+{
+    int err;
+    for (size_t i = 0; i < s->nactive;) {
+        struct dep *d = &s->deps[s->active[i]];
+        if (d->seg_end != t) {
+            i++;
+            continue;
+        }
+        if ((err = sim_close_segment(s, d, t)))   /* removes it from active */
+            return err;
+        if (d->running && (err = start_segment(s, d, t)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int events_at(struct sim *s, int64_t t, size_t *ci, size_t *di)
+{
+    int err;
+    while (*ci < s->ncevs && s->cevs[*ci].ts == t)
+        if ((err = apply_credit(s, &s->cevs[(*ci)++])))
+            return err;
+    while (*di < s->ndevs && s->devs[*di].ts == t)
+        if ((err = apply_dep_event(s, &s->devs[(*di)++])))
+            return err;
+    while (next_run_ts(s) == t) {
+        if ((err = apply_run(s, t, (const char *)sqlite3_column_text(s->runs, 2),
+                             (const char *)sqlite3_column_text(s->runs, 3),
+                             (const char *)sqlite3_column_text(s->runs, 4))))
+            return err;
+        if ((err = step_runs(s)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+static int64_t next_instant(struct sim *s, size_t ci, size_t di)
+{
+    int64_t t = s->as_of, x;
+    if (ci < s->ncevs && s->cevs[ci].ts < t)
+        t = s->cevs[ci].ts;
+    if (di < s->ndevs && s->devs[di].ts < t)
+        t = s->devs[di].ts;
+    if ((x = next_run_ts(s)) < t)
+        t = x;
+    for (int p = 0; p < NPOOL; p++)
+        if ((x = tly_wallet_next_expiry(&s->wallet[p], s->now)) < t)
+            t = x;
+    if (s->stmt[0].cycle_end < t)
+        t = s->stmt[0].cycle_end;
+    if (s->next_cut < t)
+        t = s->next_cut;
+    return t;
+}
+
+/*
+ * At instant 't' after accrual: cuts, expiries, the cycle starting at t,
+ * the events at t, then the judgements (§10 "One instant").
+ */
+static int instant(struct sim *s, int64_t t, size_t *ci, size_t *di)
+{
+    int err;
+
+    if ((err = cut_segments(s, t)))
+        return err;
+    for (int p = 0; p < NPOOL; p++)
+        add(s, &s->stmt[p].expired, tly_wallet_expire(&s->wallet[p], t));
+    if (t == s->stmt[0].cycle_end && t < s->as_of) {
+        if ((err = finish_cycle(s, t)))
+            return err;
+        open_cycle(s, t);
+    }
+    if (t < s->as_of && (err = events_at(s, t, ci, di)))
+        return err;
+    if ((err = thresholds_check(s, t)))
+        return err;
+    if (sim_balance_at(s, t) < -s->negative_limit && sim_anything_charged_running(s))
+        return enforce_stop_all(s, t);
+    return TLY_OK;
+}
+
+/* spec §8: late usage is a debit at the start of the earliest open cycle. */
+static int post_late(struct sim *s)
+{
+    int64_t credits = 0, runs = 0;
+    for (size_t i = 0; i < s->nrows; i++) {
+        if (s->rows[i].kind != ACC_LATE)
+            continue;
+        if (s->rows[i].dep >= 0)
+            add(s, &credits, s->rows[i].credits);
+        else
+            runs += s->rows[i].count;
+    }
+    if (credits) {
+        tly_wallet_draw(&s->wallet[POOL_CREDITS], credits);
+        add(s, &s->stmt[POOL_CREDITS].late, credits);
+    }
+    if (runs) {
+        tly_wallet_draw(&s->wallet[POOL_RUNS], runs * TLY_MICRO);
+        add(s, &s->stmt[POOL_RUNS].late, runs * TLY_MICRO);
+    }
+    return TLY_OK;
+}
+
+int sim_run(struct sim *s, int64_t start)
+{
+    size_t ci = 0, di = 0;
+    int err, early;
+
+    s->charging = 1;
+    s->now = start;
+    s->next_cut = INT64_MAX;
+    while (di < s->ndevs && s->devs[di].ts < start)
+        di++;                           /* replayed already (sim_replay_closed) */
+    open_cycle(s, start);
+    for (size_t i = 0; i < s->ndeps; i++)
+        if (s->deps[i].running && (err = start_segment(s, &s->deps[i], start)))
+            return err;
+    if ((err = post_late(s)))
+        return err;
+    if ((err = step_runs(s)))
+        return err;
+    /* credits before 'start' are late ones: they apply at 'start' */
+    while (ci < s->ncevs && s->cevs[ci].ts < start)
+        if ((err = apply_credit(s, &s->cevs[ci++])))
+            return err;
+    if ((err = instant(s, start, &ci, &di)))
+        return err;
+    while (s->now < s->as_of) {
+        int64_t t = next_instant(s, ci, di);
+        if ((err = advance(s, t, &early)))
+            return err;
+        if (early)
+            continue;
+        if ((err = instant(s, t, &ci, &di)))
+            return err;
+    }
+    return finish_cycle(s, s->stmt[0].cycle_end) ;
+}
+
+/*
+ * Closed time (before the first open cycle) is replayed for the lifecycle
+ * only: which deployments run at the open start, with what, and their stops
+ * (frozen actions).  Deployments with late events are also metered, so the
+ * caller can compare with what their closed cycles charged (§8).
+ */
+static int apply_frozen_stops(struct sim *s, size_t *si, int64_t upto)
+{
+    int err;
+    for (; *si < s->nfrozen_stops && s->frozen_stops[*si].at <= upto; (*si)++) {
+        const struct frozen_stop *f = &s->frozen_stops[*si];
+        int idx = tly_strmap_get(&s->dep_index, f->key);
+        struct dep *d;
+        if (idx < 0)
+            continue;
+        d = &s->deps[idx];
+        if ((err = end_running(s, d, f->at)))
+            return err;
+        d->stopped = 1;
+        d->stop_at = f->at;
+        d->last_updated = tly_day_of(f->at);
+    }
+    return TLY_OK;
+}
+
+static int mark_late_keys(struct sim *s)
+{
+    for (size_t i = 0; i < s->ndevs; i++) {
+        const struct dep_event *ev = &s->devs[i];
+        char *key;
+        int err;
+        if (!ev->late || is_runnable_category(ev->category) || !strcmp(ev->action, "delete"))
+            continue;
+        if ((err = join_key(&key, sim_dep_key_category(ev), ev->deployment_id)))
+            return err;
+        if (tly_strmap_get(&s->late_keys, key) >= 0) {
+            tly_free(key);
+            continue;
+        }
+        /* the map borrows its keys; the sim owns them in late_key_store */
+        if (tly_grow(&s->late_key_store, &s->late_key_cap, s->nlate_keys + 1,
+                     sizeof *s->late_key_store)) {
+            tly_free(key);
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        }
+        s->late_key_store[s->nlate_keys++] = key;
+        if ((err = tly_strmap_put(&s->late_keys, key, 1)))
+            return err;
+    }
+    return TLY_OK;
+}
+
+/*
+ * Closed time (before the first open cycle) is replayed for the lifecycle
+ * only: which deployments run at the open start, with what, and their stops
+ * (frozen actions).  Deployments with late events are also metered, so the
+ * caller can compare with what their closed cycles charged (§8).
+ */
+int sim_replay_closed(struct sim *s)
+{
+    size_t di = 0, si = 0;
+    int err;
+
+    s->charging = 0;
+    if ((err = mark_late_keys(s)))
+        return err;
+    while (di < s->ndevs && s->devs[di].ts < s->open_start) {
+        int64_t t = s->devs[di].ts;
+        /* stops before t come first; a stop at t follows t's events */
+        if ((err = apply_frozen_stops(s, &si, t - 1)))
+            return err;
+        while (di < s->ndevs && s->devs[di].ts == t)
+            if ((err = apply_dep_event(s, &s->devs[di++])))
+                return err;
+        if ((err = apply_frozen_stops(s, &si, t)))
+            return err;
+    }
+    if ((err = apply_frozen_stops(s, &si, s->open_start - 1)))
+        return err;
+    for (size_t i = 0; i < s->ndeps; i++)
+        if (s->deps[i].running && (err = sim_close_segment(s, &s->deps[i], s->open_start)))
+            return err;
+    return TLY_OK;
+}
