@@ -104,7 +104,7 @@ static const char *const sql[NQ] = {
                " VALUES(?1,?2,?3,?4,?5,?6,?7)",
     [W_LOT] = "INSERT INTO lots(account_id, pool, txn_id, ts, expires_at, type, remaining)"
               " VALUES(?1,?2,?3,?4,?5,?6,?7)",
-    [W_CLOSE] = ""INSERT OR REPLACE INTO closes(account_id, closed_end, credits_mark,"
+    [W_CLOSE] = "INSERT OR REPLACE INTO closes(account_id, closed_end, credits_mark,"
                 " deployments_mark, runs_mark) VALUES(?1,?2,?3,?4,?5)",
 };
 
