@@ -145,3 +145,15 @@ void tly_format_pct(char *buf, int64_t hundredths)
     snprintf(buf, TLY_MONEY_LEN, "%s%llu.%02llu", hundredths < 0 ? "-" : "",
              (unsigned long long)(a / 100), (unsigned long long)(a % 100));
 }
+
+const char *tly_widget(int64_t remaining, int64_t total)
+{
+    int64_t pct = tly_pct_remaining(remaining, total);
+    if (remaining <= 0)
+        return "exhausted";
+    if (pct > 7500)
+        return "green";
+    if (pct >= 2500)
+        return "yellow";
+    return "red";
+}

@@ -42,6 +42,13 @@ int64_t tly_charge(int64_t rate_per_hour, int64_t seconds);
 int64_t tly_pct_used(int64_t part, int64_t whole);
 int64_t tly_pct_remaining(int64_t part, int64_t whole);
 
+/*
+ * The Usage page widget from the 2-decimal remaining percentage (spec §4,
+ * §10): green > 75, yellow 25–75 inclusive, red < 25 with something left,
+ * exhausted when nothing is left.
+ */
+const char *tly_widget(int64_t remaining, int64_t total);
+
 /* Checked arithmetic: return -1 on int64 overflow. */
 int tly_add_checked(int64_t a, int64_t b, int64_t *out);
 

@@ -17,7 +17,7 @@ static const struct tly_cmd {
     unsigned flags;
     const char *summary;
 } commands[] = {
-    { "balance", cmd_balance, CMD_DB, "explain one account's balance (support)" },
+    { "balance", cmd_balance, CMD_DB | CMD_LOCK, "explain one account's balance (support)" },
     { "config",  cmd_config,  0,      "print the effective settings and their sources" },
     { "ingest",  cmd_ingest,  CMD_DB | CMD_LOCK, "load bundles into the ledger" },
     { "notify",  cmd_notify,  CMD_DB | CMD_LOCK, "write the notification digests" },

@@ -1,0 +1,164 @@
+/*
+ * outdir.c — build-beside-then-swap output directories (see outdir.h).
+ */
+#include "outdir.h"
+#include "alloc.h"
+#include "error.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void tly_rmtree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int tly_mkdir(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return TLY_OK;
+    return tly_error(TLY_ERR_OUTPUT, "cannot create '%s': %s", path, strerror(errno));
+}
+
+/* Splits 'final' into its parent and base name (both newly allocated). */
+static int split(const char *final, char **parent, char **base)
+{
+    char *a = tly_strdup(final), *b = tly_strdup(final);
+    size_t n;
+
+    *parent = *base = NULL;
+    if (!a || !b) {
+        tly_free(a);
+        tly_free(b);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    n = strlen(b);
+    while (n > 1 && b[n - 1] == '/') {  /* "out/" names "out" */
+        n--;
+        a[n] = b[n] = '\0';
+    }
+    *parent = tly_strdup(dirname(a));
+    *base = tly_strdup(basename(b));
+    tly_free(a);
+    tly_free(b);
+    if (!*parent || !*base) {
+        tly_free(*parent);
+        tly_free(*base);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    return TLY_OK;
+}
+
+/* Temporary trees of earlier runs that were killed before their swap. */
+static void remove_stale(const char *parent, const char *base)
+{
+    char prefix[512], path[4096];
+    struct dirent *e;
+    DIR *d = opendir(parent);
+
+    if (!d)
+        return;
+    snprintf(prefix, sizeof prefix, ".%s.tally-", base);
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+            snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
+            tly_rmtree(path);
+        }
+    closedir(d);
+}
+
+int tly_outdir_begin(const char *final, struct tly_outdir *o)
+{
+    char *parent, *base;
+    struct stat st;
+    size_t n;
+    int err;
+
+    o->final = o->tmp = NULL;
+    if ((err = split(final, &parent, &base)))
+        return err;
+    if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': parent directory '%s' does not exist",
+                        final, parent);
+        goto out;
+    }
+    remove_stale(parent, base);
+    n = strlen(parent) + strlen(base) + 32;
+    o->final = tly_strdup(final);
+    o->tmp = tly_malloc(n);
+    if (!o->final || !o->tmp) {
+        err = tly_error(TLY_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    snprintf(o->tmp, n, "%s/.%s.tally-XXXXXX", parent, base);
+    if (!mkdtemp(o->tmp)) {
+        err = tly_error(TLY_ERR_OUTPUT, "cannot create a directory beside '%s': %s", final,
+                        strerror(errno));
+        goto out;
+    }
+    chmod(o->tmp, 0755);
+    err = TLY_OK;
+out:
+    tly_free(parent);
+    tly_free(base);
+    if (err) {
+        tly_free(o->final);
+        tly_free(o->tmp);
+        o->final = o->tmp = NULL;
+    }
+    return err;
+}
+
+int tly_outdir_commit(struct tly_outdir *o)
+{
+    int fd, err = TLY_OK;
+
+    /* the new tree reaches the disk before it becomes DIR */
+    fd = open(o->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) != 0) {
+        err = tly_error(TLY_ERR_IO, "cannot sync '%s': %s", o->tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        tly_outdir_abort(o);
+        return err;
+    }
+    close(fd);
+    if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->final, RENAME_EXCHANGE) == 0) {
+        tly_rmtree(o->tmp);             /* now the previous run's tree */
+    } else if (errno == ENOENT && rename(o->tmp, o->final) == 0) {
+        /* no previous DIR */
+    } else {
+        err = tly_error(TLY_ERR_OUTPUT, "cannot replace '%s': %s", o->final, strerror(errno));
+        tly_rmtree(o->tmp);
+    }
+    tly_free(o->final);
+    tly_free(o->tmp);
+    o->final = o->tmp = NULL;
+    return err;
+}
+
+void tly_outdir_abort(struct tly_outdir *o)
+{
+    if (o->tmp)
+        tly_rmtree(o->tmp);
+    tly_free(o->final);
+    tly_free(o->tmp);
+    o->final = o->tmp = NULL;
+}

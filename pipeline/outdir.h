@@ -1,0 +1,32 @@
+/*
+ * outdir.h — report directories written atomically (spec outputs.md, §9.4).
+ *
+ * The reports are built in a temporary directory beside the final DIR
+ * (".DIR.tally-XXXXXX" in the same parent, so the swap is a rename on one
+ * file system) and swapped in only when complete: DIR always holds one
+ * complete run, and a run that fails leaves the previous one untouched.
+ * An existing DIR is exchanged with renameat2(RENAME_EXCHANGE) and the old
+ * tree removed afterwards; temporary directories left by a killed run are
+ * removed by the next one.
+ *
+ * Ownership: tly_outdir_begin() fills 'o'; end with tly_outdir_commit() or
+ * tly_outdir_abort(), which both free it (abort accepts a zeroed struct).
+ */
+#ifndef TLY_OUTDIR_H
+#define TLY_OUTDIR_H
+
+struct tly_outdir {
+    char *final;        /* DIR as given */
+    char *tmp;          /* the directory being built */
+};
+
+int tly_outdir_begin(const char *final, struct tly_outdir *o);
+int tly_outdir_commit(struct tly_outdir *o);
+void tly_outdir_abort(struct tly_outdir *o);
+
+/* Creates 'path' as a directory (0755) if missing; the parent must exist. */
+int tly_mkdir(const char *path);
+/* Removes a directory tree (best effort; used for temporary trees only). */
+void tly_rmtree(const char *path);
+
+#endif

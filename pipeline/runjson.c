@@ -1,0 +1,135 @@
+/*
+ * runjson.c — run.json with input and output digests (see runjson.h).
+ */
+#include "runjson.h"
+#include "alloc.h"
+#include "error.h"
+#include "timeutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <nettle/sha2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int tly_sha256_file(const char *path, char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    struct sha256_ctx ctx;
+    uint8_t digest[SHA256_DIGEST_SIZE], buf[65536];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+
+    if (!f)
+        return tly_error(TLY_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    sha256_init(&ctx);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sha256_update(&ctx, n, buf);
+    if (ferror(f)) {
+        fclose(f);
+        return tly_error(TLY_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    }
+    fclose(f);
+    sha256_digest(&ctx, sizeof digest, digest);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = '\0';
+    return TLY_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends {"file", "sha256"} for every file under root/rel, sorted by path. */
+static int list_outputs(const char *root, const char *rel, json_t *out)
+{
+    char path[4096], **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    DIR *d;
+    int err = TLY_OK;
+
+    snprintf(path, sizeof path, "%s%s%s", root, *rel ? "/" : "", rel);
+    if (!(d = opendir(path)))
+        return tly_error(TLY_ERR_IO, "cannot list '%s': %s", path, strerror(errno));
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            (!*rel && !strcmp(e->d_name, "run.json")))
+            continue;
+        if (tly_grow(&names, &cap, n + 1, sizeof *names) || !(names[n] = tly_strdup(e->d_name))) {
+            err = tly_error(TLY_ERR_NOMEM, "out of memory");
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n && !err; i++) {
+        char sub[4096], full[4096], hex[65];
+        struct stat st;
+        if (snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", names[i]) >= (int)sizeof sub ||
+            snprintf(full, sizeof full, "%s/%s", root, sub) >= (int)sizeof full)
+            err = tly_error(TLY_ERR_OUTPUT, "path too long under '%s'", root);
+        else if (lstat(full, &st) != 0)
+            err = tly_error(TLY_ERR_IO, "cannot stat '%s': %s", full, strerror(errno));
+        else if (S_ISDIR(st.st_mode))
+            err = list_outputs(root, sub, out);
+        else if (!(err = tly_sha256_file(full, hex)) &&
+                 json_array_append_new(out, json_pack("{s:s, s:s}", "file", sub, "sha256", hex)))
+            err = tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        tly_free(names[i]);
+    tly_free(names);
+    return err;
+}
+
+int tly_runjson_write(const char *dir, int64_t as_of,
+                      const struct tly_runjson_count *counts, int ncounts,
+                      char *const *bundles, char *const *bundle_sha, int nbundles,
+                      const struct tly_runjson_stage *stages, int nstages)
+{
+    json_t *root = json_object(), *c = json_object(), *in = json_array(), *out = json_array(),
+           *st = json_array();
+    char when[TLY_TS_LEN], path[4096];
+    int err = TLY_OK;
+
+    if (!root || !c || !in || !out || !st) {
+        err = tly_error(TLY_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    tly_format_ts(when, as_of);
+    for (int i = 0; i < ncounts; i++)
+        json_object_set_new(c, counts[i].name, json_integer(counts[i].value));
+    for (int i = 0; i < nbundles; i++)
+        json_array_append_new(in, json_pack("{s:s, s:s}", "bundle", bundles[i], "sha256",
+                                            bundle_sha[i] ? bundle_sha[i] : ""));
+    for (int i = 0; i < nstages; i++)
+        json_array_append_new(st, json_pack("{s:s, s:f}", "stage", stages[i].name, "seconds",
+                                            stages[i].seconds));
+    if ((err = list_outputs(dir, "", out)))
+        goto done;
+    json_object_set_new(root, "version", json_string(TALLY_VERSION));
+    json_object_set_new(root, "as_of", json_string(when));
+    json_object_set(root, "counts", c);
+    json_object_set(root, "inputs", in);
+    json_object_set(root, "outputs", out);
+    json_object_set(root, "stages", st);
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+done:
+    json_decref(root);
+    json_decref(c);
+    json_decref(in);
+    json_decref(out);
+    json_decref(st);
+    return err;
+}

@@ -1,0 +1,82 @@
+/*
+ * stages.c — shared pieces of run, report, notify and balance.
+ */
+#include "stages.h"
+#include "error.h"
+#include "money.h"
+#include "timeutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of)
+{
+    const char *why;
+    int found, err;
+
+    if (text) {
+        if (tly_parse_ts(text, strlen(text), as_of, &why))
+            return tly_error(TLY_ERR_USAGE, "--as-of '%s': %s", text, why);
+        return TLY_OK;
+    }
+    if ((err = tly_default_as_of(ctx->ledger, as_of, &found)))
+        return err;
+    if (!found)
+        return tly_error(TLY_ERR_USAGE, "no --as-of given and no manifest period_end in the ledger");
+    return TLY_OK;
+}
+
+int tly_apply_grace(struct tly_ctx *ctx, const char *text)
+{
+    if (!text)
+        return TLY_OK;
+    return tly_settings_set(ctx->settings, "reconcile", "grace_hours", text, TLY_SRC_OPTION);
+}
+
+int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commit,
+                        struct tly_reconcile_stats *st)
+{
+    struct tly_reconcile_opts o = {
+        .as_of = as_of,
+        .grace_seconds = ctx->settings->grace_hours * 3600,
+        .finetune_min = ctx->settings->finetune_min_micro,
+        .close_cycles = close,
+    };
+    int err;
+
+    if ((err = tly_ledger_begin(ctx->ledger)))
+        return err;
+    if ((err = tly_reconcile(ctx->ledger, &o, st))) {
+        tly_ledger_rollback(ctx->ledger);
+        return err;
+    }
+    if (!commit)
+        return TLY_OK;
+    return tly_ledger_commit(ctx->ledger);
+}
+
+void tly_clock(struct timespec *now)
+{
+    clock_gettime(CLOCK_MONOTONIC, now);
+}
+
+double tly_elapsed(const struct timespec *since)
+{
+    struct timespec now;
+    tly_clock(&now);
+    return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+void tly_progress(const char *fmt, ...)
+{
+    va_list ap;
+    if (!isatty(STDERR_FILENO))
+        return;
+    va_start(ap, fmt);
+    fputs("tally: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

@@ -1,0 +1,28 @@
+/*
+ * stages.h — what the commands that compute at an as-of share:
+ * resolving --as-of and --grace, the reconcile stage in its own
+ * transaction, and stage timing.
+ */
+#ifndef TLY_STAGES_H
+#define TLY_STAGES_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "reconcile.h"
+
+/* --as-of TEXT, else the latest manifest period_end; none → usage error 64. */
+int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of);
+/* --grace HOURS over the setting. */
+int tly_apply_grace(struct tly_ctx *ctx, const char *text);
+/* Reconcile as one committed stage ('close' = run/report), or rolled back later (balance). */
+int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commit,
+                        struct tly_reconcile_stats *st);
+
+double tly_elapsed(const struct timespec *since);
+void tly_clock(struct timespec *now);
+/* A progress line on stderr, only when stderr is a terminal. */
+void tly_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

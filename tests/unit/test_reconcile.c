@@ -1,0 +1,364 @@
+/*
+ * test_reconcile.c — the engine against hand-computed figures
+ * (spec semantics.md §2–§6, §8, §10).  Each test writes events straight into
+ * a fresh ledger, reconciles at an as-of and reads the result tables.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "ledger.h"
+#include "money.h"
+#include "reconcile.h"
+#include "timeutil.h"
+#include "wallet.h"
+
+static char dbpath[64];
+
+static struct tly_ledger *fresh(void)
+{
+    struct tly_ledger *l;
+    snprintf(dbpath, sizeof dbpath, "/tmp/tally-test-%d.db", (int)getpid());
+    unlink(dbpath);
+    assert_int_equal(tly_ledger_open(dbpath, 0, &l), TLY_OK);
+    assert_int_equal(tly_ledger_exec(l, "INSERT INTO bundles(sha256, name, status) VALUES('x', 'b', 'loaded');"
+                                        "INSERT INTO files(bundle_id, path) VALUES(1, 'f.csv');"), TLY_OK);
+    return l;
+}
+
+static void done(struct tly_ledger *l)
+{
+    char p[80];
+    tly_ledger_close(l);
+    unlink(dbpath);
+    snprintf(p, sizeof p, "%s-wal", dbpath);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", dbpath);
+    unlink(p);
+}
+
+static int64_t ts(const char *s)
+{
+    int64_t t;
+    const char *why;
+    assert_int_equal(tly_parse_ts(s, strlen(s), &t, &why), 0);
+    return t;
+}
+
+static void sql(struct tly_ledger *l, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    assert_int_equal(tly_ledger_exec(l, buf), TLY_OK);
+}
+
+static void account(struct tly_ledger *l, const char *id, const char *edition, const char *anchor,
+                    const char *negative_limit)
+{
+    int64_t day;
+    const char *why;
+    assert_int_equal(tly_parse_date(anchor, strlen(anchor), &day, &why), 0);
+    sql(l, "INSERT INTO accounts VALUES('%s', 'Name', '%s', 'a@b.example', %lld, %s, 0, 0, '', 1, 2)",
+        id, edition, (long long)day, negative_limit);
+}
+
+static void credit(struct tly_ledger *l, const char *id, const char *txn, const char *when,
+                   const char *pool, const char *type, int64_t micro, const char *expires)
+{
+    char exp[32] = "NULL";
+    if (expires)
+        snprintf(exp, sizeof exp, "%lld", (long long)ts(expires));
+    sql(l, "INSERT INTO credits VALUES('%s', '%s', %lld, '%s', '%s', %lld, %s, NULL, 1, 2)", id, txn,
+        (long long)ts(when), pool, type, (long long)micro, exp);
+}
+
+static void dep(struct tly_ledger *l, const char *id, const char *ev, const char *when,
+                const char *category, const char *action, const char *resource, const char *hw)
+{
+    char hwq[64] = "NULL";
+    if (hw)
+        snprintf(hwq, sizeof hwq, "'%s'", hw);
+    sql(l, "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
+           " deployment_id, hardware, file_id, line) VALUES('%s', '%s', %lld, '%s', '%s', '%s', '%s', %s, 1, 2)",
+        id, ev, (long long)ts(when), category, action, resource, resource, hwq);
+}
+
+static void run_event(struct tly_ledger *l, const char *id, const char *ev, const char *when,
+                      const char *kind, const char *resource)
+{
+    sql(l, "INSERT INTO runs VALUES('%s', '%s', %lld, '%s', '%s', NULL, NULL, 'ok', 1, 2)", id, ev,
+        (long long)ts(when), kind, resource);
+}
+
+static void rate(struct tly_ledger *l, const char *hw, const char *category, int64_t micro_per_hour)
+{
+    sql(l, "INSERT INTO rates VALUES('%s', '%s', NULL, NULL, NULL, %lld, %lld, NULL, 2)", hw, category,
+        (long long)micro_per_hour, (long long)ts("2020-01-01T00:00:00Z"));
+}
+
+static void reconcile(struct tly_ledger *l, const char *as_of)
+{
+    struct tly_reconcile_opts o = { ts(as_of), 48 * 3600, 25 * TLY_MICRO, 1 };
+    struct tly_reconcile_stats st;
+    assert_int_equal(tly_ledger_begin(l), TLY_OK);
+    assert_int_equal(tly_reconcile(l, &o, &st), TLY_OK);
+    assert_int_equal(tly_ledger_commit(l), TLY_OK);
+}
+
+/* The first column of the first row of 'query', as an integer (-1 when no row). */
+static int64_t one(struct tly_ledger *l, const char *fmt, ...)
+{
+    char buf[1024];
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    assert_int_equal(tly_ledger_prepare(l, buf, &st), TLY_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* ---------------------------------------------------------------- §3 */
+
+static void test_wallet_draws_earliest_expiry_first(void **state)
+{
+    struct tly_wallet w;
+    (void)state;
+    tly_wallet_init(&w);
+    assert_int_equal(tly_wallet_grant(&w, "a", "grant", 1, 10, 2), 0);
+    assert_int_equal(tly_wallet_grant(&w, "b", "grant", 1, TLY_NEVER, 5), 0);
+    assert_int_equal(tly_wallet_grant(&w, "c", "free", 2, 5, 2), 0);
+    tly_wallet_draw(&w, 3);                      /* c (expires 5) then a (expires 10) */
+    assert_string_equal(w.lots[0].txn_id, "c");
+    assert_int_equal(w.lots[0].remaining, 0);
+    assert_int_equal(w.lots[1].remaining, 1);
+    assert_int_equal(w.lots[2].remaining, 5);
+    assert_int_equal(tly_wallet_expire(&w, 10), 1);
+    assert_int_equal(tly_wallet_balance(&w), 5);
+    tly_wallet_release(&w);
+}
+
+static void test_wallet_debt_paid_by_next_grant(void **state)
+{
+    struct tly_wallet w;
+    (void)state;
+    tly_wallet_init(&w);
+    tly_wallet_draw(&w, 5);
+    assert_int_equal(tly_wallet_balance(&w), -5);
+    assert_int_equal(tly_wallet_grant(&w, "g", "grant", 1, TLY_NEVER, 8), 0);
+    assert_int_equal(w.debt, 0);
+    assert_int_equal(tly_wallet_balance(&w), 3);
+    tly_wallet_release(&w);
+}
+
+/* ---------------------------------------------------------------- §4 */
+
+static void test_cycle_anchor_31_through_february(void **state)
+{
+    char buf[TLY_DATE_LEN];
+    int64_t d = tly_days_from_civil(2026, 1, 31);
+    static const char *const expect[] = { "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31" };
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        d = tly_cycle_next(31, d);
+        tly_format_date(buf, d);
+        assert_string_equal(buf, expect[i]);
+    }
+    tly_format_date(buf, tly_cycle_containing(31, tly_days_from_civil(2026, 3, 15)));
+    assert_string_equal(buf, "2026-02-28");
+    tly_format_date(buf, tly_cycle_containing(31, tly_days_from_civil(2024, 3, 1)));
+    assert_string_equal(buf, "2024-02-29");
+    tly_format_date(buf, tly_cycle_containing(31, tly_days_from_civil(2026, 1, 30)));
+    assert_string_equal(buf, "2025-12-31");  /* cycles before the anchor exist too */
+}
+
+/* ------------------------------------------------------------ §6 t* */
+
+/*
+ * 1 credit, a model at 3.6 credits/h (1,000 µ/s) from 00:00, negative_limit 0:
+ * at 1,000 s the balance is exactly 0 (not below); at 1,001 s it is −0.001,
+ * so t* = 00:16:41 and the charge is rhe(3,600,000 × 1,001 / 3,600) = 1.001.
+ * The undeploy logged at 01:00 is evidence of an overrun of 2,599 s = 2.599.
+ */
+static void test_negative_limit_stop_and_overrun(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 3600000);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "deploy", "m1", "gpu.x");
+    dep(l, "a1", "e2", "2026-10-02T01:00:00Z", "model", "undeploy", "m1", NULL);
+    reconcile(l, "2026-10-03T00:00:00Z");
+    assert_int_equal(one(l, "SELECT stop_at FROM actions WHERE account_id = 'a1'"), ts("2026-10-02T00:16:41Z"));
+    assert_int_equal(one(l, "SELECT used_models FROM statements WHERE pool = 'credits'"), 1001000);
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits'"), -1000);
+    assert_int_equal(one(l, "SELECT credits FROM discrepancies WHERE kind = 'overrun'"), 2599000);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'odd_lifecycle'"), 0);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM items WHERE item = 'deployments_stopped'"), 1);
+    assert_int_equal(one(l, "SELECT ts FROM items WHERE item = 'negative_balance'"), ts("2026-10-02T00:16:41Z"));
+    done(l);
+}
+
+/* A deploy after t* while still below the limit is stopped at once (§6). */
+static void test_restart_below_limit_stopped_at_once(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 3600000);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "deploy", "m1", "gpu.x");
+    dep(l, "a1", "e2", "2026-10-02T05:00:00Z", "model", "deploy", "m1", "gpu.x");
+    reconcile(l, "2026-10-03T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM actions"), 2);
+    assert_int_equal(one(l, "SELECT MAX(stop_at) FROM actions"), ts("2026-10-02T05:00:00Z"));
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'deploy_while_disabled'"), 1);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'overrun'"), 0);
+    assert_int_equal(one(l, "SELECT used_models FROM statements WHERE pool = 'credits'"), 1001000);
+    done(l);
+}
+
+/* ------------------------------------------------------ §2 odd lifecycle */
+
+static void test_odd_lifecycle_rows_and_scale_by_deploy(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 1000000);          /* 1 credit/h */
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", 100 * TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "undeploy", "m1", NULL);   /* odd */
+    dep(l, "a1", "e2", "2026-10-02T01:00:00Z", "model", "scale", "m1", NULL);      /* odd */
+    dep(l, "a1", "e3", "2026-10-02T02:00:00Z", "model", "deploy", "m1", "gpu.x");
+    sql(l, "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
+           " deployment_id, hardware, replicas, file_id, line) VALUES('a1', 'e4', %lld, 'model',"
+           " 'deploy', 'm1', 'm1', 'gpu.x', 3, 1, 2)", (long long)ts("2026-10-02T03:00:00Z"));
+    dep(l, "a1", "e5", "2026-10-02T04:00:00Z", "model", "delete", "m1", NULL);
+    dep(l, "a1", "e6", "2026-10-02T05:00:00Z", "model", "deploy", "m1", "gpu.x");  /* after delete */
+    reconcile(l, "2026-10-03T00:00:00Z");
+    /* 1 h at 1/h, then 1 h at 3 replicas: 4 credits */
+    assert_int_equal(one(l, "SELECT used_models FROM statements WHERE pool = 'credits'"), 4 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'odd_lifecycle'"), 4);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM deployment_state WHERE status = 'Deleted'"), 1);
+    done(l);
+}
+
+/* ------------------------------------------------- §10 same-ts order */
+
+/* credits apply before runs at one instant, so the run is not exhausted */
+static void test_same_instant_credits_before_runs(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    credit(l, "a1", "r1", "2026-10-02T00:00:00Z", "runs", "free", 1 * TLY_MICRO, NULL);
+    run_event(l, "a1", "x1", "2026-10-02T00:00:00Z", "agent", "ag");
+    run_event(l, "a1", "x2", "2026-10-02T00:00:00Z", "agent", "ag");
+    reconcile(l, "2026-10-03T00:00:00Z");
+    assert_int_equal(one(l, "SELECT CAST(detail AS INTEGER) FROM discrepancies WHERE kind = 'run_while_exhausted'"), 1);
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'runs'"), -1 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT ts FROM crossings WHERE pool = 'runs' AND threshold = 100"),
+                     ts("2026-10-02T00:00:00Z"));
+    done(l);
+}
+
+/* ------------------------------------------------------- §3 expiry, §5 */
+
+static void test_free_grant_expires_and_banner(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 1000000);
+    credit(l, "a1", "f1", "2026-10-01T00:00:00Z", "credits", "free", 10 * TLY_MICRO, "2026-10-05T00:00:00Z");
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "deploy", "m1", "gpu.x");
+    dep(l, "a1", "e2", "2026-10-02T04:00:00Z", "model", "undeploy", "m1", NULL);
+    reconcile(l, "2026-10-06T00:00:00Z");
+    assert_int_equal(one(l, "SELECT expired FROM statements WHERE pool = 'credits'"), 6 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits'"), 0);
+    assert_int_equal(one(l, "SELECT banner_credits = 'free-expired' FROM account_state"), 1);
+    done(l);
+}
+
+/* ------------------------------------------------------------ §8 late */
+
+/*
+ * October closes at as-of Nov 4 (Nov 1 + 48 h).  Then a model deploy for
+ * Oct 31 20:00 arrives (1 credit/h, undeployed Nov 1 02:00) with a run for
+ * Oct 15: 4 credits and 1 run are late charges of November; the 2 hours of
+ * November are ordinary usage.  October's statement does not change.
+ */
+static void test_late_usage_posted_into_open_cycle(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 1000000);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", 100 * TLY_MICRO, NULL);
+    credit(l, "a1", "r1", "2026-10-01T00:00:00Z", "runs", "free", 10 * TLY_MICRO, NULL);
+    run_event(l, "a1", "x1", "2026-10-10T00:00:00Z", "agent", "ag");
+    reconcile(l, "2026-11-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT frozen FROM statements WHERE cycle_start = %lld AND pool = 'credits'",
+                         (long long)tly_day_of(ts("2026-10-01T00:00:00Z"))), 1);
+    dep(l, "a1", "e1", "2026-10-31T20:00:00Z", "model", "deploy", "m1", "gpu.x");
+    dep(l, "a1", "e2", "2026-11-01T02:00:00Z", "model", "undeploy", "m1", NULL);
+    run_event(l, "a1", "x2", "2026-10-15T00:00:00Z", "agent", "ag");
+    reconcile(l, "2026-11-05T00:00:00Z");
+    reconcile(l, "2026-11-05T00:00:00Z");        /* idempotent: not posted twice */
+    assert_int_equal(one(l, "SELECT late FROM statements WHERE pool = 'credits' AND state = 'open'"), 4 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT used FROM statements WHERE pool = 'credits' AND state = 'open'"), 2 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT late FROM statements WHERE pool = 'runs' AND state = 'open'"), TLY_MICRO);
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits' AND state = 'open'"), 94 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT used FROM statements WHERE pool = 'credits' AND state = 'closed'"), 0);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'late_charge'"), 2);
+    done(l);
+}
+
+/* §10 "Unknown accounts": held and listed once until the row arrives */
+static void test_unknown_account_listed_once(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    run_event(l, "ghost", "x1", "2026-10-10T00:00:00Z", "agent", "ag");
+    run_event(l, "ghost", "x2", "2026-10-11T00:00:00Z", "agent", "ag");
+    reconcile(l, "2026-10-12T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'unknown_account'"), 1);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM statements"), 0);
+    account(l, "ghost", "gale", "2026-10-01", "0");
+    reconcile(l, "2026-10-12T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'unknown_account'"), 0);
+    assert_int_equal(one(l, "SELECT used_runs FROM statements WHERE pool = 'runs'"), 2 * TLY_MICRO);
+    done(l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wallet_draws_earliest_expiry_first),
+        cmocka_unit_test(test_wallet_debt_paid_by_next_grant),
+        cmocka_unit_test(test_cycle_anchor_31_through_february),
+        cmocka_unit_test(test_negative_limit_stop_and_overrun),
+        cmocka_unit_test(test_restart_below_limit_stopped_at_once),
+        cmocka_unit_test(test_odd_lifecycle_rows_and_scale_by_deploy),
+        cmocka_unit_test(test_same_instant_credits_before_runs),
+        cmocka_unit_test(test_free_grant_expires_and_banner),
+        cmocka_unit_test(test_late_usage_posted_into_open_cycle),
+        cmocka_unit_test(test_unknown_account_listed_once),
+    };
+    tly_error_quiet(1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
