@@ -365,11 +365,22 @@ static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_
 
 int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struct runnable **out)
 {
-    char *key;
+    char probe[320], *key;
     size_t lk = strlen(kind), lr = strlen(resource_id);
     int idx, err;
     struct runnable *r;
 
+    /* the lookup runs once per run row: no allocation unless the runnable is new */
+    if (lk + lr + 2 <= sizeof probe) {
+        memcpy(probe, kind, lk);
+        probe[lk] = '\x1f';
+        memcpy(probe + lk + 1, resource_id, lr + 1);
+        idx = tly_strmap_get(&s->runnable_index, probe);
+        if (idx >= 0) {
+            *out = &s->runnables[idx];
+            return TLY_OK;
+        }
+    }
     if ((err = join_key(&key, kind, resource_id)))
         return err;
     idx = tly_strmap_get(&s->runnable_index, key);
