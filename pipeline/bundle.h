@@ -70,6 +70,8 @@ enum tly_file_type tly_bundle_file_type(const char *base_name, int *gzipped);
  * The bundle's identity (semantics §10 "Bundle identity"): SHA-256 of the
  * file's bytes, or for a directory of its regular files' relative paths and
  * bytes in sorted path order.  Lowercase hex into hex[65].
+ * (A directory hashes, per file in strcmp order of the relative paths: the
+ * path, a NUL, the 32-byte SHA-256 of the file's bytes.)
  */
 int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject *rej);
 
@@ -82,6 +84,16 @@ int tly_bundle_next(struct tly_bundle *b, struct tly_bundle_entry *e,
 ssize_t tly_bundle_read(struct tly_bundle *b, void *buf, size_t n, struct tly_bundle_reject *rej);
 /* SHA-256 (hex) of the current entry's stored bytes; valid once it was read to its end. */
 void tly_bundle_entry_sha256(struct tly_bundle *b, char hex[65]);
+/*
+ * Why the last -1 from next/read: TLY_QUARANTINED when *rej holds a bundle
+ * reject; TLY_ERR_NOMEM when memory ran out (already reported with
+ * tly_error(); not the bundle's fault, so rej->code is empty and the bundle
+ * must not be recorded as rejected).  TLY_OK while nothing failed.
+ * tly_bundle_open() and tly_bundle_identity() return such codes directly:
+ * TLY_OK, TLY_QUARANTINED, TLY_ERR_NOMEM (TLY_ERR_IO if libarchive was
+ * built without its own tar, zip, gzip or zstd support).
+ */
+int tly_bundle_failure(const struct tly_bundle *b);
 void tly_bundle_close(struct tly_bundle *b);
 
 #endif
