@@ -1,13 +1,115 @@
 /*
- * cmd_notify.c — placeholder until the command lands.
+ * cmd_notify.c — `tally notify`: deliver the e-mail items as digests
+ * (spec outputs.md "Command line" and "Digest e-mails", semantics.md §5, §10).
+ *
+ *   tally [--db FILE] notify [--as-of TS] --outbox DIR [--sendmail CMD]
+ *
+ * notify never reconciles.  It delivers the items that the last `run` or
+ * `report` wrote into the ledger, up to the as-of; to include new bundles,
+ * run `tally run` (whose notify stage is this same code, reports/digest.h).
+ * --as-of defaults to the latest manifest period_end in the ledger; with
+ * none it is a usage error (64).
+ *
+ * DIR gets the digests of this as-of (ACCOUNT.eml) and notifications.csv.
+ * Like `--out`, it is replaced as a whole (pipeline/outdir.h): everything is
+ * written into a temporary directory beside it, which is swapped in only
+ * when complete, so DIR always holds one complete notify and a failed one
+ * leaves it as it was.  DIR is created when missing; its parent must exist.
+ *
+ * --sendmail CMD (else the `notify.sendmail` setting) hands every digest not
+ * yet handed off to CMD; a failed hand-off is reported, retried by the next
+ * run, and makes the exit status 73 once everything else is done.
  */
 #include "cmd.h"
+#include "digest.h"
 #include "error.h"
+#include "opts.h"
+#include "outdir.h"
+#include "stages.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const notify_usage[] = {
+    "tally [--db FILE] notify [--as-of TS] --outbox DIR [--sendmail CMD]",
+    NULL,
+};
+
+static struct {
+    const char *as_of, *outbox, *sendmail;
+} arg;
+
+/* sorted by long name (tly_opts_check_table) */
+static const struct tly_option notify_options[] = {
+    { "as-of", TLY_OPT_STRING, &arg.as_of, "TS",
+      "deliver the items up to TS (default: the latest period_end)" },
+    { "outbox", TLY_OPT_STRING, &arg.outbox, "DIR",
+      "write ACCOUNT.eml and notifications.csv here (required)" },
+    { "sendmail", TLY_OPT_STRING, &arg.sendmail, "CMD",
+      "pipe each digest not yet handed off to CMD (like sendmail -t -i)" },
+    { NULL, 0, NULL, NULL, NULL },
+};
 
 int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
 {
-    (void)argc;
-    (void)argv;
-    (void)ctx;
-    return tly_error(TLY_ERR_USAGE, "not implemented yet");
+    struct tly_notify_stats st;
+    struct tly_outdir out = { NULL, NULL };
+    struct timespec t0;
+    struct stat sb;
+    char csv[4400], extra[96];
+    int64_t as_of;
+    int npos, err;
+
+    tly_clock(&t0);
+    memset(&arg, 0, sizeof arg);
+    if ((err = tly_opts_parse(argc, argv, notify_options, notify_usage, &npos)))
+        return err;
+    if (npos) {
+        err = tly_error(TLY_ERR_USAGE, "notify takes no arguments ('%s')", argv[0]);
+        tly_opts_usage(notify_usage, notify_options, 0);
+        return err;
+    }
+    if (!arg.outbox || !arg.outbox[0]) {
+        err = tly_error(TLY_ERR_USAGE, "--outbox DIR is required");
+        tly_opts_usage(notify_usage, notify_options, 0);
+        return err;
+    }
+    if (arg.sendmail &&
+        (err = tly_settings_set(ctx->settings, "notify", "sendmail", arg.sendmail, TLY_SRC_OPTION)))
+        return err;
+    if ((err = tly_resolve_as_of(ctx, arg.as_of, &as_of)))
+        return err;
+
+    /* the swap would replace anything at DIR: only ever a directory (of ours) */
+    if (stat(arg.outbox, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': not a directory", arg.outbox);
+    /* built beside DIR and swapped in whole, as --out (outputs.md "Files under --out DIR") */
+    if ((err = tly_outdir_begin(arg.outbox, &out)))
+        return err;
+    if (snprintf(csv, sizeof csv, "%s/notifications.csv", out.tmp) >= (int)sizeof csv) {
+        tly_outdir_abort(&out);
+        return tly_error(TLY_ERR_USAGE, "--outbox path too long");
+    }
+    err = tly_notify_run(ctx->ledger, ctx->settings, as_of, out.tmp, csv,
+                         ctx->settings->sendmail, &st);
+    if (err) {
+        tly_outdir_abort(&out);
+        return err;
+    }
+    if ((err = tly_outdir_commit(&out)))
+        return err;
+
+    extra[0] = '\0';
+    if (st.handoff_failed)
+        snprintf(extra, sizeof extra, ", %ld hand-off%s failed", st.handoff_failed,
+                 st.handoff_failed == 1 ? "" : "s");
+    if (st.skipped)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", %ld account%s skipped",
+                 st.skipped, st.skipped == 1 ? "" : "s");
+    tly_note("%ld digest%s (%ld new), %ld item%s, %ld handed off%s, %.1f s", st.digests_shown,
+             st.digests_shown == 1 ? "" : "s", st.digests_created, st.items,
+             st.items == 1 ? "" : "s", st.handed_off, extra, tly_elapsed(&t0));
+    /* a failed hand-off is retried next run; the exit status still says it failed */
+    return st.handoff_failed ? TLY_ERR_OUTPUT : TLY_OK;
 }
