@@ -1,13 +1,219 @@
 /*
- * cmd_run.c — placeholder until the command lands.
+ * cmd_run.c — `tally run`: the nightly run (spec outputs.md "Command line").
+ *
+ * rates + ingest + reconcile + report + notify, unattended.  Each stage
+ * commits atomically (the rate card, each bundle, reconcile, the digests);
+ * the reports are built beside DIR and swapped in only when complete, so a
+ * run killed at any instant and run again gives the same outputs (§9).
  */
+#include "alloc.h"
+#include "bundle.h"
 #include "cmd.h"
+#include "digest.h"
 #include "error.h"
+#include "ingest.h"
+#include "opts.h"
+#include "outdir.h"
+#include "rates.h"
+#include "report.h"
+#include "runjson.h"
+#include "stages.h"
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const run_usage[] = {
+    "tally [--db FILE] run --rates FILE [--as-of TS] --out DIR [WINDOW] [--grace HOURS]\n"
+    "                      [--sendmail CMD] BUNDLE...",
+    "WINDOW = --window 24h|7d|30d|90d|cycle  |  --from DATE --to DATE",
+    NULL,
+};
+
+struct run_args {
+    const char *rates, *as_of, *out, *window, *from, *to, *grace, *sendmail;
+};
+
+enum { ST_RATES, ST_INGEST, ST_RECONCILE, ST_REPORT, ST_NOTIFY, NSTAGES };
+
+struct run {
+    struct tly_ctx *ctx;
+    struct run_args a;
+    char **bundles;
+    int nbundles;
+    char *sha[256];                     /* bundle identities for run.json */
+    struct tly_ingest_stats ingest;
+    struct tly_reconcile_stats recon;
+    struct tly_report_stats report;
+    struct tly_notify_stats notify;
+    struct tly_runjson_stage stages[NSTAGES];
+    int64_t as_of;
+};
+
+static int stage_ingest(struct run *r, enum tly_err *status)
+{
+    int err;
+
+    for (int i = 0; i < r->nbundles; i++) {
+        struct tly_bundle_reject rej;
+        char hex[65];
+        tly_progress("run: ingest '%s' (%d of %d)", r->bundles[i], i + 1, r->nbundles);
+        if (i < (int)(sizeof r->sha / sizeof r->sha[0]) && !tly_bundle_identity(r->bundles[i], hex, &rej))
+            r->sha[i] = tly_strdup(hex);
+        err = tly_ingest_bundle(r->ctx->ledger, r->ctx->settings, r->bundles[i], &r->ingest);
+        if (err == TLY_QUARANTINED)
+            *status = tly_err_worst(*status, TLY_QUARANTINED);
+        else if (err)
+            return err;
+    }
+    /* spec: 65 when every bundle given was rejected, so nothing could be loaded */
+    if (r->nbundles > 0 &&
+        r->ingest.bundles_rejected + r->ingest.bundles_already_rejected == r->nbundles)
+        *status = tly_err_worst(*status, tly_error(TLY_ERR_INPUT, "every bundle given was rejected"));
+    return TLY_OK;
+}
+
+static int stage_outputs(struct run *r, const char *dir)
+{
+    struct tly_report_opts ro;
+    struct timespec t0;
+    char outbox[4096], csv[4096];
+    int err;
+
+    memset(&ro, 0, sizeof ro);
+    if ((err = tly_report_parse_window(r->a.window, r->a.from, r->a.to, &ro)))
+        return err;
+    ro.as_of = r->as_of;
+    tly_clock(&t0);
+    tly_progress("run: report");
+    if ((err = tly_report_write(r->ctx->ledger, &ro, dir, &r->report)))
+        return err;
+    r->stages[ST_REPORT].seconds = tly_elapsed(&t0);
+
+    tly_clock(&t0);
+    tly_progress("run: notify");
+    snprintf(outbox, sizeof outbox, "%s/outbox", dir);
+    snprintf(csv, sizeof csv, "%s/notifications.csv", dir);
+    if (r->a.sendmail &&
+        (err = tly_settings_set(r->ctx->settings, "notify", "sendmail", r->a.sendmail, TLY_SRC_OPTION)))
+        return err;
+    if ((err = tly_mkdir(outbox)) ||
+        (err = tly_notify_run(r->ctx->ledger, r->ctx->settings, r->as_of, outbox, csv,
+                              r->ctx->settings->sendmail, &r->notify)))
+        return err;
+    r->stages[ST_NOTIFY].seconds = tly_elapsed(&t0);
+    return TLY_OK;
+}
+
+static int write_runjson(struct run *r, const char *dir)
+{
+    const struct tly_runjson_count counts[] = {
+        { "bundles_loaded", r->ingest.bundles_loaded },
+        { "bundles_already_ingested", r->ingest.bundles_already },
+        { "bundles_rejected", r->ingest.bundles_rejected },
+        { "rows_loaded", r->ingest.rows_loaded },
+        { "duplicates", r->ingest.duplicates },
+        { "rows_quarantined", r->ingest.quarantined },
+        { "files_skipped", r->ingest.files_skipped },
+        { "accounts_reported", r->report.accounts },
+        { "cycles_closed", r->recon.cycles_closed },
+        { "digests", r->notify.digests_shown },
+        { "digests_new", r->notify.digests_created },
+        { "items", r->notify.items },
+        { "handed_off", r->notify.handed_off },
+        { "handoff_failed", r->notify.handoff_failed },
+        { "digests_skipped", r->notify.skipped },
+    };
+    int n = r->nbundles < 256 ? r->nbundles : 256;
+    return tly_runjson_write(dir, r->as_of, counts, (int)(sizeof counts / sizeof counts[0]),
+                             r->bundles, r->sha, n, r->stages, NSTAGES);
+}
+
+static void summary(const struct run *r, double seconds)
+{
+    char when[TLY_TS_LEN];
+    tly_format_ts(when, r->as_of);
+    tly_note("as-of %s, %d bundles (%ld loaded, %ld already ingested, %ld rejected), %ld rows loaded,"
+             " %ld duplicates, %ld quarantined, %ld files skipped, %ld accounts reported,"
+             " %ld digests (%ld new), %.1f s",
+             when, r->nbundles, r->ingest.bundles_loaded, r->ingest.bundles_already,
+             r->ingest.bundles_rejected, r->ingest.rows_loaded, r->ingest.duplicates,
+             r->ingest.quarantined, r->ingest.files_skipped, r->report.accounts,
+             r->notify.digests_shown, r->notify.digests_created, seconds);
+}
 
 int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
 {
-    (void)argc;
-    (void)argv;
-    (void)ctx;
-    return tly_error(TLY_ERR_USAGE, "not implemented yet");
+    struct run r;
+    const struct tly_option options[] = {
+        { "as-of", TLY_OPT_STRING, &r.a.as_of, "TS", "compute up to this instant (default: latest manifest period_end)" },
+        { "from", TLY_OPT_STRING, &r.a.from, "DATE", "custom window start (inclusive)" },
+        { "grace", TLY_OPT_STRING, &r.a.grace, "HOURS", "hours after a cycle end before it closes (default 48)" },
+        { "out", TLY_OPT_STRING, &r.a.out, "DIR", "report directory, replaced atomically" },
+        { "rates", TLY_OPT_STRING, &r.a.rates, "FILE", "the rate card to load first" },
+        { "sendmail", TLY_OPT_STRING, &r.a.sendmail, "CMD", "hand each new digest to this command" },
+        { "to", TLY_OPT_STRING, &r.a.to, "DATE", "custom window end (inclusive)" },
+        { "window", TLY_OPT_STRING, &r.a.window, "W", "24h, 7d, 30d, 90d or cycle (default)" },
+        { NULL, 0, NULL, NULL, NULL },
+    };
+    struct tly_outdir out = { NULL, NULL };
+    enum tly_err status = TLY_OK;
+    struct timespec t0, all;
+    int npos, err;
+
+    memset(&r, 0, sizeof r);
+    r.ctx = ctx;
+    tly_clock(&all);
+    if ((err = tly_opts_parse(argc, argv, options, run_usage, &npos)))
+        return err;
+    if (!r.a.rates || !r.a.out) {
+        tly_opts_usage(run_usage, options, 0);
+        return tly_error(TLY_ERR_USAGE, "--rates and --out are required");
+    }
+    r.bundles = argv;
+    r.nbundles = npos;
+    if ((err = tly_apply_grace(ctx, r.a.grace)))
+        return err;
+    if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
+        return err;
+
+    /* a refused rate card stops the run before anything is committed */
+    tly_clock(&t0);
+    tly_progress("run: rates '%s'", r.a.rates);
+    if ((err = tly_rates_load(ctx->ledger, r.a.rates)))
+        goto done;
+    r.stages[ST_RATES] = (struct tly_runjson_stage){ "rates", tly_elapsed(&t0) };
+
+    tly_clock(&t0);
+    if ((err = stage_ingest(&r, &status)))
+        goto done;
+    r.stages[ST_INGEST] = (struct tly_runjson_stage){ "ingest", tly_elapsed(&t0) };
+    if (!r.a.as_of && (err = tly_resolve_as_of(ctx, NULL, &r.as_of)))
+        goto done;
+
+    tly_clock(&t0);
+    tly_progress("run: reconcile");
+    if ((err = tly_stage_reconcile(ctx, r.as_of, 1, 1, &r.recon)))
+        goto done;
+    r.stages[ST_RECONCILE] = (struct tly_runjson_stage){ "reconcile", tly_elapsed(&t0) };
+    r.stages[ST_REPORT].name = "report";
+    r.stages[ST_NOTIFY].name = "notify";
+
+    if ((err = tly_outdir_begin(r.a.out, &out)))
+        goto done;
+    if ((err = stage_outputs(&r, out.tmp)) || (err = write_runjson(&r, out.tmp))) {
+        tly_outdir_abort(&out);
+        goto done;
+    }
+    err = tly_outdir_commit(&out);
+done:
+    summary(&r, tly_elapsed(&all));
+    for (int i = 0; i < 256; i++)
+        tly_free(r.sha[i]);
+    tly_ingest_stats_release(&r.ingest);
+    /* a digest that could not be handed off is retried next run: say so in the status */
+    if (!err && r.notify.handoff_failed)
+        err = tly_error(TLY_ERR_OUTPUT, "%ld digests could not be handed off; the next run retries them",
+                        r.notify.handoff_failed);
+    return err ? err : (int)status;
 }

@@ -307,13 +307,46 @@ struct tpl_set {
     struct tly_mustache *item[NKINDS][2];
 };
 
+/*
+ * Where a binary that is not installed finds its templates: beside it in a
+ * development checkout (./tally) or two levels up (build/san/tally).  The
+ * tests and the spec's acceptance runs call the binary from other working
+ * directories, so the binary's own location is what counts.
+ */
+static const char *templates_beside_binary(void)
+{
+    static char dir[PATH_CAP];
+    static const char *const rel[] = { "templates", "../../templates" };
+    char exe[PATH_CAP], probe[PATH_CAP + 32], *slash;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    if (!(slash = strrchr(exe, '/')))
+        return NULL;
+    *slash = '\0';
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(probe, sizeof probe, "%s/%s/digest.txt", exe, rel[i]);
+        if (access(probe, R_OK) == 0 && snprintf(dir, sizeof dir, "%s/%s", exe, rel[i]) < (int)sizeof dir)
+            return dir;
+    }
+    return NULL;
+}
+
 const char *tly_digest_templates_dir(const struct tly_settings *s)
 {
+    const char *beside;
+
     if (s->templates_dir && s->templates_dir[0])
         return s->templates_dir;
+    if (access(TALLY_DATADIR "/templates/digest.txt", R_OK) == 0)
+        return TALLY_DATADIR "/templates";
     /* a development checkout run from its top directory uses its own templates */
     if (access("templates/digest.txt", R_OK) == 0)
         return "templates";
+    if ((beside = templates_beside_binary()))
+        return beside;
     return TALLY_DATADIR "/templates";
 }
 

@@ -1,0 +1,778 @@
+/*
+ * csvread.c — strict, streaming CSV on top of libcsv (see csvread.h).
+ *
+ * How the pieces fit:
+ *   - The input is read into one buffer.  Lines are cut with memchr and fed
+ *     to libcsv one physical line at a time; a row that spans lines (quoted
+ *     line breaks) stays contiguous in the buffer from its first byte, so its
+ *     raw text is a pointer, not a copy.  The buffer only grows while one row
+ *     is longer than it, up to the row cap.
+ *   - libcsv calls field_cb for every field and row_cb at a row end.  The
+ *     fields the caller wants are copied into a reused arena; the others are
+ *     only counted.
+ *   - A CR right before LF is cut before feeding (CRLF files); a CR anywhere
+ *     else, or a tab, is rare, and only for lines holding one do we switch
+ *     libcsv's terminator test to "LF only" and its space test to "space
+ *     only" (the default tests cost nothing; custom ones cost a call per byte).
+ *     So a bare CR is data (then refused by the column rules), and a tab at
+ *     the edge of an unquoted cell is kept (inputs.md trims spaces).
+ *   - One pass over each line collects "has a control byte" and "has a byte
+ *     >= 0x80"; only rows with those pay for the NUL and UTF-8 checks.
+ *   - A row longer than the row cap cannot be held.  It is walked without
+ *     libcsv, tracking only quote parity (in strict CSV a row continues past
+ *     a line end exactly when it has an odd number of quotes so far), and
+ *     rejected as field_too_long: some field of it must be over the limit.
+ *     At the end of the input with odd parity it is an unterminated quote.
+ */
+#include "csvread.h"
+#include "alloc.h"
+#include "error.h"
+
+#include <csv.h>
+#include <string.h>
+
+#define READ_CHUNK   (1u << 20)          /* bytes asked of the read function */
+#define HEADER_CAP   (1u << 20)          /* a header longer than this is unusable */
+#define ROW_CAP_MAX  (16u << 20)         /* keeps peak memory small whatever the input */
+#define MAX_COLUMNS  1024                /* header names kept; more are just counted */
+#define NO_FIELD     ((size_t)-1)
+
+#define SCAN_CTRL 1u                     /* a byte < 0x20 */
+#define SCAN_HIGH 2u                     /* a byte >= 0x80 */
+
+enum state { READING, DRAINING, DONE };
+
+struct tly_csv {
+    tly_csv_read_fn read;
+    void *ctx;
+    size_t max_field;
+    struct csv_parser p;
+    int parser_live;
+
+    /* input buffer: [pos, end) unread; a pending row starts at row_start */
+    char *buf;
+    size_t cap, pos, end, scan;
+    int eof, failed, nomem, at_start;
+    enum state state;
+
+    long line;                  /* physical lines consumed */
+    long rows;                  /* data rows */
+    size_t row_cap;
+
+    /* the row being built */
+    int pending;
+    size_t row_start;
+    long row_line;
+    unsigned row_flags;
+    int nfields, row_done, too_long, bad_field;
+    char *arena;
+    size_t arena_len, arena_cap;
+
+    /* header mode: every field is kept (names) */
+    int header_mode;
+    size_t *hoff;               /* header name offsets in the arena, then in hnames */
+    size_t hcap;
+    int nhdr;                   /* names kept */
+
+    /* the column map, after the header */
+    int ncols_file;             /* fields in the header */
+    int *map;                   /* file position -> caller column, or -1 */
+    int ncolumns;               /* caller's */
+    size_t *voff, *vlen;        /* per caller column; voff NO_FIELD = absent */
+    const char **val;
+    size_t *len;
+    int *present;               /* per caller column: in the header */
+    char *hnames;               /* header names, NUL-terminated, at hoff[] */
+    int *unknown;               /* header positions of unknown names */
+    int nunknown;
+
+    char *side;                 /* raw text of a row longer than the cap */
+    size_t side_len;
+};
+
+/* ------------------------------------------------------------------ */
+/* UTF-8 and the byte scan                                             */
+
+int tly_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            if (i + 1 >= n || (s[i + 1] & 0xc0) != 0x80)
+                return 0;
+            i += 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            if (i + 2 >= n || (s[i + 1] & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80)
+                return 0;
+            if ((c == 0xe0 && s[i + 1] < 0xa0) ||     /* overlong */
+                (c == 0xed && s[i + 1] > 0x9f))       /* surrogate */
+                return 0;
+            i += 3;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            if (i + 3 >= n || (s[i + 1] & 0xc0) != 0x80 || (s[i + 2] & 0xc0) != 0x80 ||
+                (s[i + 3] & 0xc0) != 0x80)
+                return 0;
+            if ((c == 0xf0 && s[i + 1] < 0x90) ||     /* overlong */
+                (c == 0xf4 && s[i + 1] > 0x8f))       /* > U+10FFFF */
+                return 0;
+            i += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* SCAN_CTRL / SCAN_HIGH for [s, s+n), eight bytes at a time. */
+static unsigned scan_bytes(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t hi = 0, ctrl = 0;
+    size_t i = 0;
+    unsigned flags = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        hi |= w;
+        ctrl |= (w - ones * 0x20) & ~w;  /* "has a byte < 0x20" (hasless) */
+    }
+    if (hi & highs)
+        flags |= SCAN_HIGH;
+    if (ctrl & highs)
+        flags |= SCAN_CTRL;
+    for (; i < n; i++) {
+        if (s[i] >= 0x80)
+            flags |= SCAN_HIGH;
+        else if (s[i] < 0x20)
+            flags |= SCAN_CTRL;
+    }
+    return flags;
+}
+
+/* ------------------------------------------------------------------ */
+/* libcsv glue                                                         */
+
+static int term_lf_only(unsigned char c) { return c == '\n'; }
+static int space_only(unsigned char c) { return c == ' '; }
+
+static int parser_start(struct tly_csv *r)
+{
+    if (r->parser_live)
+        csv_free(&r->p);
+    /* STRICT: a stray quote is CSV_EPARSE; the end of input is handled here */
+    if (csv_init(&r->p, CSV_STRICT) != 0)
+        return -1;
+    csv_set_realloc_func(&r->p, tly_realloc);
+    csv_set_free_func(&r->p, tly_free);
+    csv_set_blk_size(&r->p, 64 * 1024);   /* libcsv grows linearly by this */
+    r->parser_live = 1;
+    return 0;
+}
+
+static int arena_put(struct tly_csv *r, const void *s, size_t n, size_t *off)
+{
+    if (tly_grow(&r->arena, &r->arena_cap, r->arena_len + n + 1, 1)) {
+        r->nomem = 1;
+        return -1;
+    }
+    memcpy(r->arena + r->arena_len, s, n);
+    *off = r->arena_len;
+    r->arena_len += n;
+    return 0;
+}
+
+static void field_cb(void *field, size_t n, void *data)
+{
+    struct tly_csv *r = data;
+    int j = r->nfields++;
+    size_t off;
+
+    if (n > r->max_field) {
+        if (!r->too_long) {
+            r->too_long = 1;
+            r->bad_field = j;
+        }
+        return;
+    }
+    if (r->header_mode) {
+        if (j >= MAX_COLUMNS)
+            return;
+        if (tly_grow(&r->hoff, &r->hcap, (size_t)j + 1, sizeof *r->hoff)) {
+            r->nomem = 1;
+            return;
+        }
+        if (arena_put(r, field, n, &off))
+            return;
+        r->arena[r->arena_len++] = '\0';      /* names are C strings */
+        r->hoff[j] = off;
+        r->nhdr = j + 1;
+        return;
+    }
+    if (j < r->nhdr && r->map[j] >= 0 && n > 0 && !arena_put(r, field, n, &off)) {
+        r->voff[r->map[j]] = off;
+        r->vlen[r->map[j]] = n;
+    }
+}
+
+static void row_cb(int c, void *data)
+{
+    (void)c;
+    ((struct tly_csv *)data)->row_done = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Opening and closing                                                 */
+
+const char *tly_csv_reject_code(enum tly_csv_reject rej)
+{
+    static const char *const codes[] = {
+        [TLY_CSV_OK] = "ok",
+        [TLY_CSV_NUL_BYTE] = "nul_byte",
+        [TLY_CSV_BAD_UTF8] = "bad_utf8",
+        [TLY_CSV_FIELD_TOO_LONG] = "field_too_long",
+        [TLY_CSV_FIELD_COUNT] = "field_count",
+    };
+    return (unsigned)rej <= TLY_CSV_FIELD_COUNT ? codes[rej] : "unknown";
+}
+
+int tly_csv_open(struct tly_csv **out, tly_csv_read_fn read, void *ctx, size_t max_field_bytes)
+{
+    struct tly_csv *r = tly_calloc(1, sizeof *r);
+
+    *out = NULL;
+    if (!r)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    r->read = read;
+    r->ctx = ctx;
+    r->max_field = max_field_bytes;
+    r->cap = READ_CHUNK;
+    r->row_cap = HEADER_CAP;
+    r->at_start = 1;
+    r->buf = tly_malloc(r->cap);
+    if (!r->buf || parser_start(r)) {
+        tly_csv_close(r);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    *out = r;
+    return TLY_OK;
+}
+
+void tly_csv_close(struct tly_csv *r)
+{
+    if (!r)
+        return;
+    if (r->parser_live)
+        csv_free(&r->p);
+    tly_free(r->buf);
+    tly_free(r->arena);
+    tly_free(r->hoff);
+    tly_free(r->map);
+    tly_free(r->voff);
+    tly_free(r->vlen);
+    tly_free(r->val);
+    tly_free(r->len);
+    tly_free(r->unknown);
+    tly_free(r->present);
+    tly_free(r->hnames);
+    tly_free(r->side);
+    tly_free(r);
+}
+
+long tly_csv_rows(const struct tly_csv *r) { return r->rows; }
+long tly_csv_lines(const struct tly_csv *r) { return r->line; }
+int tly_csv_header_fields(const struct tly_csv *r) { return r->ncols_file; }
+
+/* ------------------------------------------------------------------ */
+/* Input                                                               */
+
+/*
+ * Makes room and reads more.  Keeps [keep, end) (the pending row or the
+ * unread rest), moving it to the front.  Returns 1 when bytes were added,
+ * 0 at the end of input, -1 on a read error or when the kept bytes already
+ * fill the buffer at its largest (the caller walks the row as too long).
+ */
+static int fill(struct tly_csv *r, size_t keep)
+{
+    ssize_t n;
+
+    if (r->eof || r->failed)
+        return r->failed ? -1 : 0;
+    if (keep > 0) {
+        memmove(r->buf, r->buf + keep, r->end - keep);
+        r->end -= keep;
+        r->pos -= keep;
+        r->scan -= keep;
+        if (r->pending)
+            r->row_start -= keep;
+    }
+    if (r->cap - r->end < READ_CHUNK / 4) {
+        size_t ncap = r->cap * 2;
+        char *nb;
+        if (r->end >= r->row_cap + READ_CHUNK)
+            return -1;                      /* caller: row too long */
+        if (ncap > r->row_cap + READ_CHUNK)
+            ncap = r->row_cap + READ_CHUNK;
+        if (ncap <= r->cap)
+            return -1;
+        if (!(nb = tly_realloc(r->buf, ncap))) {
+            r->nomem = 1;
+            return -1;
+        }
+        r->buf = nb;
+        r->cap = ncap;
+    }
+    n = r->read(r->ctx, r->buf + r->end, r->cap - r->end);
+    if (n < 0) {
+        r->failed = 1;
+        return -1;
+    }
+    if (n == 0) {
+        r->eof = 1;
+        return 0;
+    }
+    r->end += (size_t)n;
+    return 1;
+}
+
+/* inputs.md: a UTF-8 BOM at the start of the file is ignored. */
+static int skip_bom(struct tly_csv *r)
+{
+    int rc = 1;
+
+    while (r->end < 3 && (rc = fill(r, 0)) > 0)
+        ;
+    if (rc < 0)
+        return -1;
+    if (r->end >= 3 && !memcmp(r->buf, "\xef\xbb\xbf", 3))
+        r->pos = r->scan = 3;
+    r->at_start = 0;
+    return 0;
+}
+
+/*
+ * The next physical line: [*ls, *le) without its LF; the LF (if any) is
+ * consumed.  Returns 1, 0 at the end of input, -1 on error, 2 when the
+ * pending row outgrew the cap (nothing consumed).
+ */
+static int next_line(struct tly_csv *r, size_t *ls, size_t *le)
+{
+    if (r->at_start && skip_bom(r))
+        return -1;
+    for (;;) {
+        char *nl = memchr(r->buf + r->scan, '\n', r->end - r->scan);
+        size_t start = r->pending ? r->row_start : r->pos;
+        int rc;
+        /*
+         * The cap is judged on the row's bytes up to the end of this line,
+         * found or not yet, so the verdict never depends on how the input
+         * happened to be cut into reads.
+         */
+        if (nl) {
+            if ((size_t)(nl - r->buf) - start > r->row_cap)
+                return 2;
+            *ls = r->pos;
+            *le = (size_t)(nl - r->buf);
+            r->pos = r->scan = *le + 1;
+            return 1;
+        }
+        r->scan = r->end;
+        if (r->end - start > r->row_cap)
+            return 2;
+        rc = fill(r, start);
+        if (rc < 0)
+            return r->failed || r->nomem ? -1 : 2;
+        if (rc == 0) {
+            if (r->pos == r->end)
+                return 0;
+            *ls = r->pos;                       /* last line, no LF */
+            *le = r->pos = r->scan = r->end;
+            return 1;
+        }
+    }
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t')
+            return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rows                                                                */
+
+static void row_begin(struct tly_csv *r, size_t start)
+{
+    r->pending = 1;
+    r->row_start = start;
+    r->row_line = r->line + 1;
+    r->row_flags = 0;
+    r->nfields = 0;
+    r->row_done = 0;
+    r->too_long = 0;
+    r->bad_field = -1;
+    r->arena_len = 0;
+    r->side_len = 0;
+    for (int i = 0; i < r->ncolumns; i++)
+        r->voff[i] = NO_FIELD;
+}
+
+static void row_values(struct tly_csv *r, struct tly_csv_row *row)
+{
+    for (int i = 0; i < r->ncolumns; i++) {
+        r->val[i] = r->voff[i] == NO_FIELD ? NULL : r->arena + r->voff[i];
+        r->len[i] = r->voff[i] == NO_FIELD ? 0 : r->vlen[i];
+    }
+    row->val = r->val;
+    row->len = r->len;
+}
+
+/* Fills 'row' for the finished row [row_start, row_end). */
+static void row_finish(struct tly_csv *r, size_t row_end, struct tly_csv_row *row)
+{
+    const char *raw = r->side_len ? r->side : r->buf + r->row_start;
+    size_t n = r->side_len ? r->side_len : row_end - r->row_start;
+
+    row->line = r->row_line;
+    row->raw = raw;
+    row->raw_len = n > TLY_CSV_RAW_MAX ? TLY_CSV_RAW_MAX : n;
+    row->nfields = r->nfields;
+    row->bad_field = r->bad_field;
+    row->reject = TLY_CSV_OK;
+    /* inputs.md "CSV rules", checked in the order of csvread.h */
+    if ((r->row_flags & SCAN_CTRL) && memchr(raw, '\0', n))
+        row->reject = TLY_CSV_NUL_BYTE;
+    else if ((r->row_flags & SCAN_HIGH) && !tly_utf8_valid(raw, n))
+        row->reject = TLY_CSV_BAD_UTF8;
+    else if (r->too_long)
+        row->reject = TLY_CSV_FIELD_TOO_LONG;
+    else if (!r->header_mode && r->nfields != r->ncols_file)
+        row->reject = TLY_CSV_FIELD_COUNT;
+    if (r->ncolumns)
+        row_values(r, row);
+    else
+        row->val = NULL, row->len = NULL;
+    r->pending = 0;
+    if (!r->header_mode)
+        row->index = ++r->rows;
+    else
+        row->index = 0;
+}
+
+/* Feeds [s, s+n) to libcsv; 0, or -1 with *quote_error set / nomem. */
+static int feed(struct tly_csv *r, const char *s, size_t n, int *quote_error)
+{
+    size_t done = csv_parse(&r->p, s, n, field_cb, row_cb, r);
+    if (done < n || csv_error(&r->p) != CSV_SUCCESS) {
+        if (csv_error(&r->p) == CSV_EPARSE)
+            *quote_error = 1;
+        else
+            r->nomem = 1;
+        return -1;
+    }
+    return r->nomem ? -1 : 0;
+}
+
+/* One physical line [ls, le) of the pending row. */
+static int feed_line(struct tly_csv *r, size_t ls, size_t le, int *quote_error)
+{
+    size_t n = le - ls;
+    unsigned flags;
+    int custom = 0, rc;
+    const char *s = r->buf + ls;
+
+    if (n > 0 && s[n - 1] == '\r')
+        n--;                                    /* CRLF */
+    flags = scan_bytes(s, n);
+    r->row_flags |= flags;
+    if (flags & SCAN_CTRL) {
+        if (memchr(s, '\r', n)) {
+            csv_set_term_func(&r->p, term_lf_only);
+            custom = 1;
+        }
+        if (memchr(s, '\t', n)) {
+            csv_set_space_func(&r->p, space_only);
+            custom = 1;
+        }
+    }
+    if (le < r->end && n == le - ls)
+        rc = feed(r, s, n + 1, quote_error);    /* the line with its LF, one call */
+    else if (!(rc = feed(r, s, n, quote_error)))
+        rc = feed(r, "\n", 1, quote_error);
+    if (custom) {
+        csv_set_term_func(&r->p, NULL);
+        csv_set_space_func(&r->p, NULL);
+    }
+    return rc;
+}
+
+/*
+ * After a quote error: counts the lines and non-blank lines left (the
+ * manifest's row count), byte by byte, keeping nothing.
+ */
+static int drain(struct tly_csv *r)
+{
+    int partial = 0, nonblank = 0, rc;
+
+    r->pending = 0;
+    for (;;) {
+        for (; r->pos < r->end; r->pos++) {
+            char c = r->buf[r->pos];
+            if (c == '\n') {
+                r->line++;
+                r->rows += nonblank;
+                partial = nonblank = 0;
+            } else {
+                partial = 1;
+                nonblank |= c != ' ' && c != '\t' && c != '\r';
+            }
+        }
+        r->scan = r->end;
+        if ((rc = fill(r, r->pos)) <= 0)
+            break;
+    }
+    r->line += partial;
+    r->rows += nonblank;
+    r->state = DONE;
+    return rc < 0 ? TLY_CSV_ERROR : TLY_CSV_END;
+}
+
+/*
+ * The pending row outgrew the cap: keep its first TLY_CSV_RAW_MAX bytes,
+ * then walk to its end by quote parity without libcsv.  Returns
+ * TLY_CSV_ROW (field_too_long), TLY_CSV_QUOTE_ERROR or TLY_CSV_ERROR.
+ */
+static int skip_long_row(struct tly_csv *r, struct tly_csv_row *row)
+{
+    size_t keep = r->end - r->row_start;
+    int odd = 0;
+
+    if (keep > TLY_CSV_RAW_MAX)
+        keep = TLY_CSV_RAW_MAX;
+    if (!r->side && !(r->side = tly_malloc(TLY_CSV_RAW_MAX))) {
+        r->nomem = 1;
+        return TLY_CSV_ERROR;
+    }
+    memcpy(r->side, r->buf + r->row_start, keep);
+    r->side_len = keep ? keep : 1;
+    for (size_t i = r->row_start; i < r->pos; i++)   /* lines already fed */
+        odd ^= r->buf[i] == '"';
+    for (;;) {
+        for (; r->pos < r->end; r->pos++) {
+            char c = r->buf[r->pos];
+            if (c == '"')
+                odd ^= 1;
+            else if (c == '\n') {
+                r->line++;
+                if (!odd) {
+                    r->pos++;
+                    goto ended;
+                }
+            }
+        }
+        r->pending = 0;                          /* nothing to keep */
+        r->scan = r->end;
+        int rc = fill(r, r->pos);
+        if (rc < 0)
+            return TLY_CSV_ERROR;
+        if (rc == 0) {
+            r->line++;                            /* the last line had no LF */
+            if (odd)
+                goto quote;
+            goto ended;
+        }
+    }
+ended:
+    r->scan = r->pos;
+    r->pending = 1;
+    r->too_long = 1;
+    if (parser_start(r)) {
+        r->nomem = 1;
+        return TLY_CSV_ERROR;
+    }
+    row_finish(r, 0, row);
+    row->reject = TLY_CSV_FIELD_TOO_LONG;      /* raw is cut: no UTF-8 verdict */
+    row->nfields = 0;
+    for (int i = 0; i < r->ncolumns; i++)
+        r->val[i] = NULL, r->len[i] = 0;
+    return TLY_CSV_ROW;
+quote:
+    row->line = r->row_line;
+    row->raw = r->side;
+    row->raw_len = r->side_len;
+    row->reject = TLY_CSV_OK;
+    r->rows++;
+    r->state = DONE;
+    return TLY_CSV_QUOTE_ERROR;
+}
+
+/* The next row of any kind; the engine behind header and next. */
+static int read_row(struct tly_csv *r, struct tly_csv_row *row)
+{
+    size_t ls, le;
+    int rc;
+
+    if (r->state == DRAINING)
+        return drain(r);
+    if (r->state == DONE)
+        return TLY_CSV_END;
+    for (;;) {
+        int quote_error = 0;
+        rc = next_line(r, &ls, &le);
+        if (rc < 0)
+            goto fail;
+        if (rc == 2) {
+            if (!r->pending)
+                row_begin(r, r->pos);
+            rc = skip_long_row(r, row);
+            if (rc == TLY_CSV_ERROR)
+                goto fail;
+            return rc;
+        }
+        if (rc == 0) {
+            r->state = DONE;
+            if (!r->pending)
+                return TLY_CSV_END;
+            /* inputs.md: an unterminated quote is a quote error */
+            row->line = r->row_line;
+            row->raw = r->buf + r->row_start;
+            row->raw_len = r->end - r->row_start;
+            if (row->raw_len > TLY_CSV_RAW_MAX)
+                row->raw_len = TLY_CSV_RAW_MAX;
+            row->reject = TLY_CSV_OK;
+            r->rows += !r->header_mode;
+            r->pending = 0;
+            return TLY_CSV_QUOTE_ERROR;
+        }
+        if (!r->pending) {
+            size_t n = le - ls - (le > ls && r->buf[le - 1] == '\r');
+            if (is_blank(r->buf + ls, n)) {
+                r->line++;
+                continue;
+            }
+            row_begin(r, ls);
+        }
+        if (feed_line(r, ls, le, &quote_error)) {
+            r->line++;
+            if (!quote_error)
+                goto fail;
+            row->line = r->row_line;
+            row->raw = r->buf + r->row_start;
+            row->raw_len = le - r->row_start;
+            if (row->raw_len > TLY_CSV_RAW_MAX)
+                row->raw_len = TLY_CSV_RAW_MAX;
+            row->reject = TLY_CSV_OK;
+            r->rows += !r->header_mode;
+            r->pending = 0;
+            r->state = DRAINING;
+            return TLY_CSV_QUOTE_ERROR;
+        }
+        r->line++;
+        if (r->row_done) {
+            size_t row_end = le;
+            if (row_end > r->row_start && r->buf[row_end - 1] == '\r')
+                row_end--;
+            row_finish(r, row_end, row);
+            return TLY_CSV_ROW;
+        }
+    }
+fail:
+    r->state = DONE;
+    if (r->nomem)
+        tly_error(TLY_ERR_NOMEM, "out of memory");
+    return TLY_CSV_ERROR;
+}
+
+/* ------------------------------------------------------------------ */
+/* Header and rows                                                     */
+
+/* Maps header names (kept NUL-terminated in r->hnames) to the caller's columns. */
+static int build_map(struct tly_csv *r, const char *const *columns, int ncolumns)
+{
+    int n = r->nhdr;
+    size_t nc = (size_t)ncolumns + 1;
+
+    r->ncolumns = ncolumns;
+    r->map = tly_malloc(sizeof *r->map * (size_t)(n + 1));
+    r->unknown = tly_malloc(sizeof *r->unknown * (size_t)(n + 1));
+    r->present = tly_calloc(nc, sizeof *r->present);
+    r->voff = tly_malloc(sizeof *r->voff * nc);
+    r->vlen = tly_malloc(sizeof *r->vlen * nc);
+    r->val = tly_malloc(sizeof *r->val * nc);
+    r->len = tly_malloc(sizeof *r->len * nc);
+    if (!r->map || !r->unknown || !r->present || !r->voff || !r->vlen || !r->val || !r->len)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < ncolumns; i++)
+        r->voff[i] = NO_FIELD;
+    for (int j = 0; j < n; j++) {
+        const char *name = r->hnames + r->hoff[j];
+        r->map[j] = -1;
+        for (int i = 0; i < ncolumns; i++) {
+            if (!r->present[i] && !strcmp(columns[i], name)) {
+                r->map[j] = i;
+                r->present[i] = 1;
+                break;
+            }
+        }
+        if (r->map[j] < 0)
+            r->unknown[r->nunknown++] = j;
+    }
+    return TLY_OK;
+}
+
+int tly_csv_header(struct tly_csv *r, const char *const *columns, int ncolumns,
+                   struct tly_csv_row *hdr)
+{
+    int ev;
+    uint64_t cap;
+
+    r->header_mode = 1;
+    ev = read_row(r, hdr);
+    r->header_mode = 0;
+    if (ev != TLY_CSV_ROW || hdr->reject != TLY_CSV_OK)
+        r->nhdr = 0;                            /* unusable: every column missing */
+    r->ncols_file = ev == TLY_CSV_ROW ? r->nfields : 0;
+    /* the names move out of the arena, which rows reuse */
+    if (!(r->hnames = tly_malloc(r->arena_len + 1))) {
+        tly_error(TLY_ERR_NOMEM, "out of memory");
+        return TLY_CSV_ERROR;
+    }
+    if (r->arena_len)
+        memcpy(r->hnames, r->arena, r->arena_len);
+    r->hnames[r->arena_len] = '\0';
+    if (build_map(r, columns, ncolumns))
+        return TLY_CSV_ERROR;
+    /* a row of all-maximal fields fits; more is surely field_too_long */
+    cap = (uint64_t)(r->ncols_file ? r->ncols_file : 1) * (2 * (uint64_t)r->max_field + 3) + 2;
+    r->row_cap = cap > ROW_CAP_MAX ? ROW_CAP_MAX : cap < HEADER_CAP ? HEADER_CAP : (size_t)cap;
+    return ev;
+}
+
+int tly_csv_has_column(const struct tly_csv *r, int i)
+{
+    return i >= 0 && i < r->ncolumns && r->present[i];
+}
+
+const char *tly_csv_unknown_column(const struct tly_csv *r, int k)
+{
+    if (k < 0 || k >= r->nunknown)
+        return NULL;
+    return r->hnames + r->hoff[r->unknown[k]];
+}
+
+int tly_csv_next(struct tly_csv *r, struct tly_csv_row *row)
+{
+    if (!r->map)                                /* no header read: nothing to map to */
+        return TLY_CSV_ERROR;
+    return read_row(r, row);
+}

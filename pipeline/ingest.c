@@ -1,0 +1,1482 @@
+/*
+ * ingest.c — bundles into the ledger (spec inputs.md; see ingest.h).
+ *
+ * A bundle is read entry by entry (bundle.h); each data file streams through
+ * the CSV reader (csvread.h) and the column rules (fields.h) straight into
+ * prepared INSERTs, inside one BEGIN IMMEDIATE ... COMMIT.  Nothing is
+ * allocated per row: values point into the reader's arena and are bound
+ * SQLITE_STATIC for the one step that uses them.
+ *
+ * Duplicates (inputs.md "Duplicates") cost nothing in the common case:
+ * INSERT ... ON CONFLICT DO NOTHING, and only when sqlite3_changes() says
+ * the id was there already is the row in force read back and compared,
+ * column by column on the normalised values (instants as seconds, amounts
+ * as micro-credits), to tell a duplicate from a conflict.
+ *
+ * Decisions where the spec is silent (documented in pipeline/README.md):
+ *   - adjust amounts may be negative but not 0 (a zero adjust means nothing
+ *     and is most likely a broken export);
+ *   - units x replicas is checked when both are given; with one empty the
+ *     meter applies the bound to the effective values;
+ *   - a bundle holding only a manifest (an empty export) is valid;
+ *   - more than max_rows_per_file rows in a file rejects the bundle
+ *     (too_large), like the other size bounds;
+ *   - a manifest whose period columns differ between rows, or that has a
+ *     row the rules refuse, is a manifest_mismatch.
+ */
+#include "ingest.h"
+#include "alloc.h"
+#include "bundle.h"
+#include "csvread.h"
+#include "csvout.h"
+#include "error.h"
+#include "fields.h"
+#include "money.h"
+#include "timeutil.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define REJECTS_SHOWN 10            /* row rejects named on stderr per bundle */
+#define REASON_LEN    512
+
+/* ------------------------------------------------------------------ */
+/* File types: columns and their rules                                 */
+
+enum ctype {
+    T_ID,           /* identifier */
+    T_ACCOUNT,      /* account_id: identifier without '/' */
+    T_TEXT,         /* free text */
+    T_ENUM,
+    T_EMAIL,
+    T_TS,
+    T_DATE,
+    T_AMOUNT,       /* decimal credits, |x| <= 1e9 */
+    T_NONNEG,       /* decimal credits >= 0, <= 1e9 */
+    T_UNITS,        /* integer 1..100,000 */
+    T_COUNT,        /* integer >= 0 (manifest rows) */
+    T_SHA,          /* 64 hex digits */
+    T_PATH,         /* a path inside the bundle: non-empty UTF-8, no controls */
+};
+
+struct column {
+    const char *name;
+    int required;
+    enum ctype type;
+    const char *const *values;      /* T_ENUM */
+};
+
+static const char *const editions[] = { "gale", "agent-platform", "process", NULL };
+static const char *const pools[] = { "credits", "runs", NULL };
+enum { POOL_CREDITS, POOL_RUNS };
+static const char *const credit_types[] = { "free", "grant", "topup", "adjust", NULL };
+enum { TYPE_FREE, TYPE_GRANT, TYPE_TOPUP, TYPE_ADJUST };
+static const char *const kinds[] = { "agent", "workflow", "tool", NULL };
+static const char *const categories[] = { "agent", "workflow", "tool", "model", "guardrail",
+                                          "script", "ocr", "browser", NULL };
+enum { CAT_AGENT, CAT_WORKFLOW, CAT_TOOL, CAT_MODEL, CAT_GUARDRAIL, CAT_SCRIPT, CAT_OCR,
+       CAT_BROWSER };
+static const char *const actions[] = { "deploy", "scale", "undeploy", "delete", "finetune_start",
+                                       "finetune_end", NULL };
+enum { ACT_DEPLOY, ACT_SCALE, ACT_UNDEPLOY, ACT_DELETE, ACT_FT_START, ACT_FT_END };
+static const char *const outcomes[] = { "ok", "failed", NULL };
+static const char *const model_types[] = { "base", "fine-tuned", NULL };
+
+/* accounts.csv */
+enum { A_ID, A_NAME, A_EDITION, A_EMAIL, A_ANCHOR, A_NEG, A_LOW, A_UPDATED, A_N };
+static const struct column accounts_cols[A_N] = {
+    { "account_id", 1, T_ACCOUNT, NULL }, { "name", 1, T_TEXT, NULL },
+    { "edition", 1, T_ENUM, editions }, { "admin_email", 1, T_EMAIL, NULL },
+    { "cycle_anchor", 1, T_DATE, NULL }, { "negative_limit", 0, T_NONNEG, NULL },
+    { "low_threshold", 0, T_NONNEG, NULL }, { "updated_at", 1, T_TS, NULL },
+};
+
+/* credits.csv */
+enum { C_TXN, C_ACCOUNT, C_TS, C_POOL, C_TYPE, C_AMOUNT, C_EXPIRES, C_REF, C_N };
+static const struct column credits_cols[C_N] = {
+    { "txn_id", 1, T_ID, NULL }, { "account_id", 1, T_ACCOUNT, NULL }, { "ts", 1, T_TS, NULL },
+    { "pool", 1, T_ENUM, pools }, { "type", 1, T_ENUM, credit_types },
+    { "amount", 1, T_AMOUNT, NULL }, { "expires_at", 0, T_TS, NULL },
+    { "reference", 0, T_TEXT, NULL },
+};
+
+/* runs.csv */
+enum { R_EVENT, R_ACCOUNT, R_TS, R_KIND, R_RESOURCE, R_RNAME, R_OWNER, R_OUTCOME, R_N };
+static const struct column runs_cols[R_N] = {
+    { "event_id", 1, T_ID, NULL }, { "account_id", 1, T_ACCOUNT, NULL }, { "ts", 1, T_TS, NULL },
+    { "kind", 1, T_ENUM, kinds }, { "resource_id", 1, T_ID, NULL },
+    { "resource_name", 0, T_TEXT, NULL }, { "owner", 0, T_TEXT, NULL },
+    { "outcome", 0, T_ENUM, outcomes },
+};
+
+/* deployments.csv */
+enum { D_EVENT, D_ACCOUNT, D_TS, D_CATEGORY, D_ACTION, D_RESOURCE, D_RNAME, D_OWNER, D_DEPID,
+       D_DEPNAME, D_DEPTYPE, D_HARDWARE, D_UNITS, D_REPLICAS, D_MODEL_TYPE, D_LANG,
+       D_LANG_VERSION, D_ENDPOINT, D_N };
+static const struct column deployments_cols[D_N] = {
+    { "event_id", 1, T_ID, NULL }, { "account_id", 1, T_ACCOUNT, NULL }, { "ts", 1, T_TS, NULL },
+    { "category", 1, T_ENUM, categories }, { "action", 1, T_ENUM, actions },
+    { "resource_id", 1, T_ID, NULL }, { "resource_name", 0, T_TEXT, NULL },
+    { "owner", 0, T_TEXT, NULL }, { "deployment_id", 0, T_ID, NULL },
+    { "deployment_name", 0, T_TEXT, NULL }, { "deployment_type", 0, T_TEXT, NULL },
+    { "hardware", 0, T_ID, NULL }, { "units", 0, T_UNITS, NULL },
+    { "replicas", 0, T_UNITS, NULL }, { "model_type", 0, T_ENUM, model_types },
+    { "language", 0, T_TEXT, NULL }, { "language_version", 0, T_TEXT, NULL },
+    { "endpoint", 0, T_TEXT, NULL },
+};
+
+/* manifest.csv */
+enum { M_FILE, M_ROWS, M_SHA, M_PSTART, M_PEND, M_N };
+static const struct column manifest_cols[M_N] = {
+    { "file", 1, T_PATH, NULL }, { "rows", 1, T_COUNT, NULL }, { "sha256", 1, T_SHA, NULL },
+    { "period_start", 0, T_TS, NULL }, { "period_end", 0, T_TS, NULL },
+};
+
+#define MAX_COLS D_N
+
+static const struct filetype {
+    const struct column *cols;
+    int ncols;
+} filetypes[] = {
+    [TLY_FILE_ACCOUNTS] = { accounts_cols, A_N },
+    [TLY_FILE_CREDITS] = { credits_cols, C_N },
+    [TLY_FILE_RUNS] = { runs_cols, R_N },
+    [TLY_FILE_DEPLOYMENTS] = { deployments_cols, D_N },
+    [TLY_FILE_MANIFEST] = { manifest_cols, M_N },
+};
+
+/* A validated value: present, and its parsed form by type. */
+struct value {
+    int present;
+    int64_t i;              /* ts, date, micro, integer, enum index */
+    const char *s;          /* text as read (ids, text, enums, email) */
+    size_t n;
+    char hex[65];           /* T_SHA */
+};
+
+/* ------------------------------------------------------------------ */
+/* Event tables: one insert and one read-back per file type            */
+
+/* A bound parameter, kept so that a conflict can compare it. */
+struct bind {
+    enum { B_NULL, B_INT, B_TEXT } k;
+    int64_t i;
+    const char *s;
+    size_t n;
+};
+
+/*
+ * Parameters 1 and 2 are (account_id, id); then the 'ndata' compared data
+ * columns; then file_id, line.  The SELECT returns the data columns, then
+ * file_id and line of the row in force.
+ */
+static const struct table {
+    const char *insert, *select;
+    int ndata;
+} tables[] = {
+    [TLY_FILE_CREDITS] = {
+        "INSERT INTO credits(account_id, txn_id, ts, pool, type, amount, expires_at, reference,"
+        " file_id, line) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+        "SELECT ts, pool, type, amount, expires_at, reference, file_id, line FROM credits"
+        " WHERE account_id = ?1 AND txn_id = ?2", 6 },
+    [TLY_FILE_RUNS] = {
+        "INSERT INTO runs(account_id, event_id, ts, kind, resource_id, resource_name, owner,"
+        " outcome, file_id, line) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ON CONFLICT DO NOTHING",
+        "SELECT ts, kind, resource_id, resource_name, owner, outcome, file_id, line FROM runs"
+        " WHERE account_id = ?1 AND event_id = ?2", 6 },
+    [TLY_FILE_DEPLOYMENTS] = {
+        "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
+        " resource_name, owner, deployment_id, deployment_name, deployment_type, hardware, units,"
+        " replicas, model_type, language, language_version, endpoint, file_id, line)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
+        " ?19, ?20) ON CONFLICT DO NOTHING",
+        "SELECT ts, category, action, resource_id, resource_name, owner, deployment_id,"
+        " deployment_name, deployment_type, hardware, units, replicas, model_type, language,"
+        " language_version, endpoint, file_id, line FROM deployments"
+        " WHERE account_id = ?1 AND event_id = ?2", 16 },
+};
+
+#define MAX_BINDS 20
+
+/* ------------------------------------------------------------------ */
+/* The state of one bundle's ingest                                    */
+
+struct seen_file {
+    char *path;
+    long rows;
+    char sha[65];
+};
+
+struct manifest_row {
+    char *path;
+    long rows;
+    char sha[65];
+    int matched;
+};
+
+struct ing {
+    struct tly_ledger *l;
+    const struct tly_settings *s;
+    const char *name;               /* bundle base name */
+    int64_t bundle_id;
+    /* the current file */
+    const char *path;
+    int64_t file_id;
+    enum tly_file_type type;
+    /* statements */
+    sqlite3_stmt *ins[TLY_FILE_MANIFEST], *sel[TLY_FILE_MANIFEST];
+    sqlite3_stmt *ins_acc, *sel_acc, *upd_acc, *ins_file, *ins_reject, *sel_prov;
+    /* counters of this bundle (added to the stats at commit) */
+    long loaded, duplicates, quarantined, superseded, shown;
+    /* what the manifest check needs */
+    struct seen_file *seen;
+    size_t nseen, seen_cap;
+    struct manifest_row *man;
+    size_t nman, man_cap;
+    int manifests;                  /* manifest files met */
+    int known;                      /* files of a known type met */
+    int has_start, has_end;         /* the manifest's period columns */
+    int64_t period_start, period_end;
+    char *time_index_sql;           /* bulk load: runs_by_time to rebuild, see bulk_begin */
+    char *skipped;                  /* newline-separated, for bundles.skipped */
+    size_t skipped_len, skipped_cap;
+    /* a bundle-level reject found while reading */
+    char rej_code[32];
+    char rej_file[1024];
+    char rej_detail[512];
+    char reason[REASON_LEN];
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+/* bundles.name: the base name of the path as given ("dir/" is "dir"). */
+static void base_name(const char *path, char *out, size_t cap)
+{
+    size_t n = strlen(path), start;
+
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    start = n;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    if (n - start >= cap)
+        n = start + cap - 1;
+    memcpy(out, path + start, n - start);
+    out[n - start] = '\0';
+}
+
+static int push_str(char ***v, size_t *cap, long *n, const char *s)
+{
+    char *copy = tly_strdup(s);
+    if (!copy || tly_grow(v, cap, (size_t)*n + 1, sizeof **v)) {
+        tly_free(copy);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    (*v)[(*n)++] = copy;
+    return TLY_OK;
+}
+
+static int push_id(struct tly_ingest_stats *st, int64_t id)
+{
+    if (tly_grow(&st->bundle_ids, &st->ids_cap, (size_t)st->nbundle_ids + 1, sizeof *st->bundle_ids))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    st->bundle_ids[st->nbundle_ids++] = id;
+    return TLY_OK;
+}
+
+void tly_ingest_stats_release(struct tly_ingest_stats *st)
+{
+    for (long i = 0; st->skipped && i < st->files_skipped; i++)
+        tly_free(st->skipped[i]);
+    tly_free(st->skipped);
+    tly_free(st->bundle_ids);
+    st->skipped = NULL;
+    st->bundle_ids = NULL;
+    st->skipped_cap = st->ids_cap = 0;
+    st->nbundle_ids = 0;
+}
+
+static void ing_release(struct ing *g)
+{
+    for (int t = 0; t < TLY_FILE_MANIFEST; t++) {
+        sqlite3_finalize(g->ins[t]);
+        sqlite3_finalize(g->sel[t]);
+    }
+    sqlite3_finalize(g->ins_acc);
+    sqlite3_finalize(g->sel_acc);
+    sqlite3_finalize(g->upd_acc);
+    sqlite3_finalize(g->ins_file);
+    sqlite3_finalize(g->ins_reject);
+    sqlite3_finalize(g->sel_prov);
+    for (size_t i = 0; i < g->nseen; i++)
+        tly_free(g->seen[i].path);
+    tly_free(g->seen);
+    for (size_t i = 0; i < g->nman; i++)
+        tly_free(g->man[i].path);
+    tly_free(g->man);
+    tly_free(g->skipped);
+    tly_free(g->time_index_sql);
+}
+
+static int prepare_all(struct ing *g)
+{
+    int err = TLY_OK;
+
+    for (int t = TLY_FILE_CREDITS; t <= TLY_FILE_DEPLOYMENTS && !err; t++)
+        if (!(err = tly_ledger_prepare(g->l, tables[t].insert, &g->ins[t])))
+            err = tly_ledger_prepare(g->l, tables[t].select, &g->sel[t]);
+    if (!err)
+        err = tly_ledger_prepare(g->l,
+            "INSERT INTO accounts(account_id, name, edition, admin_email, cycle_anchor,"
+            " negative_limit, low_threshold, updated_at, raw, file_id, line)"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+            &g->ins_acc);
+    if (!err)
+        err = tly_ledger_prepare(g->l,
+            "SELECT name, edition, admin_email, cycle_anchor, negative_limit, low_threshold,"
+            " updated_at, file_id, line FROM accounts WHERE account_id = ?1", &g->sel_acc);
+    if (!err)
+        err = tly_ledger_prepare(g->l,
+            "UPDATE accounts SET name = ?2, edition = ?3, admin_email = ?4, cycle_anchor = ?5,"
+            " negative_limit = ?6, low_threshold = ?7, updated_at = ?8, raw = ?9, file_id = ?10,"
+            " line = ?11 WHERE account_id = ?1", &g->upd_acc);
+    if (!err)
+        err = tly_ledger_prepare(g->l, "INSERT INTO files(bundle_id, path) VALUES(?1, ?2)",
+                                 &g->ins_file);
+    if (!err)
+        err = tly_ledger_prepare(g->l,
+            "INSERT INTO rejects(bundle, file, line, reason, raw, bundle_id)"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &g->ins_reject);
+    if (!err)
+        err = tly_ledger_prepare(g->l,
+            "SELECT b.name, f.path FROM files f JOIN bundles b ON b.id = f.bundle_id"
+            " WHERE f.id = ?1", &g->sel_prov);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rejects                                                             */
+
+/*
+ * Stores one reject of the current bundle (line 0 = NULL: bundle level)
+ * and names the first few on stderr.
+ */
+static int add_reject(struct ing *g, const char *file, long line, const char *reason,
+                      const char *raw, size_t raw_len)
+{
+    sqlite3_stmt *st = g->ins_reject;
+
+    sqlite3_bind_text(st, 1, g->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, file ? file : "", -1, SQLITE_STATIC);
+    if (line > 0)
+        sqlite3_bind_int64(st, 3, line);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+    if (raw)
+        sqlite3_bind_blob(st, 5, raw, (int)raw_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 5);
+    if (g->bundle_id > 0)
+        sqlite3_bind_int64(st, 6, g->bundle_id);
+    else
+        sqlite3_bind_null(st, 6);
+    if (line > 0 && g->shown++ < REJECTS_SHOWN)
+        tly_note("'%s' entry '%s' line %ld: %s", g->name, file, line, reason);
+    return tly_ledger_step_done(g->l, st);
+}
+
+/* A row or file reject: "code: detail" with the row's raw text. */
+static int quarantine(struct ing *g, long line, const char *raw, size_t raw_len,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int quarantine(struct ing *g, long line, const char *raw, size_t raw_len,
+                      const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(g->reason, sizeof g->reason, fmt, ap);
+    va_end(ap);
+    g->quarantined++;
+    return add_reject(g, g->path, line, g->reason, raw, raw_len);
+}
+
+/* Remembers the first bundle-level reject; the caller rolls back. */
+static void bundle_reject(struct ing *g, const char *code, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void bundle_reject(struct ing *g, const char *code, const char *file, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (g->rej_code[0])
+        return;
+    snprintf(g->rej_code, sizeof g->rej_code, "%s", code);
+    snprintf(g->rej_file, sizeof g->rej_file, "%s", file ? file : "");
+    va_start(ap, fmt);
+    vsnprintf(g->rej_detail, sizeof g->rej_detail, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Column rules                                                        */
+
+/* Checks one present cell by its column's type; -1 with *why. */
+static int check_value(const struct column *c, const char *s, size_t n, struct value *v,
+                       const char **why)
+{
+    int idx;
+
+    v->s = s;
+    v->n = n;
+    switch (c->type) {
+    case T_ID:
+        return tly_field_id(s, n, 0, why);
+    case T_ACCOUNT:
+        return tly_field_id(s, n, 1, why);
+    case T_TEXT:
+        return tly_field_text(s, n, why);
+    case T_ENUM:
+        if (tly_field_enum(s, n, c->values, &idx, why))
+            return -1;
+        v->i = idx;
+        return 0;
+    case T_EMAIL:
+        return tly_field_email(s, n, why);
+    case T_TS:
+        return tly_field_ts(s, n, &v->i, why);
+    case T_DATE:
+        return tly_field_date(s, n, &v->i, why);
+    case T_AMOUNT:
+        return tly_field_micro(s, n, TLY_AMOUNT_MAX, &v->i, why);
+    case T_NONNEG:
+        if (tly_field_micro(s, n, TLY_AMOUNT_MAX, &v->i, why))
+            return -1;
+        if (v->i < 0) {
+            *why = "is negative";
+            return -1;
+        }
+        return 0;
+    case T_UNITS:
+        return tly_field_int(s, n, 1, TLY_UNITS_MAX, &v->i, why);
+    case T_COUNT:
+        return tly_field_int(s, n, 0, INT64_MAX, &v->i, why);
+    case T_SHA:
+        return tly_field_sha256(s, n, v->hex, why);
+    case T_PATH:
+        if (tly_field_text(s, n, why))
+            return -1;
+        return 0;
+    }
+    *why = "unknown type";
+    return -1;
+}
+
+/*
+ * Validates every column of a row into v[]; returns the index of the
+ * first bad column (and *why) or -1 when all are good.
+ */
+static int check_row(const struct filetype *ft, const struct tly_csv_row *row, struct value *v,
+                     const char **why)
+{
+    for (int i = 0; i < ft->ncols; i++) {
+        const struct column *c = &ft->cols[i];
+        v[i].present = row->val[i] != NULL;
+        if (!v[i].present) {
+            v[i].s = NULL;
+            v[i].n = 0;
+            v[i].i = 0;
+            if (c->required) {
+                *why = "is empty";
+                return i;
+            }
+            continue;
+        }
+        if (check_value(c, row->val[i], row->len[i], &v[i], why))
+            return i;
+    }
+    return -1;
+}
+
+/* Cross-column rules of credits.csv; -1 = fine, else the bad column. */
+static int check_credit(struct value *v, const char **why)
+{
+    int64_t type = v[C_TYPE].i, amount = v[C_AMOUNT].i;
+
+    if (type != TYPE_ADJUST && amount <= 0) {
+        *why = "must be > 0 for free, grant and topup";
+        return C_AMOUNT;
+    }
+    if (type == TYPE_ADJUST && amount == 0) {
+        *why = "must not be 0 for adjust";
+        return C_AMOUNT;
+    }
+    if (v[C_POOL].i == POOL_RUNS && amount % TLY_MICRO != 0) {
+        *why = "must be a whole number of runs";
+        return C_AMOUNT;
+    }
+    if (v[C_EXPIRES].present) {
+        if (type == TYPE_ADJUST) {
+            *why = "not allowed for adjust";
+            return C_EXPIRES;
+        }
+        if (v[C_EXPIRES].i <= v[C_TS].i) {
+            *why = "must be after ts";
+            return C_EXPIRES;
+        }
+    }
+    return -1;
+}
+
+/* Cross-column rules of deployments.csv. */
+static int check_deployment(struct value *v, const char **why)
+{
+    int64_t cat = v[D_CATEGORY].i, act = v[D_ACTION].i;
+    int charged = cat >= CAT_MODEL;
+
+    if ((act == ACT_FT_START || act == ACT_FT_END) && cat != CAT_MODEL) {
+        *why = "finetune_start/finetune_end only for category model";
+        return D_ACTION;
+    }
+    if (charged && (act == ACT_DEPLOY || act == ACT_SCALE || act == ACT_FT_START) &&
+        !v[D_HARDWARE].present) {
+        *why = "is required for a charged deploy, scale or finetune_start";
+        return D_HARDWARE;
+    }
+    if (v[D_UNITS].present && v[D_REPLICAS].present &&
+        v[D_UNITS].i * v[D_REPLICAS].i > TLY_UNITS_MAX) {
+        *why = "times units exceeds 100000";
+        return D_REPLICAS;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading one row                                                     */
+
+static void bind_all(sqlite3_stmt *st, const struct bind *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        switch (b[i].k) {
+        case B_NULL:
+            sqlite3_bind_null(st, i + 1);
+            break;
+        case B_INT:
+            sqlite3_bind_int64(st, i + 1, b[i].i);
+            break;
+        case B_TEXT:
+            sqlite3_bind_text(st, i + 1, b[i].s, (int)b[i].n, SQLITE_STATIC);
+            break;
+        }
+    }
+}
+
+static int same_value(sqlite3_stmt *st, int col, const struct bind *b)
+{
+    int t = sqlite3_column_type(st, col);
+    switch (b->k) {
+    case B_NULL:
+        return t == SQLITE_NULL;
+    case B_INT:
+        return t == SQLITE_INTEGER && sqlite3_column_int64(st, col) == b->i;
+    case B_TEXT:
+        return t == SQLITE_TEXT && (size_t)sqlite3_column_bytes(st, col) == b->n &&
+               !memcmp(sqlite3_column_text(st, col), b->s, b->n);
+    }
+    return 0;
+}
+
+static void bind_text(struct bind *b, const struct value *v)
+{
+    b->k = v->present ? B_TEXT : B_NULL;
+    b->s = v->s;
+    b->n = v->n;
+}
+
+static void bind_int(struct bind *b, const struct value *v)
+{
+    b->k = v->present ? B_INT : B_NULL;
+    b->i = v->i;
+}
+
+/* "conflict: ID differs from the version in force (bundle B, file F, line N)" */
+static int conflict(struct ing *g, const struct tly_csv_row *row, const char *id, size_t idn,
+                    int64_t file_id, int64_t line)
+{
+    sqlite3_stmt *st = g->sel_prov;
+    int rc;
+    char b[256] = "?", f[512] = "?";
+
+    sqlite3_bind_int64(st, 1, file_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(b, sizeof b, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(f, sizeof f, "%s", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return tly_ledger_error(g->l, "reading a row's provenance");
+    return quarantine(g, row->line, row->raw, row->raw_len,
+                      "conflict: %.*s differs from the version in force (bundle %s, file %s, line %lld)",
+                      (int)idn, id, b, f, (long long)line);
+}
+
+/*
+ * Inserts an event row; when its (account, id) is there already, reads the
+ * row in force back and counts a duplicate or quarantines a conflict.
+ */
+static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb)
+{
+    const struct table *t = &tables[g->type];
+    sqlite3_stmt *ins = g->ins[g->type], *sel = g->sel[g->type];
+    int rc, same, err;
+    int64_t file_id, line;
+
+    b[nb].k = B_INT, b[nb].i = g->file_id;
+    b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
+    bind_all(ins, b, nb + 2);
+    if ((err = tly_ledger_step_done(g->l, ins)))
+        return err;
+    if (sqlite3_changes(g->l->db) > 0) {
+        g->loaded++;
+        return TLY_OK;
+    }
+    /* inputs.md "Duplicates": same id, compare the normalised content */
+    bind_all(sel, b, 2);
+    rc = sqlite3_step(sel);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(sel);
+        return tly_ledger_error(g->l, "reading the row in force");
+    }
+    same = 1;
+    for (int i = 0; i < t->ndata && same; i++)
+        same = same_value(sel, i, &b[2 + i]);
+    file_id = sqlite3_column_int64(sel, t->ndata);
+    line = sqlite3_column_int64(sel, t->ndata + 1);
+    sqlite3_reset(sel);
+    if (same) {
+        g->duplicates++;
+        return TLY_OK;
+    }
+    return conflict(g, row, b[1].s, b[1].n, file_id, line);
+}
+
+static int load_credit(struct ing *g, const struct tly_csv_row *row, struct value *v)
+{
+    struct bind b[MAX_BINDS];
+
+    bind_text(&b[0], &v[C_ACCOUNT]);
+    bind_text(&b[1], &v[C_TXN]);
+    bind_int(&b[2], &v[C_TS]);
+    bind_text(&b[3], &v[C_POOL]);
+    bind_text(&b[4], &v[C_TYPE]);
+    bind_int(&b[5], &v[C_AMOUNT]);      /* runs too: runs x 1,000,000 (ledger.c) */
+    bind_int(&b[6], &v[C_EXPIRES]);
+    bind_text(&b[7], &v[C_REF]);
+    return insert_event(g, row, b, 8);
+}
+
+static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *v)
+{
+    struct bind b[MAX_BINDS];
+
+    bind_text(&b[0], &v[R_ACCOUNT]);
+    bind_text(&b[1], &v[R_EVENT]);
+    bind_int(&b[2], &v[R_TS]);
+    bind_text(&b[3], &v[R_KIND]);
+    bind_text(&b[4], &v[R_RESOURCE]);
+    bind_text(&b[5], &v[R_RNAME]);
+    bind_text(&b[6], &v[R_OWNER]);
+    bind_text(&b[7], &v[R_OUTCOME]);
+    return insert_event(g, row, b, 8);
+}
+
+static int load_deployment(struct ing *g, const struct tly_csv_row *row, struct value *v)
+{
+    struct bind b[MAX_BINDS];
+
+    bind_text(&b[0], &v[D_ACCOUNT]);
+    bind_text(&b[1], &v[D_EVENT]);
+    bind_int(&b[2], &v[D_TS]);
+    bind_text(&b[3], &v[D_CATEGORY]);
+    bind_text(&b[4], &v[D_ACTION]);
+    bind_text(&b[5], &v[D_RESOURCE]);
+    bind_text(&b[6], &v[D_RNAME]);
+    bind_text(&b[7], &v[D_OWNER]);
+    /* inputs.md: deployment_id defaults to resource_id */
+    bind_text(&b[8], v[D_DEPID].present ? &v[D_DEPID] : &v[D_RESOURCE]);
+    bind_text(&b[9], &v[D_DEPNAME]);
+    bind_text(&b[10], &v[D_DEPTYPE]);
+    bind_text(&b[11], &v[D_HARDWARE]);
+    bind_int(&b[12], &v[D_UNITS]);
+    bind_int(&b[13], &v[D_REPLICAS]);
+    bind_text(&b[14], &v[D_MODEL_TYPE]);
+    bind_text(&b[15], &v[D_LANG]);
+    bind_text(&b[16], &v[D_LANG_VERSION]);
+    bind_text(&b[17], &v[D_ENDPOINT]);
+    return insert_event(g, row, b, 18);
+}
+
+/*
+ * accounts.csv: one row per account in force, the latest updated_at
+ * (inputs.md "accounts.csv").  An older row is loaded but superseded; the
+ * same updated_at with other content is a conflict (the first stays).
+ */
+static int load_account(struct ing *g, const struct tly_csv_row *row, struct value *v)
+{
+    struct bind b[12];
+    struct value zero = { 1, 0, NULL, 0, "" };
+    sqlite3_stmt *sel = g->sel_acc;
+    int rc, same, err;
+    int64_t updated, file_id, line;
+
+    bind_text(&b[0], &v[A_ID]);
+    bind_text(&b[1], &v[A_NAME]);
+    bind_text(&b[2], &v[A_EDITION]);
+    bind_text(&b[3], &v[A_EMAIL]);
+    bind_int(&b[4], &v[A_ANCHOR]);
+    bind_int(&b[5], v[A_NEG].present ? &v[A_NEG] : &zero);    /* default 0 */
+    bind_int(&b[6], v[A_LOW].present ? &v[A_LOW] : &zero);
+    bind_int(&b[7], &v[A_UPDATED]);
+    b[8].k = B_TEXT, b[8].s = row->raw, b[8].n = row->raw_len;
+    b[9].k = B_INT, b[9].i = g->file_id;
+    b[10].k = B_INT, b[10].i = row->line;
+    bind_all(g->ins_acc, b, 11);
+    if ((err = tly_ledger_step_done(g->l, g->ins_acc)))
+        return err;
+    if (sqlite3_changes(g->l->db) > 0) {
+        g->loaded++;
+        return TLY_OK;
+    }
+    bind_all(sel, b, 1);
+    if ((rc = sqlite3_step(sel)) != SQLITE_ROW) {
+        sqlite3_reset(sel);
+        return tly_ledger_error(g->l, "reading the account in force");
+    }
+    same = 1;
+    for (int i = 0; i < 6 && same; i++)
+        same = same_value(sel, i, &b[1 + i]);
+    updated = sqlite3_column_int64(sel, 6);
+    file_id = sqlite3_column_int64(sel, 7);
+    line = sqlite3_column_int64(sel, 8);
+    sqlite3_reset(sel);
+    if (b[7].i > updated) {
+        bind_all(g->upd_acc, b, 11);
+        if ((err = tly_ledger_step_done(g->l, g->upd_acc)))
+            return err;
+        g->loaded++;
+        return TLY_OK;
+    }
+    if (b[7].i < updated) {
+        g->loaded++;
+        g->superseded++;
+        return TLY_OK;
+    }
+    if (same) {
+        g->duplicates++;
+        return TLY_OK;
+    }
+    return conflict(g, row, b[0].s, b[0].n, file_id, line);
+}
+
+/* Manifest rows are kept for the check at the end of the bundle. */
+static int load_manifest_row(struct ing *g, const struct tly_csv_row *row, struct value *v)
+{
+    struct manifest_row *m;
+
+    /* inputs.md: period_start/period_end are the same on every row */
+    if (g->nman == 0) {
+        g->has_start = v[M_PSTART].present;
+        g->has_end = v[M_PEND].present;
+        g->period_start = v[M_PSTART].i;
+        g->period_end = v[M_PEND].i;
+    } else if (g->has_start != v[M_PSTART].present || g->has_end != v[M_PEND].present ||
+               (g->has_start && g->period_start != v[M_PSTART].i) ||
+               (g->has_end && g->period_end != v[M_PEND].i)) {
+        bundle_reject(g, "manifest_mismatch", g->path,
+                      "line %ld: period_start/period_end differ between rows", row->line);
+        return TLY_OK;
+    }
+    if (tly_grow(&g->man, &g->man_cap, g->nman + 1, sizeof *g->man))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    m = &g->man[g->nman];
+    if (!(m->path = tly_strndup(v[M_FILE].s, v[M_FILE].n)))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    g->nman++;
+    m->rows = v[M_ROWS].i > LONG_MAX ? LONG_MAX : (long)v[M_ROWS].i;
+    memcpy(m->sha, v[M_SHA].hex, sizeof m->sha);
+    m->matched = 0;
+    for (size_t i = 0; i + 1 < g->nman; i++)
+        if (!strcmp(g->man[i].path, m->path))
+            bundle_reject(g, "manifest_mismatch", g->path, "'%s' is listed twice", m->path);
+    return TLY_OK;
+}
+
+/* One data row that passed the CSV rules: column rules, then the ledger. */
+static int load_row(struct ing *g, const struct tly_csv_row *row)
+{
+    const struct filetype *ft = &filetypes[g->type];
+    struct value v[MAX_COLS];
+    const char *why = NULL;
+    int bad = check_row(ft, row, v, &why);
+
+    if (bad < 0) {
+        switch (g->type) {
+        case TLY_FILE_CREDITS:
+            bad = check_credit(v, &why);
+            break;
+        case TLY_FILE_DEPLOYMENTS:
+            bad = check_deployment(v, &why);
+            break;
+        default:
+            break;
+        }
+    }
+    if (bad >= 0) {
+        if (g->type == TLY_FILE_MANIFEST) {
+            bundle_reject(g, "manifest_mismatch", g->path, "line %ld: %s %s", row->line,
+                          ft->cols[bad].name, why);
+            return TLY_OK;
+        }
+        return quarantine(g, row->line, row->raw, row->raw_len, "bad_value: %s %s",
+                          ft->cols[bad].name, why);
+    }
+    switch (g->type) {
+    case TLY_FILE_ACCOUNTS:
+        return load_account(g, row, v);
+    case TLY_FILE_CREDITS:
+        return load_credit(g, row, v);
+    case TLY_FILE_RUNS:
+        return load_run(g, row, v);
+    case TLY_FILE_DEPLOYMENTS:
+        return load_deployment(g, row, v);
+    case TLY_FILE_MANIFEST:
+        return load_manifest_row(g, row, v);
+    default:
+        return TLY_OK;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading one file                                                    */
+
+struct source {
+    struct tly_bundle *b;
+    struct tly_bundle_reject *rej;
+    int failed;
+};
+
+static ssize_t source_read(void *ctx, void *buf, size_t n)
+{
+    struct source *src = ctx;
+    ssize_t got = tly_bundle_read(src->b, buf, n, src->rej);
+    if (got < 0)
+        src->failed = 1;
+    return got;
+}
+
+/* The header: warns about unknown columns; 1 when a required one is missing. */
+static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_row *hdr,
+                        int ev, int *missing)
+{
+    const struct filetype *ft = &filetypes[g->type];
+    const char *name;
+
+    *missing = 0;
+    for (int i = 0; i < ft->ncols; i++) {
+        if (ft->cols[i].required && !tly_csv_has_column(r, i)) {
+            *missing = 1;
+            if (g->type == TLY_FILE_MANIFEST) {
+                bundle_reject(g, "manifest_mismatch", g->path, "missing column '%s'",
+                              ft->cols[i].name);
+                return TLY_OK;
+            }
+            /* inputs.md: a missing required column rejects the whole file */
+            return quarantine(g, 1, hdr->raw, ev == TLY_CSV_ROW ? hdr->raw_len : 0,
+                              "missing_column: %s%s", ft->cols[i].name,
+                              ev == TLY_CSV_END ? " (empty file)" : "");
+        }
+    }
+    /* inputs.md: an unknown column is ignored with one warning */
+    for (int k = 0; (name = tly_csv_unknown_column(r, k)); k++)
+        tly_warn("'%s' entry '%s': unknown column '%s' ignored", g->name, g->path, name);
+    return TLY_OK;
+}
+
+/*
+ * Reads every row of the current entry.  Returns TLY_OK (a bundle reject,
+ * if any, is in g->rej_code), or a hard error.  *rows is the entry's data
+ * row count for the manifest.
+ */
+static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
+{
+    struct tly_csv_row row;
+    int ev, err = TLY_OK;
+
+    while (!err && !g->rej_code[0] && (ev = tly_csv_next(r, &row)) != TLY_CSV_END) {
+        if (ev == TLY_CSV_ERROR)
+            return TLY_ERR_IO;          /* the caller tells a read failure from nomem */
+        if (tly_csv_rows(r) > g->s->max_rows_per_file) {
+            bundle_reject(g, "too_large", g->path, "'%s' has more than %lld rows", g->path,
+                          (long long)g->s->max_rows_per_file);
+            break;
+        }
+        if (skip)
+            continue;
+        if (ev == TLY_CSV_QUOTE_ERROR) {
+            /* inputs.md: the rest of the file from that line on is rejected */
+            if (g->type == TLY_FILE_MANIFEST)
+                bundle_reject(g, "manifest_mismatch", g->path, "quote error at line %ld", row.line);
+            else
+                err = quarantine(g, row.line, row.raw, row.raw_len,
+                                 "quote_error: unterminated quote or stray '\"' in the row at "
+                                 "line %ld; the rest of the file is not loaded", row.line);
+            skip = 1;
+            continue;
+        }
+        if (row.reject != TLY_CSV_OK) {
+            if (g->type == TLY_FILE_MANIFEST)
+                bundle_reject(g, "manifest_mismatch", g->path, "line %ld: %s", row.line,
+                              tly_csv_reject_code(row.reject));
+            else if (row.reject == TLY_CSV_FIELD_COUNT)
+                err = quarantine(g, row.line, row.raw, row.raw_len,
+                                 "field_count: %d fields, the header has %d", row.nfields,
+                                 tly_csv_header_fields(r));
+            else
+                err = quarantine(g, row.line, row.raw, row.raw_len, "%s: %s",
+                                 tly_csv_reject_code(row.reject),
+                                 row.reject == TLY_CSV_FIELD_TOO_LONG ? "a field is longer than the limit"
+                                 : row.reject == TLY_CSV_BAD_UTF8 ? "invalid UTF-8"
+                                                                  : "a NUL byte");
+            continue;
+        }
+        err = load_row(g, &row);
+    }
+    *rows = tly_csv_rows(r);
+    return err;
+}
+
+static int insert_file(struct ing *g)
+{
+    int err;
+
+    sqlite3_bind_int64(g->ins_file, 1, g->bundle_id);
+    sqlite3_bind_text(g->ins_file, 2, g->path, -1, SQLITE_STATIC);
+    if ((err = tly_ledger_step_done(g->l, g->ins_file)))
+        return err;
+    g->file_id = sqlite3_last_insert_rowid(g->l->db);
+    return TLY_OK;
+}
+
+static int remember_file(struct ing *g, long rows, const char sha[65])
+{
+    struct seen_file *f;
+
+    if (tly_grow(&g->seen, &g->seen_cap, g->nseen + 1, sizeof *g->seen))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    f = &g->seen[g->nseen];
+    if (!(f->path = tly_strdup(g->path)))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    g->nseen++;
+    f->rows = rows;
+    memcpy(f->sha, sha, 65);
+    return TLY_OK;
+}
+
+/* One data file or manifest of the bundle, read to its end. */
+static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundle_entry *e)
+{
+    struct tly_bundle_reject rej = { "", "" };
+    struct source src = { b, &rej, 0 };
+    struct tly_csv *r = NULL;
+    struct tly_csv_row hdr;
+    int err, ev, missing = 0;
+    long rows = 0;
+    char sha[65];
+    const char *names[MAX_COLS];
+
+    g->path = e->path;
+    g->type = e->type;
+    if (e->type == TLY_FILE_MANIFEST && ++g->manifests > 1) {
+        /* inputs.md: a bundle holds at most one manifest */
+        bundle_reject(g, "manifest_mismatch", e->path, "a second manifest '%s'", e->path);
+        return TLY_OK;
+    }
+    if (e->type != TLY_FILE_MANIFEST && (err = insert_file(g)))
+        return err;
+    if ((err = tly_csv_open(&r, source_read, &src, (size_t)g->s->max_field_bytes)))
+        return err;
+    for (int i = 0; i < filetypes[e->type].ncols; i++)
+        names[i] = filetypes[e->type].cols[i].name;
+    ev = tly_csv_header(r, names, filetypes[e->type].ncols, &hdr);
+    if (ev == TLY_CSV_QUOTE_ERROR) {
+        if (e->type == TLY_FILE_MANIFEST)
+            bundle_reject(g, "manifest_mismatch", e->path, "quote error in the header");
+        else
+            err = quarantine(g, 1, hdr.raw, hdr.raw_len,
+                             "quote_error: in the header; the file is not loaded");
+        missing = 1;
+    } else if (ev != TLY_CSV_ERROR) {
+        err = check_header(g, r, &hdr, ev, &missing);
+    }
+    if (!err && ev != TLY_CSV_ERROR)
+        err = load_rows(g, r, missing, &rows);
+    if (src.failed || ev == TLY_CSV_ERROR || err == TLY_ERR_IO) {
+        tly_csv_close(r);
+        if (src.failed && tly_bundle_failure(b) == TLY_QUARANTINED) {
+            bundle_reject(g, rej.code, e->path, "%s", rej.detail);
+            return TLY_OK;
+        }
+        return tly_bundle_failure(b) == TLY_ERR_NOMEM || !src.failed ? TLY_ERR_NOMEM : TLY_ERR_IO;
+    }
+    tly_csv_close(r);
+    if (err || g->rej_code[0])
+        return err;
+    tly_bundle_entry_sha256(b, sha);
+    if (e->type == TLY_FILE_MANIFEST)
+        return TLY_OK;
+    return remember_file(g, rows, sha);
+}
+
+/* ------------------------------------------------------------------ */
+/* The manifest check                                                  */
+
+/*
+ * inputs.md "manifest.csv": every data file listed with its row count and
+ * stored-bytes digest, and nothing listed that is missing.
+ */
+static void check_manifest(struct ing *g)
+{
+    if (!g->manifests)
+        return;
+    for (size_t i = 0; i < g->nseen && !g->rej_code[0]; i++) {
+        struct seen_file *f = &g->seen[i];
+        struct manifest_row *m = NULL;
+        for (size_t k = 0; k < g->nman; k++)
+            if (!strcmp(g->man[k].path, f->path))
+                m = &g->man[k];
+        if (!m)
+            bundle_reject(g, "manifest_mismatch", f->path, "'%s' is not in the manifest", f->path);
+        else if (m->rows != f->rows)
+            bundle_reject(g, "manifest_mismatch", f->path, "'%s' has %ld rows, the manifest says %ld",
+                          f->path, f->rows, m->rows);
+        else if (strcmp(m->sha, f->sha))
+            bundle_reject(g, "manifest_mismatch", f->path,
+                          "'%s' sha256 %s differs from the manifest's %s", f->path, f->sha, m->sha);
+        else
+            m->matched = 1;
+    }
+    for (size_t k = 0; k < g->nman && !g->rej_code[0]; k++)
+        if (!g->man[k].matched)
+            bundle_reject(g, "manifest_mismatch", g->man[k].path,
+                          "'%s' is in the manifest but not in the bundle", g->man[k].path);
+}
+
+/* ------------------------------------------------------------------ */
+/* One bundle                                                          */
+
+/*
+ * A skipped file (not <type>[<suffix>].csv[.gz]): named on stderr, kept
+ * for the summary and run.json, and in bundles.skipped for re-runs.
+ */
+static int note_skipped(struct ing *g, struct tly_ingest_stats *st, const char *path, int store)
+{
+    char line[2048];
+    size_t n = strlen(path);
+
+    tly_note("'%s': skipped '%s'", g->name, path);
+    snprintf(line, sizeof line, "%s: %s", g->name, path);
+    if (push_str(&st->skipped, &st->skipped_cap, &st->files_skipped, line))
+        return TLY_ERR_NOMEM;
+    if (!store)
+        return TLY_OK;
+    if (tly_grow(&g->skipped, &g->skipped_cap, g->skipped_len + n + 2, 1))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    if (g->skipped_len)
+        g->skipped[g->skipped_len++] = '\n';
+    memcpy(g->skipped + g->skipped_len, path, n);
+    g->skipped_len += n;
+    g->skipped[g->skipped_len] = '\0';
+    return TLY_OK;
+}
+
+/* Every entry of the bundle; a bundle reject ends the walk. */
+static int read_bundle(struct ing *g, const char *path, struct tly_ingest_stats *st)
+{
+    struct tly_bundle_reject rej = { "", "" };
+    struct tly_bundle_entry e;
+    struct tly_bundle *b = NULL;
+    int rc, err = TLY_OK;
+
+    rc = tly_bundle_open(path, g->s, &b, &rej);
+    if (rc == TLY_ERR_NOMEM)
+        return rc;
+    if (rc != TLY_OK) {
+        bundle_reject(g, rej.code[0] ? rej.code : "bad_archive", "", "%s", rej.detail);
+        tly_bundle_close(b);
+        return TLY_OK;
+    }
+    while ((rc = tly_bundle_next(b, &e, &rej)) == 1) {
+        if (e.type == TLY_FILE_OTHER) {
+            if ((err = note_skipped(g, st, e.path, 1)))
+                break;
+            continue;
+        }
+        g->known = 1;
+        if ((err = load_file(g, b, &e)) || g->rej_code[0])
+            break;
+    }
+    if (rc < 0) {
+        if (tly_bundle_failure(b) == TLY_ERR_NOMEM)
+            err = TLY_ERR_NOMEM;
+        else
+            bundle_reject(g, rej.code, "", "%s", rej.detail);
+    }
+    tly_bundle_close(b);
+    return err;
+}
+
+/*
+ * The bundle was ingested before (same content): changes nothing.
+ * Returns 1 (handled, *result set), 0 (new), or an error < 0... as an
+ * error code through *result with 1.
+ */
+static int already(struct ing *g, const char *hex, struct tly_ingest_stats *st, int *result)
+{
+    sqlite3_stmt *q;
+    int rc, rejected, err;
+    int64_t id, quarantined;
+    char *skipped = NULL;
+
+    if ((err = tly_ledger_prepare(g->l, "SELECT id, status, quarantined, skipped FROM bundles"
+                                        " WHERE sha256 = ?1", &q))) {
+        *result = err;
+        return 1;
+    }
+    sqlite3_bind_text(q, 1, hex, -1, SQLITE_STATIC);
+    rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        if (rc == SQLITE_DONE)
+            return 0;
+        *result = tly_ledger_error(g->l, "reading bundles");
+        return 1;
+    }
+    id = sqlite3_column_int64(q, 0);
+    rejected = !strcmp((const char *)sqlite3_column_text(q, 1), "rejected");
+    quarantined = sqlite3_column_int64(q, 2);
+    if (sqlite3_column_type(q, 3) == SQLITE_TEXT &&
+        !(skipped = tly_strdup((const char *)sqlite3_column_text(q, 3)))) {
+        sqlite3_finalize(q);
+        *result = tly_error(TLY_ERR_NOMEM, "out of memory");
+        return 1;
+    }
+    sqlite3_finalize(q);
+    tly_note("'%s': already ingested%s", g->name, rejected ? " (rejected)" : "");
+    /* skipped files are named again, so a re-run reads like the first */
+    err = TLY_OK;
+    for (char *p = skipped, *nl; p && *p && !err; p = nl ? nl + 1 : p + strlen(p)) {
+        nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        err = note_skipped(g, st, p, 0);
+    }
+    tly_free(skipped);
+    if (!err)
+        err = push_id(st, id);
+    st->bundles_already++;
+    st->bundles_already_rejected += rejected;
+    st->quarantined_earlier += rejected ? 0 : quarantined;
+    /* outputs.md: exit 3 is decided by the bundles named, also when ingested earlier */
+    *result = err ? err : rejected || quarantined > 0 ? TLY_QUARANTINED : TLY_OK;
+    return 1;
+}
+
+/*
+ * Records a rejected bundle after the rollback: a bundles row (when its
+ * content is known) so the same content is "already ingested (rejected)",
+ * and the one reject row.
+ */
+static int record_rejected(struct ing *g, const char *hex, struct tly_ingest_stats *st)
+{
+    sqlite3_stmt *q = NULL;
+    int err;
+    char reason[640];
+
+    tly_error(TLY_QUARANTINED, "'%s': rejected: %s: %s", g->name, g->rej_code, g->rej_detail);
+    if ((err = tly_ledger_begin(g->l)))
+        return err;
+    g->bundle_id = 0;
+    if (hex) {
+        if ((err = tly_ledger_prepare(g->l,
+                "INSERT INTO bundles(sha256, name, status, quarantined, skipped)"
+                " VALUES(?1, ?2, 'rejected', 1, ?3)", &q)))
+            goto fail;
+        sqlite3_bind_text(q, 1, hex, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, g->name, -1, SQLITE_STATIC);
+        tly_bind_text_or_null(q, 3, g->skipped, g->skipped ? (int)g->skipped_len : 0);
+        err = tly_ledger_step_done(g->l, q);
+        sqlite3_finalize(q);
+        if (err)
+            goto fail;
+        g->bundle_id = sqlite3_last_insert_rowid(g->l->db);
+    }
+    snprintf(reason, sizeof reason, "%s: %s", g->rej_code, g->rej_detail);
+    if ((err = add_reject(g, g->rej_file, 0, reason, NULL, 0)) || (err = tly_ledger_commit(g->l)))
+        goto fail;
+    st->bundles_rejected++;
+    if (g->bundle_id > 0 && (err = push_id(st, g->bundle_id)))
+        return err;
+    return TLY_QUARANTINED;
+fail:
+    tly_ledger_rollback(g->l);
+    return err;
+}
+
+/* The bundle loaded: its counts, its period, the default as-of. */
+static int finish_loaded(struct ing *g)
+{
+    sqlite3_stmt *q;
+    int err, found;
+    int64_t latest;
+
+    if ((err = tly_ledger_prepare(g->l,
+            "UPDATE bundles SET quarantined = ?1, rows_loaded = ?2, duplicates = ?3,"
+            " skipped = ?4, period_start = ?5, period_end = ?6 WHERE id = ?7", &q)))
+        return err;
+    sqlite3_bind_int64(q, 1, g->quarantined);
+    sqlite3_bind_int64(q, 2, g->loaded);
+    sqlite3_bind_int64(q, 3, g->duplicates);
+    tly_bind_text_or_null(q, 4, g->skipped, g->skipped ? (int)g->skipped_len : 0);
+    if (g->manifests && g->nman && g->has_start)
+        sqlite3_bind_int64(q, 5, g->period_start);
+    if (g->manifests && g->nman && g->has_end)
+        sqlite3_bind_int64(q, 6, g->period_end);
+    sqlite3_bind_int64(q, 7, g->bundle_id);
+    err = tly_ledger_step_done(g->l, q);
+    sqlite3_finalize(q);
+    if (err || !(g->manifests && g->nman && g->has_end))
+        return err;
+    /* outputs.md: the default as-of is the latest period_end in the ledger */
+    if ((err = tly_ledger_get_int(g->l, "latest_period_end", &latest, &found)))
+        return err;
+    if (!found || g->period_end > latest)
+        err = tly_ledger_set_int(g->l, "latest_period_end", g->period_end);
+    return err;
+}
+
+static int insert_bundle(struct ing *g, const char *hex)
+{
+    sqlite3_stmt *q;
+    int err;
+
+    if ((err = tly_ledger_prepare(g->l, "INSERT INTO bundles(sha256, name, status)"
+                                        " VALUES(?1, ?2, 'loaded')", &q)))
+        return err;
+    sqlite3_bind_text(q, 1, hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, g->name, -1, SQLITE_STATIC);
+    err = tly_ledger_step_done(g->l, q);
+    sqlite3_finalize(q);
+    g->bundle_id = sqlite3_last_insert_rowid(g->l->db);
+    return err;
+}
+
+/*
+ * Bulk load: into an empty runs table (a first load, a backfill, the
+ * benchmark), maintaining the (account_id, ts) index row by row costs a
+ * third of the load; dropping it for the bundle and building it once by
+ * sorting at the end is much cheaper.  The unique id index stays, so
+ * duplicates are found as always.  Both steps are inside the bundle's
+ * transaction: a rollback restores the index.  The index is rebuilt from
+ * its own stored definition, so ledger.c stays the only place it is spelled.
+ */
+static int bulk_begin(struct ing *g)
+{
+    sqlite3_stmt *q;
+    int rc, err;
+
+    if ((err = tly_ledger_prepare(g->l, "SELECT (SELECT count(*) FROM (SELECT 1 FROM runs LIMIT 1)),"
+                                        " (SELECT sql FROM sqlite_master WHERE type = 'index'"
+                                        " AND name = 'runs_by_time')", &q)))
+        return err;
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW && sqlite3_column_int(q, 0) == 0 && sqlite3_column_type(q, 1) == SQLITE_TEXT &&
+        !(g->time_index_sql = tly_strdup((const char *)sqlite3_column_text(q, 1)))) {
+        sqlite3_finalize(q);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW)
+        return tly_ledger_error(g->l, "reading runs");
+    if (g->time_index_sql)
+        return tly_ledger_exec(g->l, "DROP INDEX runs_by_time");
+    return TLY_OK;
+}
+
+static int bulk_end(struct ing *g)
+{
+    return g->time_index_sql ? tly_ledger_exec(g->l, g->time_index_sql) : TLY_OK;
+}
+
+static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
+{
+    struct tly_bundle_reject rej = { "", "" };
+    char hex[65];
+    int rc, err;
+
+    /* room for this bundle's id now, so nothing can fail after COMMIT */
+    if (tly_grow(&st->bundle_ids, &st->ids_cap, (size_t)st->nbundle_ids + 1, sizeof *st->bundle_ids))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    rc = tly_bundle_identity(path, hex, &rej);
+    if (rc == TLY_ERR_NOMEM)
+        return rc;
+    if ((err = prepare_all(g)))
+        return err;
+    if (rc != TLY_OK) {
+        /* unreadable: no content, so no bundles row, only the reject */
+        bundle_reject(g, rej.code[0] ? rej.code : "bad_archive", "", "%s", rej.detail);
+        return record_rejected(g, NULL, st);
+    }
+    if (already(g, hex, st, &rc))
+        return rc;
+    if ((err = tly_ledger_begin(g->l)))
+        return err;
+    if ((err = bulk_begin(g)) || (err = insert_bundle(g, hex)) || (err = read_bundle(g, path, st)))
+        goto fail;
+    if (!g->rej_code[0] && !g->known)
+        bundle_reject(g, "no_known_file", "", "no accounts, credits, runs, deployments or "
+                      "manifest file");
+    if (!g->rej_code[0])
+        check_manifest(g);
+    if (g->rej_code[0]) {
+        /* inputs.md: nothing of a rejected bundle is committed */
+        tly_ledger_rollback(g->l);
+        return record_rejected(g, hex, st);
+    }
+    if ((err = bulk_end(g)) || (err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))
+        goto fail;
+    if (g->shown > REJECTS_SHOWN)
+        tly_note("'%s': %ld more rejects not shown here", g->name, g->shown - REJECTS_SHOWN);
+    st->bundles_loaded++;
+    st->rows_loaded += g->loaded;
+    st->duplicates += g->duplicates;
+    st->quarantined += g->quarantined;
+    st->superseded += g->superseded;
+    if ((err = push_id(st, g->bundle_id)))
+        return err;
+    return g->quarantined ? TLY_QUARANTINED : TLY_OK;
+fail:
+    tly_ledger_rollback(g->l);
+    return err;
+}
+
+int tly_ingest_bundle(struct tly_ledger *l, const struct tly_settings *s, const char *path,
+                      struct tly_ingest_stats *st)
+{
+    struct ing g;
+    char name[256];
+    int err;
+
+    memset(&g, 0, sizeof g);
+    base_name(path, name, sizeof name);
+    g.l = l;
+    g.s = s;
+    g.name = name;
+    err = ingest(&g, path, st);
+    ing_release(&g);
+    return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* rejects.csv                                                         */
+
+int tly_rejects_mark(struct tly_ledger *l, int64_t *id)
+{
+    sqlite3_stmt *q;
+    int err;
+
+    if ((err = tly_ledger_prepare(l, "SELECT COALESCE(MAX(id), 0) FROM rejects", &q)))
+        return err;
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return tly_ledger_error(l, "reading rejects");
+    }
+    *id = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return TLY_OK;
+}
+
+static int write_rejects(struct tly_ledger *l, sqlite3_stmt *q, const char *path)
+{
+    static const char *const header[] = { "bundle", "file", "line", "reason", "raw", NULL };
+    struct csvout *w;
+    int rc, err;
+
+    if ((err = csvout_open(path, header, &w)))
+        return err;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        csvout_text(w, (const char *)sqlite3_column_text(q, 0));
+        csvout_text(w, (const char *)sqlite3_column_text(q, 1));
+        if (sqlite3_column_type(q, 2) == SQLITE_NULL)
+            csvout_empty(w);
+        else
+            csvout_int(w, sqlite3_column_int64(q, 2));
+        csvout_text(w, (const char *)sqlite3_column_text(q, 3));
+        if (sqlite3_column_type(q, 4) == SQLITE_NULL)
+            csvout_empty(w);
+        else
+            csvout_raw(w, sqlite3_column_blob(q, 4), (size_t)sqlite3_column_bytes(q, 4));
+        csvout_end_row(w);
+    }
+    if (rc != SQLITE_DONE) {
+        csvout_abort(w);
+        return tly_ledger_error(l, "reading rejects");
+    }
+    return csvout_close(w);
+}
+
+int tly_rejects_write(struct tly_ledger *l, int64_t after_id, const char *path)
+{
+    sqlite3_stmt *q;
+    int err;
+
+    if ((err = tly_ledger_prepare(l, "SELECT bundle, file, line, reason, raw FROM rejects"
+                                     " WHERE id > ?1 ORDER BY bundle, file, line, id", &q)))
+        return err;
+    sqlite3_bind_int64(q, 1, after_id);
+    err = write_rejects(l, q, path);
+    sqlite3_finalize(q);
+    return err;
+}
+
+int tly_rejects_write_ingest(struct tly_ledger *l, int64_t after_id,
+                             const struct tly_ingest_stats *st, const char *path)
+{
+    sqlite3_stmt *q;
+    char *ids;
+    size_t cap = 3 + (size_t)st->nbundle_ids * 21, n = 0;
+    int err;
+
+    if (!(ids = tly_malloc(cap)))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    ids[n++] = '[';
+    for (long i = 0; i < st->nbundle_ids; i++)
+        n += (size_t)snprintf(ids + n, cap - n, "%s%lld", i ? "," : "",
+                              (long long)st->bundle_ids[i]);
+    ids[n++] = ']';
+    ids[n] = '\0';
+    err = tly_ledger_prepare(l, "SELECT bundle, file, line, reason, raw FROM rejects"
+                                " WHERE id > ?1 OR bundle_id IN (SELECT value FROM json_each(?2))"
+                                " ORDER BY bundle, file, line, id", &q);
+    if (!err) {
+        sqlite3_bind_int64(q, 1, after_id);
+        sqlite3_bind_text(q, 2, ids, -1, SQLITE_STATIC);
+        err = write_rejects(l, q, path);
+        sqlite3_finalize(q);
+    }
+    tly_free(ids);
+    return err;
+}

@@ -1,0 +1,236 @@
+/*
+ * rtable.c — a report table's rows into CSV and XLSX at once.
+ */
+#include "rtable.h"
+#include "error.h"
+#include "money.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+struct tly_rcell tly_rcell_text(const char *s)
+{
+    struct tly_rcell c = { s, s ? strlen(s) : 0, 0, s == NULL };
+    return c;
+}
+
+struct tly_rcell tly_rcell_num(int64_t v)
+{
+    struct tly_rcell c = { NULL, 0, v, 0 };
+    return c;
+}
+
+struct tly_rcell tly_rcell_null(void)
+{
+    struct tly_rcell c = { NULL, 0, 0, 1 };
+    return c;
+}
+
+int tly_rtable_open(struct tly_rtable *t, const struct tly_rcol *cols, int ncols,
+                    const char *csv_path, struct tly_xsheet *xs, uint32_t header_row)
+{
+    const char *names[TLY_RTABLE_MAXCOLS + 1];
+    int err;
+
+    assert(ncols > 0 && ncols <= TLY_RTABLE_MAXCOLS);
+    memset(t, 0, sizeof *t);
+    t->cols = cols;
+    t->ncols = ncols;
+    t->xs = xs;
+    t->header = header_row;
+    t->row = header_row + 1;
+    if (csv_path) {
+        for (int i = 0; i < ncols; i++)
+            names[i] = cols[i].name;
+        names[ncols] = NULL;
+        if ((err = csvout_open(csv_path, names, &t->csv)))
+            return err;
+    }
+    for (int i = 0; i < ncols; i++) {
+        int text = cols[i].kind == TLY_RK_TEXT || cols[i].kind == TLY_RK_RAW;
+        tly_xsheet_text(xs, header_row, (uint16_t)i, cols[i].title, strlen(cols[i].title),
+                        text ? TLY_XF_HEADER : TLY_XF_HEADER_NUM);
+    }
+    return TLY_OK;
+}
+
+/* Where the figure of a numeric kind goes in a sheet, and in which style. */
+static double sheet_value(enum tly_rkind kind, int64_t v, enum tly_xfmt *f, int total)
+{
+    switch (kind) {
+    case TLY_RK_MICRO:
+        /* semantics §1: the only place a credit figure becomes a double */
+        *f = total ? TLY_XF_TOTAL_CREDITS : TLY_XF_CREDITS;
+        return (double)v / TLY_MICRO;
+    case TLY_RK_PCT:
+        *f = TLY_XF_PCT;
+        return (double)v / 10000;
+    case TLY_RK_DATE:
+        *f = TLY_XF_DATE;
+        return tly_xlsx_date(v);
+    case TLY_RK_TS:
+        *f = TLY_XF_TS;
+        return tly_xlsx_instant(v);
+    case TLY_RK_SECONDS:
+        *f = total ? TLY_XF_TOTAL_DURATION : TLY_XF_DURATION;
+        return (double)v / 86400;
+    default:
+        *f = total ? TLY_XF_TOTAL_INT : TLY_XF_INT;
+        return (double)v;
+    }
+}
+
+static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
+{
+    enum tly_rkind kind = t->cols[i].kind;
+    uint16_t col = (uint16_t)i;
+    enum tly_xfmt f;
+    double v;
+
+    if (c->null) {
+        if (t->csv)
+            csvout_empty(t->csv);
+        return;
+    }
+    switch (kind) {
+    case TLY_RK_TEXT:
+        if (t->csv)
+            csvout_textn(t->csv, c->s, c->n);
+        if (c->n)
+            tly_xsheet_text(t->xs, t->row, col, c->s, c->n, TLY_XF_TEXT);
+        return;
+    case TLY_RK_RAW: {
+        char buf[1100];
+        size_t len = csvout_escape_raw(c->s, c->n, buf, sizeof buf);
+        if (t->csv)
+            csvout_textn(t->csv, buf, len);
+        if (len)
+            tly_xsheet_text(t->xs, t->row, col, buf, len, TLY_XF_TEXT);
+        return;
+    }
+    case TLY_RK_MICRO:
+        if (t->csv)
+            csvout_micro(t->csv, c->v);
+        break;
+    case TLY_RK_PCT:
+        if (t->csv)
+            csvout_pct(t->csv, c->v);
+        break;
+    case TLY_RK_DATE:
+        if (t->csv)
+            csvout_date(t->csv, c->v);
+        break;
+    case TLY_RK_TS:
+        if (t->csv)
+            csvout_ts(t->csv, c->v);
+        break;
+    case TLY_RK_INT:
+    case TLY_RK_SECONDS:
+        if (t->csv)
+            csvout_int(t->csv, c->v);
+        break;
+    }
+    if (!t->xs)
+        return;
+    /* the sums the sheet's metrics and totals row show */
+    if (kind == TLY_RK_INT || kind == TLY_RK_MICRO || kind == TLY_RK_SECONDS)
+        if (tly_add_checked(t->sum[i], c->v, &t->sum[i]))
+            t->overflow = 1;
+    v = sheet_value(kind, c->v, &f, 0);
+    tly_xsheet_number(t->xs, t->row, col, v, f);
+}
+
+void tly_rtable_row(struct tly_rtable *t, const struct tly_rcell *cells)
+{
+    for (int i = 0; i < t->ncols; i++)
+        write_cell(t, i, &cells[i]);
+    if (t->csv)
+        csvout_end_row(t->csv);
+    t->row++;
+    t->nrows++;
+}
+
+void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
+                         uint32_t row, uint16_t at, int bold)
+{
+    char formula[8 + LXW_MAX_CELL_RANGE_LENGTH], range[LXW_MAX_CELL_RANGE_LENGTH];
+    enum tly_xfmt f;
+    double v;
+
+    assert(col >= 0 && col < t->ncols);
+    v = sheet_value(t->cols[col].kind, t->sum[col], &f, bold);
+
+    /* an empty table has no range to sum (and the cell may sit right under it) */
+    if (t->nrows == 0) {
+        tly_xsheet_number(xs, row, at, 0, f);
+        return;
+    }
+    lxw_rowcol_to_range(range, t->header + 1, (lxw_col_t)col, t->row - 1, (lxw_col_t)col);
+    snprintf(formula, sizeof formula, "SUM(%s)", range);
+    tly_xsheet_formula(xs, row, at, formula, v, f);
+}
+
+int tly_rtable_close(struct tly_rtable *t, int totals)
+{
+    int err = csvout_close(t->csv);
+    uint32_t last = t->row - 1;
+
+    t->csv = NULL;
+    if (t->xs && totals) {
+        last = t->row;
+        tly_xsheet_text(t->xs, last, 0, "Total", 5, TLY_XF_TOTAL_LABEL);
+        for (int i = 1; i < t->ncols; i++) {
+            if (t->cols[i].total)
+                tly_rtable_sum_cell(t, i, t->xs, last, (uint16_t)i, 1);
+            else
+                tly_xsheet_blank(t->xs, last, (uint16_t)i, TLY_XF_TOTAL_LABEL);
+        }
+        /* the totals row stays out of the filter range */
+        last = t->row - 1;
+    }
+    tly_xsheet_table_frame(t->xs, t->header, last, (uint16_t)t->ncols);
+    if (!err && t->overflow)
+        err = tly_error(TLY_ERR_INPUT, "a report total does not fit in 64 bits");
+    return err;
+}
+
+void tly_rtable_abort(struct tly_rtable *t)
+{
+    csvout_abort(t->csv);
+    t->csv = NULL;
+}
+
+int tly_rtable_query(struct tly_ledger *l, sqlite3_stmt *st, struct tly_rtable *const *tables,
+                     int ntables)
+{
+    struct tly_rcell cells[TLY_RTABLE_MAXCOLS];
+    const struct tly_rcol *cols = tables[0]->cols;
+    int ncols = tables[0]->ncols, rc;
+
+    assert(sqlite3_column_count(st) == ncols);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int i = 0; i < ncols; i++) {
+            struct tly_rcell *c = &cells[i];
+            if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+                *c = tly_rcell_null();
+            } else if (cols[i].kind == TLY_RK_TEXT) {
+                c->s = (const char *)sqlite3_column_text(st, i);
+                c->n = (size_t)sqlite3_column_bytes(st, i);
+                c->null = 0;
+            } else if (cols[i].kind == TLY_RK_RAW) {
+                c->s = sqlite3_column_blob(st, i);
+                c->n = (size_t)sqlite3_column_bytes(st, i);
+                c->null = 0;
+            } else {
+                *c = tly_rcell_num(sqlite3_column_int64(st, i));
+            }
+        }
+        for (int k = 0; k < ntables; k++)
+            tly_rtable_row(tables[k], cells);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return tly_ledger_error(l, "reading report rows");
+    return TLY_OK;
+}

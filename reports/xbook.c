@@ -1,0 +1,367 @@
+/*
+ * xbook.c — workbook, styles, fitted columns and error capture over
+ * libxlsxwriter (outputs.md "Workbooks").
+ */
+#include "xbook.h"
+#include "alloc.h"
+#include "error.h"
+#include "timeutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define XLSX_EPOCH_DAY 25569        /* Excel serial of 1970-01-01 */
+#define WIDTH_MIN 6.0
+#define WIDTH_MAX 60.0
+
+/* ------------------------------------------------------------------------
+ * Styles
+ * ------------------------------------------------------------------------ */
+
+/* One row per style: what a finance user sees (outputs.md "Workbooks"). */
+static const struct {
+    const char *num_format;
+    unsigned bold : 1, italic : 1, top : 1, bottom : 1, wrap : 1, center : 1, right : 1;
+    unsigned indent : 1;            /* text keeps a space from the number left of it */
+    uint16_t size;
+    lxw_color_t fg, bg;             /* 0 = default */
+} styles[TLY_XF_MAX] = {
+    /*                        format                 b  i  t  b  w  c  r  in size font      fill */
+    [TLY_XF_TEXT]           = { NULL,                  0, 0, 0, 0, 0, 0, 0,  1, 0,  0,        0 },
+    [TLY_XF_TITLE]          = { NULL,                  1, 0, 0, 0, 0, 0, 0,  0, 14, 0x1F3864, 0 },
+    [TLY_XF_NOTE]           = { NULL,                  0, 1, 0, 0, 0, 0, 0,  0, 0,  0x595959, 0 },
+    [TLY_XF_LABEL]          = { NULL,                  1, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_HEADER]         = { NULL,                  1, 0, 0, 1, 1, 0, 0,  1, 0,  0,        0xD9E1F2 },
+    [TLY_XF_HEADER_NUM]     = { NULL,                  1, 0, 0, 1, 1, 0, 1,  0, 0,  0,        0xD9E1F2 },
+    [TLY_XF_INT]            = { "#,##0",               0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_CREDITS]        = { "#,##0.00",            0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_PCT]            = { "0.00%",               0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_DATE]           = { "yyyy-mm-dd",          0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_TS]             = { "yyyy-mm-dd hh:mm:ss", 0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_DURATION]       = { "[h]:mm",              0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_TOTAL_LABEL]    = { NULL,                  1, 0, 1, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_TOTAL_INT]      = { "#,##0",               1, 0, 1, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_TOTAL_CREDITS]  = { "#,##0.00",            1, 0, 1, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_TOTAL_DURATION] = { "[h]:mm",              1, 0, 1, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_GREEN]          = { NULL,                  1, 0, 0, 0, 0, 1, 0,  0, 0,  0x006100, 0xC6EFCE },
+    [TLY_XF_YELLOW]         = { NULL,                  1, 0, 0, 0, 0, 1, 0,  0, 0,  0x9C5700, 0xFFEB9C },
+    [TLY_XF_RED]            = { NULL,                  1, 0, 0, 0, 0, 1, 0,  0, 0,  0x9C0006, 0xFFC7CE },
+    [TLY_XF_EXHAUSTED]      = { NULL,                  1, 0, 0, 0, 0, 1, 0,  0, 0,  0x404040, 0xD9D9D9 },
+};
+
+static int add_styles(struct tly_xbook *b)
+{
+    for (int i = 0; i < TLY_XF_MAX; i++) {
+        lxw_format *f;
+        if (!(f = workbook_add_format(b->wb)))
+            return -1;
+        if (styles[i].num_format)
+            format_set_num_format(f, styles[i].num_format);
+        if (styles[i].bold)
+            format_set_bold(f);
+        if (styles[i].italic)
+            format_set_italic(f);
+        if (styles[i].top)
+            format_set_top(f, LXW_BORDER_THIN);
+        if (styles[i].bottom)
+            format_set_bottom(f, LXW_BORDER_THIN);
+        if (styles[i].wrap) {
+            format_set_text_wrap(f);
+            format_set_align(f, LXW_ALIGN_VERTICAL_TOP);
+        }
+        if (styles[i].center)
+            format_set_align(f, LXW_ALIGN_CENTER);
+        if (styles[i].right)
+            format_set_align(f, LXW_ALIGN_RIGHT);
+        if (styles[i].indent) {
+            format_set_align(f, LXW_ALIGN_LEFT);
+            format_set_indent(f, 1);
+        }
+        if (styles[i].size)
+            format_set_font_size(f, styles[i].size);
+        if (styles[i].fg)
+            format_set_font_color(f, styles[i].fg);
+        if (styles[i].bg)
+            format_set_bg_color(f, styles[i].bg);
+        b->fmt[i] = f;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Workbook
+ * ------------------------------------------------------------------------ */
+
+void tly_xbook_check(struct tly_xbook *b, lxw_error err)
+{
+    if (err != LXW_NO_ERROR && b->err == LXW_NO_ERROR)
+        b->err = err;
+}
+
+int tly_xbook_open(const char *path, const char *title, int64_t created, const char *tmpdir,
+                   struct tly_xbook **out)
+{
+    lxw_workbook_options opt = { 0 };
+    lxw_doc_properties props = { 0 };
+    struct tly_xbook *b;
+
+    *out = NULL;
+    if (!(b = tly_calloc(1, sizeof *b)) || !(b->path = tly_strdup(path))) {
+        tly_free(b);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    /* charts read their data from the sheets, so rows stay in memory */
+    opt.constant_memory = LXW_FALSE;
+    opt.tmpdir = (char *)tmpdir;
+    if (!(b->wb = workbook_new_opt(path, &opt)) || add_styles(b)) {
+        tly_xbook_abort(b);
+        return tly_error(TLY_ERR_NOMEM, "cannot start '%s': out of memory", path);
+    }
+    props.title = (char *)title;
+    props.author = "Tally";
+    props.company = "Tally usage billing";
+    /* a created time of 0 means "now" to libxlsxwriter: keep it fixed */
+    props.created = (time_t)(created != 0 ? created : 1);
+    tly_xbook_check(b, workbook_set_properties(b->wb, &props));
+    *out = b;
+    return TLY_OK;
+}
+
+static void free_sheets(struct tly_xbook *b)
+{
+    for (size_t i = 0; i < b->nsheets; i++) {
+        tly_free(b->sheets[i]->name);
+        tly_free(b->sheets[i]->width);
+        tly_free(b->sheets[i]);
+    }
+    tly_free(b->sheets);
+}
+
+void tly_xbook_abort(struct tly_xbook *b)
+{
+    if (!b)
+        return;
+    lxw_workbook_free(b->wb);       /* frees without writing a file */
+    free_sheets(b);
+    tly_free(b->path);
+    tly_free(b);
+}
+
+static void fit_columns(struct tly_xsheet *s)
+{
+    for (int c = 0; c < s->nwidth; c++) {
+        double w = s->width[c] + 2;
+        if (s->width[c] == 0)
+            continue;
+        w = w < WIDTH_MIN ? WIDTH_MIN : w > WIDTH_MAX ? WIDTH_MAX : w;
+        tly_xbook_check(s->book, worksheet_set_column(s->ws, (lxw_col_t)c, (lxw_col_t)c, w, NULL));
+    }
+}
+
+int tly_xbook_close(struct tly_xbook *b)
+{
+    lxw_error err;
+    int rc = TLY_OK;
+
+    for (size_t i = 0; i < b->nsheets; i++)
+        fit_columns(b->sheets[i]);
+    if (b->nomem)
+        rc = tly_error(TLY_ERR_NOMEM, "cannot write '%s': out of memory", b->path);
+    else if (b->err != LXW_NO_ERROR)
+        rc = tly_error(b->err == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
+                       "cannot write '%s': %s", b->path, lxw_strerror(b->err));
+    if (rc) {
+        tly_xbook_abort(b);
+        return rc;
+    }
+    err = workbook_close(b->wb);    /* writes the file and frees the workbook */
+    b->wb = NULL;
+    if (err != LXW_NO_ERROR)
+        rc = tly_error(err == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
+                       "cannot write '%s': %s", b->path, lxw_strerror(err));
+    tly_xbook_abort(b);
+    return rc;
+}
+
+struct tly_xsheet *tly_xbook_sheet(struct tly_xbook *b, const char *name)
+{
+    struct tly_xsheet *s;
+
+    if (tly_grow(&b->sheets, &b->cap, b->nsheets + 1, sizeof *b->sheets) ||
+        !(s = tly_calloc(1, sizeof *s))) {
+        b->nomem = 1;
+        return NULL;
+    }
+    if (!(s->name = tly_strdup(name))) {
+        tly_free(s);
+        b->nomem = 1;
+        return NULL;
+    }
+    s->book = b;
+    b->sheets[b->nsheets++] = s;
+    if (!(s->ws = workbook_add_worksheet(b->wb, name))) {
+        tly_xbook_check(b, LXW_ERROR_PARAMETER_VALIDATION);
+        return NULL;
+    }
+    /* printable as finished pages: landscape, one page wide */
+    worksheet_set_landscape(s->ws);
+    worksheet_set_paper(s->ws, 9);          /* A4 */
+    worksheet_fit_to_pages(s->ws, 1, 0);
+    return s;
+}
+
+lxw_chart *tly_xbook_chart(struct tly_xbook *b, uint8_t type)
+{
+    lxw_chart *c = workbook_add_chart(b->wb, type);
+    if (!c)
+        tly_xbook_check(b, LXW_ERROR_MEMORY_MALLOC_FAILED);
+    return c;
+}
+
+void tly_xsheet_chart(struct tly_xsheet *s, uint32_t row, uint16_t col, lxw_chart *chart,
+                      double x_scale, double y_scale)
+{
+    lxw_chart_options o = { 0 };
+    o.x_scale = x_scale;
+    o.y_scale = y_scale;
+    o.x_offset = 4;
+    o.y_offset = 4;
+    tly_xbook_check(s->book, worksheet_insert_chart_opt(s->ws, row, col, chart, &o));
+}
+
+/* ------------------------------------------------------------------------
+ * Cells
+ * ------------------------------------------------------------------------ */
+
+static void track(struct tly_xsheet *s, uint16_t col, double chars)
+{
+    if (col >= s->nwidth) {
+        size_t cap = (size_t)s->nwidth;
+        double *w = s->width;
+        if (tly_grow(&w, &cap, (size_t)col + 1, sizeof *w)) {
+            s->book->nomem = 1;
+            return;
+        }
+        memset(w + s->nwidth, 0, (cap - (size_t)s->nwidth) * sizeof *w);
+        s->width = w;
+        s->nwidth = (int)cap;
+    }
+    if (chars > s->width[col])
+        s->width[col] = chars;
+}
+
+/* Characters, not bytes: UTF-8 continuation bytes do not count. */
+static double text_width(const char *t, size_t len)
+{
+    double n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)t[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+/* The width of a number as its style shows it. */
+static double number_width(double v, enum tly_xfmt f)
+{
+    char buf[64];
+    int n, digits;
+
+    switch (f) {
+    case TLY_XF_DATE:
+        return 10;
+    case TLY_XF_TS:
+        return 19;
+    case TLY_XF_PCT:
+        return snprintf(buf, sizeof buf, "%.2f%%", v * 100);
+    case TLY_XF_DURATION:
+    case TLY_XF_TOTAL_DURATION:
+        return snprintf(buf, sizeof buf, "%.0f", floor(fabs(v) * 24)) + 3;
+    case TLY_XF_CREDITS:
+    case TLY_XF_TOTAL_CREDITS:
+        n = snprintf(buf, sizeof buf, "%.2f", v);
+        digits = n - 3 - (v < 0);
+        return n + (digits - 1) / 3;
+    default:
+        n = snprintf(buf, sizeof buf, "%.0f", v);
+        digits = n - (v < 0);
+        return n + (digits - 1) / 3;
+    }
+}
+
+static int fitted(enum tly_xfmt f)
+{
+    return f != TLY_XF_TITLE && f != TLY_XF_NOTE;
+}
+
+void tly_xsheet_text(struct tly_xsheet *s, uint32_t row, uint16_t col, const char *text,
+                     size_t len, enum tly_xfmt f)
+{
+    char small[256], *buf = small;
+
+    if (!s)
+        return;
+    /* libxlsxwriter wants a NUL-terminated string */
+    if (len >= sizeof small && !(buf = tly_malloc(len + 1))) {
+        s->book->nomem = 1;
+        return;
+    }
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    tly_xbook_check(s->book, worksheet_write_string(s->ws, row, col, buf, s->book->fmt[f]));
+    if (buf != small)
+        tly_free(buf);
+    if (fitted(f))
+        track(s, col, text_width(text, len) * (f == TLY_XF_TEXT ? 1 : 1.1) + styles[f].indent * 2);
+}
+
+void tly_xsheet_number(struct tly_xsheet *s, uint32_t row, uint16_t col, double v,
+                       enum tly_xfmt f)
+{
+    if (!s)
+        return;
+    tly_xbook_check(s->book, worksheet_write_number(s->ws, row, col, v, s->book->fmt[f]));
+    track(s, col, number_width(v, f));
+}
+
+void tly_xsheet_formula(struct tly_xsheet *s, uint32_t row, uint16_t col, const char *formula,
+                        double value, enum tly_xfmt f)
+{
+    if (!s)
+        return;
+    tly_xbook_check(s->book, worksheet_write_formula_num(s->ws, row, col, formula,
+                                                         s->book->fmt[f], value));
+    track(s, col, number_width(value, f));
+}
+
+void tly_xsheet_blank(struct tly_xsheet *s, uint32_t row, uint16_t col, enum tly_xfmt f)
+{
+    if (!s)
+        return;
+    tly_xbook_check(s->book, worksheet_write_blank(s->ws, row, col, s->book->fmt[f]));
+}
+
+void tly_xsheet_table_frame(struct tly_xsheet *s, uint32_t header_row, uint32_t last_row,
+                            uint16_t ncols)
+{
+    if (!s || ncols == 0)
+        return;
+    worksheet_freeze_panes(s->ws, header_row + 1, 0);
+    tly_xbook_check(s->book, worksheet_autofilter(s->ws, header_row, 0,
+                                                  last_row < header_row ? header_row : last_row,
+                                                  (lxw_col_t)(ncols - 1)));
+    /* printed pages repeat the header row */
+    tly_xbook_check(s->book, worksheet_repeat_rows(s->ws, header_row, header_row));
+}
+
+double tly_xlsx_date(int64_t day)
+{
+    return (double)(day + XLSX_EPOCH_DAY);
+}
+
+double tly_xlsx_instant(int64_t ts)
+{
+    int64_t day = tly_day_of(ts);
+    /* whole days exactly, then the second of the day as a fraction */
+    return (double)(day + XLSX_EPOCH_DAY) + (double)(ts - day * TLY_DAY_SECONDS) / TLY_DAY_SECONDS;
+}
