@@ -179,6 +179,15 @@ static const char *const migrations[] = {
     "  ts INTEGER NOT NULL, expires_at INTEGER, type TEXT NOT NULL,"
     "  remaining INTEGER NOT NULL,"
     "  PRIMARY KEY(account_id, pool, txn_id));",
+
+    /*
+     * 2 (ingest): a reject knows the bundles row it belongs to, so
+     * `ingest --rejects` can list the earlier rejects of a bundle offered
+     * again (it exits 3 as the first time; the file says why).  NULL for a
+     * bundle that could not be read at all.
+     */
+    "ALTER TABLE rejects ADD COLUMN bundle_id INTEGER;"
+    "CREATE INDEX rejects_by_bundle ON rejects(bundle_id);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
