@@ -46,10 +46,12 @@ bootstrap:
 	@scripts/bootstrap
 
 tally: build/pipeline/tally.o $(OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 build/san/tally: build/san/pipeline/tally.o $(SAN_OBJ)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 scripts/gen-bundle: scripts/gen-bundle.c
 	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) -o $@ $< $(shell pkg-config --libs nettle zlib 2>/dev/null)
@@ -69,11 +71,13 @@ SAN_UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/san/tests/%)
 
 build/tests/%: tests/unit/%.c $(OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 build/san/tests/%: tests/unit/%.c $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SAN) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS) $(SAN) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 # The test command of the README.  Unit tests run in both builds; the
 # end-to-end suite runs against the sanitized binary and then the normal one.
