@@ -86,6 +86,7 @@ check: bootstrap
 	@tests/run-unit $(UNIT_BIN) $(SAN_UNIT_BIN)
 	@TALLY=$(CURDIR)/build/san/tally tests/e2e/run
 	@TALLY=$(CURDIR)/tally tests/e2e/run
+	@FUZZ_SECONDS=5 tests/fuzz/run smoke
 
 unit: $(UNIT_BIN)
 	@tests/run-unit $(UNIT_BIN)

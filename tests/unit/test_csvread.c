@@ -1,0 +1,333 @@
+/*
+ * test_csvread.c — the strict CSV reader (spec inputs.md "CSV rules"), on
+ * in-memory input read in chunks of every small size, so that buffer
+ * refills can fall anywhere in a row.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "csvread.h"
+#include "error.h"
+
+struct mem {
+    const char *s;
+    size_t n, pos, chunk;
+};
+
+static ssize_t mem_read(void *ctx, void *buf, size_t n)
+{
+    struct mem *m = ctx;
+    size_t k = m->n - m->pos;
+    if (k > n)
+        k = n;
+    if (m->chunk && k > m->chunk)
+        k = m->chunk;
+    memcpy(buf, m->s + m->pos, k);
+    m->pos += k;
+    return (ssize_t)k;
+}
+
+static const char *const ab[] = { "a", "b" };
+
+static struct tly_csv *open_text(struct mem *m, const char *s, size_t n, size_t chunk, size_t maxf)
+{
+    struct tly_csv *r;
+    m->s = s;
+    m->n = n;
+    m->pos = 0;
+    m->chunk = chunk;
+    assert_int_equal(tly_csv_open(&r, mem_read, m, maxf), 0);
+    return r;
+}
+
+static void assert_val(const struct tly_csv_row *row, int i, const char *expected)
+{
+    if (!expected) {
+        assert_null(row->val[i]);
+        return;
+    }
+    assert_non_null(row->val[i]);
+    assert_int_equal(row->len[i], strlen(expected));
+    assert_memory_equal(row->val[i], expected, strlen(expected));
+}
+
+static void assert_raw(const struct tly_csv_row *row, const char *expected)
+{
+    assert_int_equal(row->raw_len, strlen(expected));
+    assert_memory_equal(row->raw, expected, strlen(expected));
+}
+
+/* inputs.md: BOM ignored, CRLF, header by name in any order */
+static void test_csv_bom_crlf_header_any_order(void **state)
+{
+    static const char text[] = "\xef\xbb\xbf" "b,a\r\n2,1\r\n4,3\r\n";
+    (void)state;
+    for (size_t chunk = 0; chunk < 8; chunk++) {
+        struct mem m;
+        struct tly_csv *r = open_text(&m, text, sizeof text - 1, chunk, 65536);
+        struct tly_csv_row row;
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+        assert_true(tly_csv_has_column(r, 0) && tly_csv_has_column(r, 1));
+        assert_null(tly_csv_unknown_column(r, 0));
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.reject, TLY_CSV_OK);
+        assert_int_equal(row.line, 2);
+        assert_val(&row, 0, "1");
+        assert_val(&row, 1, "2");
+        assert_raw(&row, "2,1");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.line, 3);
+        assert_val(&row, 0, "3");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        assert_int_equal(tly_csv_rows(r), 2);
+        tly_csv_close(r);
+    }
+}
+
+static void test_csv_missing_and_unknown_column(void **state)
+{
+    static const char text[] = "a,zzz,yy\n1,2,3\n";
+    struct mem m;
+    struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
+    struct tly_csv_row row;
+    (void)state;
+    assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+    assert_true(tly_csv_has_column(r, 0));
+    assert_false(tly_csv_has_column(r, 1));
+    assert_string_equal(tly_csv_unknown_column(r, 0), "zzz");
+    assert_string_equal(tly_csv_unknown_column(r, 1), "yy");
+    assert_null(tly_csv_unknown_column(r, 2));
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_int_equal(row.reject, TLY_CSV_OK);
+    assert_val(&row, 0, "1");
+    assert_val(&row, 1, NULL);          /* not in the header: absent */
+    tly_csv_close(r);
+}
+
+/* inputs.md: a row spanning lines is named by its first line; blank lines count */
+static void test_csv_quoted_newline_line_numbers(void **state)
+{
+    static const char text[] = "a,b\r\n1,\"x\r\ny\"\r\n\r\n3,\"\"\"q\"\"\"\n5,6";
+    (void)state;
+    for (size_t chunk = 0; chunk < 6; chunk++) {
+        struct mem m;
+        struct tly_csv *r = open_text(&m, text, sizeof text - 1, chunk, 65536);
+        struct tly_csv_row row;
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.line, 2);
+        assert_val(&row, 1, "x\ny");
+        assert_raw(&row, "1,\"x\r\ny\"");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.line, 5);
+        assert_val(&row, 1, "\"q\"");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.line, 6);              /* last line, no line end */
+        assert_val(&row, 1, "6");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        assert_int_equal(tly_csv_lines(r), 6);
+        tly_csv_close(r);
+    }
+}
+
+/* inputs.md: unquoted cells trimmed of spaces; empty cell = absent */
+static void test_csv_trim_and_empty(void **state)
+{
+    static const char text[] = "a,b\n  1 ,\"\"\n\tx\t, \" y \" \n";
+    struct mem m;
+    struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
+    struct tly_csv_row row;
+    (void)state;
+    assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_val(&row, 0, "1");
+    assert_val(&row, 1, NULL);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_val(&row, 0, "\tx\t");       /* tabs are not spaces: kept (then a column rule decides) */
+    assert_val(&row, 1, " y ");         /* quoted: kept as written */
+    tly_csv_close(r);
+}
+
+/* Row rules: each reason, and the next row still loads with its own line. */
+static void test_csv_row_rejects(void **state)
+{
+    static const char text[] =
+        "a,b\n"
+        "1,\xff\n"                      /* 2 bad_utf8 */
+        "1,x\0y\n"                      /* 3 nul_byte */
+        "1,123456789\n"                 /* 4 field_too_long (limit 8) */
+        "1,2,3\n"                       /* 5 field_count */
+        "1\n"                           /* 6 field_count */
+        "\xc3\xa9,\xed\xa0\x80\n"        /* 7 bad_utf8 (surrogate) */
+        "\xc3\xa9,12345678\n";          /* 8 fine */
+    static const enum tly_csv_reject expected[] = {
+        TLY_CSV_BAD_UTF8, TLY_CSV_NUL_BYTE, TLY_CSV_FIELD_TOO_LONG, TLY_CSV_FIELD_COUNT,
+        TLY_CSV_FIELD_COUNT, TLY_CSV_BAD_UTF8, TLY_CSV_OK,
+    };
+    (void)state;
+    for (size_t chunk = 0; chunk < 5; chunk++) {
+        struct mem m;
+        struct tly_csv *r = open_text(&m, text, sizeof text - 1, chunk, 8);
+        struct tly_csv_row row;
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+        for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+            assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+            assert_int_equal(row.line, (long)i + 2);
+            assert_int_equal(row.reject, expected[i]);
+        }
+        assert_val(&row, 0, "\xc3\xa9");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        tly_csv_close(r);
+    }
+    assert_string_equal(tly_csv_reject_code(TLY_CSV_FIELD_COUNT), "field_count");
+}
+
+/* inputs.md: a quote error rejects the rest of the file from its line */
+static void test_csv_quote_error_rejects_rest(void **state)
+{
+    static const char *const texts[] = {
+        "a,b\n1,2\n3,x\"y\n5,6\n\n7,8\n",       /* stray quote in an unquoted field */
+        "a,b\n1,2\n3,\"x\"y\n5,6\n\n7,8\n",     /* text after a closing quote */
+        "a,b\n1,2\n3,\"x\n5,6\n\n7,8\n",        /* unterminated: runs to the end */
+    };
+    (void)state;
+    for (size_t t = 0; t < 3; t++) {
+        struct mem m;
+        struct tly_csv *r = open_text(&m, texts[t], strlen(texts[t]), t + 1, 65536);
+        struct tly_csv_row row;
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_QUOTE_ERROR);
+        assert_int_equal(row.line, 3);
+        assert_true(row.raw_len >= 3 && !memcmp(row.raw, "3,", 2));
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        /* the manifest count: 1 good + the broken row + the non-blank lines after it */
+        assert_int_equal(tly_csv_rows(r), t == 2 ? 2 : 4);
+        tly_csv_close(r);
+    }
+}
+
+/* A bare CR is data, not a line end (then the column rules refuse it). */
+static void test_csv_bare_cr_is_data(void **state)
+{
+    static const char text[] = "a,b\n1\r2,3\r\n";
+    struct mem m;
+    struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
+    struct tly_csv_row row;
+    (void)state;
+    assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_int_equal(row.reject, TLY_CSV_OK);
+    assert_val(&row, 0, "1\r2");
+    assert_val(&row, 1, "3");
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+    tly_csv_close(r);
+}
+
+static void test_csv_empty_file(void **state)
+{
+    static const char *const texts[] = { "", "\xef\xbb\xbf", "\n\n" };
+    (void)state;
+    for (size_t t = 0; t < 3; t++) {
+        struct mem m;
+        struct tly_csv *r = open_text(&m, texts[t], strlen(texts[t]), 1, 65536);
+        struct tly_csv_row row;
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_END);
+        assert_false(tly_csv_has_column(r, 0));
+        tly_csv_close(r);
+    }
+}
+
+/*
+ * A row longer than the reader holds is walked, not buffered: it is
+ * field_too_long with its first 64 KiB as raw, and the rows after it load
+ * with their right line numbers.  Unterminated, it is a quote error.
+ */
+static void test_csv_huge_row_bounded(void **state)
+{
+    size_t big = 5u << 20, n = 0;
+    char *text = malloc(big + 100);
+    struct mem m;
+    struct tly_csv *r;
+    struct tly_csv_row row;
+    (void)state;
+    n += (size_t)sprintf(text, "a,b\n1,\"");
+    memset(text + n, 'x', big);
+    n += big;
+    n += (size_t)sprintf(text + n, "\nx\"\n5,6\n");
+    r = open_text(&m, text, n, 0, 1000);
+    assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_int_equal(row.reject, TLY_CSV_FIELD_TOO_LONG);
+    assert_int_equal(row.line, 2);
+    assert_int_equal(row.raw_len, TLY_CSV_RAW_MAX);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_int_equal(row.reject, TLY_CSV_OK);
+    assert_int_equal(row.line, 4);
+    assert_val(&row, 1, "6");
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+    tly_csv_close(r);
+
+    /* the same without the closing quote */
+    n = (size_t)sprintf(text, "a,b\n1,2\n1,\"");
+    memset(text + n, 'x', big);
+    n += big;
+    r = open_text(&m, text, n, 0, 1000);
+    assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_QUOTE_ERROR);
+    assert_int_equal(row.line, 3);
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+    tly_csv_close(r);
+    free(text);
+}
+
+static void test_csv_duplicate_header_name(void **state)
+{
+    static const char text[] = "a,a,b\n1,2,3\n";
+    struct mem m;
+    struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
+    struct tly_csv_row row;
+    (void)state;
+    assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+    assert_string_equal(tly_csv_unknown_column(r, 0), "a");
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_val(&row, 0, "1");           /* the first 'a' is used */
+    tly_csv_close(r);
+}
+
+static void test_utf8_validator(void **state)
+{
+    (void)state;
+    assert_true(tly_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert_false(tly_utf8_valid("\xc0\xaf", 2));           /* overlong */
+    assert_false(tly_utf8_valid("\xe0\x80\xaf", 3));       /* overlong */
+    assert_false(tly_utf8_valid("\xf4\x90\x80\x80", 4));   /* > U+10FFFF */
+    assert_false(tly_utf8_valid("\xc3", 1));               /* cut */
+    assert_false(tly_utf8_valid("\x80", 1));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_csv_bom_crlf_header_any_order),
+        cmocka_unit_test(test_csv_missing_and_unknown_column),
+        cmocka_unit_test(test_csv_quoted_newline_line_numbers),
+        cmocka_unit_test(test_csv_trim_and_empty),
+        cmocka_unit_test(test_csv_row_rejects),
+        cmocka_unit_test(test_csv_quote_error_rejects_rest),
+        cmocka_unit_test(test_csv_bare_cr_is_data),
+        cmocka_unit_test(test_csv_empty_file),
+        cmocka_unit_test(test_csv_huge_row_bounded),
+        cmocka_unit_test(test_csv_duplicate_header_name),
+        cmocka_unit_test(test_utf8_validator),
+    };
+    tly_error_quiet(1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

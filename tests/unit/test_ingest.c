@@ -1,0 +1,599 @@
+/*
+ * test_ingest.c — bundles into a temporary ledger (spec inputs.md
+ * "Duplicates", "manifest.csv", "accounts.csv", the row rules; outputs.md
+ * rejects).  Each test writes small directory bundles and checks exact
+ * counts and stored values, on both the loaded and the rejected side.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <nettle/sha2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "ingest.h"
+#include "ledger.h"
+#include "opts.h"
+#include "settings.h"
+
+const struct tly_option *tly_ingest_options(void);
+
+struct fx {
+    char dir[64];
+    char db[128];
+    struct tly_ledger *l;
+    struct tly_settings s;
+    struct tly_ingest_stats st;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char conf[160];
+    FILE *c;
+
+    strcpy(f->dir, "/tmp/tally-test-ingest-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
+    snprintf(conf, sizeof conf, "%s/empty.conf", f->dir);
+    c = fopen(conf, "w");
+    fclose(c);
+    assert_int_equal(tly_settings_load(&f->s, conf), 0);
+    assert_int_equal(tly_ledger_open(f->db, TLY_LEDGER_LOCK, &f->l), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[200];
+
+    tly_ingest_stats_release(&f->st);
+    tly_ledger_close(f->l);
+    tly_settings_release(&f->s);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Writes DIR/BUNDLE/NAME; returns the bundle path in a static buffer. */
+static const char *put(struct fx *f, const char *bundle, const char *name, const char *text)
+{
+    static char path[256];
+    char file[300];
+    FILE *o;
+
+    snprintf(path, sizeof path, "%s/%s", f->dir, bundle);
+    mkdir(path, 0755);
+    snprintf(file, sizeof file, "%s/%s", path, name);
+    o = fopen(file, "w");
+    assert_non_null(o);
+    fputs(text, o);
+    fclose(o);
+    return path;
+}
+
+static const char *bundle_path(struct fx *f, const char *bundle)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", f->dir, bundle);
+    return path;
+}
+
+static int ingest(struct fx *f, const char *bundle)
+{
+    return tly_ingest_bundle(f->l, &f->s, bundle_path(f, bundle), &f->st);
+}
+
+/* First column of the first row of 'sql' as an integer. */
+static int64_t q_int(struct fx *f, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -999;
+    assert_int_equal(sqlite3_prepare_v2(f->l->db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* First column of the first row of 'sql' as text (static buffer; "" for none). */
+static const char *q_text(struct fx *f, const char *sql)
+{
+    static char buf[4096];
+    sqlite3_stmt *st;
+    buf[0] = '\0';
+    assert_int_equal(sqlite3_prepare_v2(f->l->db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(buf, sizeof buf, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return buf;
+}
+
+static const char accounts_csv[] =
+    "account_id,name,edition,admin_email,cycle_anchor,negative_limit,low_threshold,updated_at\n"
+    "acc-1,Northwind,gale,ops@northwind.example,2026-10-01,5.5,,2026-09-19T12:00:00Z\n";
+static const char credits_csv[] =
+    "txn_id,account_id,ts,pool,type,amount,expires_at,reference\n"
+    "t1,acc-1,2026-09-20T00:00:00+02:00,credits,free,75,2026-12-20T00:00:00Z,Free tier\n"
+    "t2,acc-1,2026-09-20T00:00:00Z,runs,grant,10000,,\n"
+    "t3,acc-1,2026-09-21T00:00:00Z,credits,adjust,-2.5,,ticket 7\n";
+static const char runs_csv[] =
+    "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+    "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n"
+    "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,failed\n"
+    "r3,acc-1,2026-09-20T12:00:00.5Z,agent,ag-1,,,\n";
+static const char deployments_csv[] =
+    "event_id,account_id,ts,category,action,resource_id,resource_name,owner,deployment_id,"
+    "deployment_name,deployment_type,hardware,units,replicas,model_type,language,language_version,endpoint\n"
+    "d1,acc-1,2026-09-20T09:00:00Z,guardrail,deploy,gr-1,Toxicity,,,,,cpu.small,1,2,,,,\n"
+    "d2,acc-1,2026-09-20T09:00:00Z,model,finetune_start,m-1,Llama,,job-1,,,gpu.a100,8,,fine-tuned,,,\n";
+
+static void put_good(struct fx *f, const char *b)
+{
+    put(f, b, "accounts.csv", accounts_csv);
+    put(f, b, "credits.csv", credits_csv);
+    put(f, b, "runs.csv", runs_csv);
+    put(f, b, "deployments.csv", deployments_csv);
+}
+
+/* Every row loaded; values stored normalised (ledger.c conventions). */
+static void test_ingest_loads_and_normalises(void **state)
+{
+    struct fx *f = *state;
+    put_good(f, "b1");
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(f->st.bundles_loaded, 1);
+    assert_int_equal(f->st.rows_loaded, 1 + 3 + 3 + 2);
+    assert_int_equal(f->st.duplicates, 0);
+    assert_int_equal(f->st.quarantined, 0);
+    /* amounts in micro-credits; runs pool x 1,000,000; ts as UTC seconds */
+    assert_int_equal(q_int(f, "SELECT amount FROM credits WHERE txn_id='t1'"), 75000000);
+    assert_int_equal(q_int(f, "SELECT ts FROM credits WHERE txn_id='t1'"), 1789855200);  /* 2026-09-19T22:00:00Z */
+    assert_int_equal(q_int(f, "SELECT expires_at FROM credits WHERE txn_id='t1'"), 1797724800);
+    assert_int_equal(q_int(f, "SELECT amount FROM credits WHERE txn_id='t2'"), 10000000000LL);
+    assert_int_equal(q_int(f, "SELECT amount FROM credits WHERE txn_id='t3'"), -2500000);
+    assert_int_equal(q_int(f, "SELECT expires_at IS NULL AND reference IS NULL FROM credits"
+                              " WHERE txn_id='t2'"), 1);
+    assert_int_equal(q_int(f, "SELECT ts FROM runs WHERE event_id='r3'"), 1789905600);  /* .5 truncated */
+    assert_int_equal(q_int(f, "SELECT outcome IS NULL FROM runs WHERE event_id='r3'"), 1);
+    /* accounts: anchor as a day, defaults 0 */
+    assert_int_equal(q_int(f, "SELECT cycle_anchor FROM accounts"), 20727);
+    assert_int_equal(q_int(f, "SELECT negative_limit FROM accounts"), 5500000);
+    assert_int_equal(q_int(f, "SELECT low_threshold FROM accounts"), 0);
+    /* deployment_id defaults to resource_id */
+    assert_string_equal(q_text(f, "SELECT deployment_id FROM deployments WHERE event_id='d1'"), "gr-1");
+    assert_string_equal(q_text(f, "SELECT deployment_id FROM deployments WHERE event_id='d2'"), "job-1");
+    assert_int_equal(q_int(f, "SELECT replicas IS NULL FROM deployments WHERE event_id='d2'"), 1);
+    /* provenance: every row keeps its file and line */
+    assert_string_equal(q_text(f, "SELECT f.path || ':' || r.line FROM runs r JOIN files f"
+                                  " ON f.id = r.file_id WHERE event_id='r2'"), "runs.csv:3");
+    assert_string_equal(q_text(f, "SELECT name || ' ' || status FROM bundles"), "b1 loaded");
+}
+
+/* inputs.md "Duplicates": same id and content = duplicate; other content = conflict */
+static void test_ingest_duplicate_and_conflict(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv", runs_csv);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put(f, "b2", "runs-eu.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r1,acc-1,2026-09-20T12:00:00+02:00,agent,ag-1,Support,,ok\n"   /* same instant: duplicate */
+        "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"               /* outcome differs */
+        "r9,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"
+        "r9,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"               /* same file: duplicate */
+        "r1,acc-2,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n");             /* other account: new */
+    assert_int_equal(ingest(f, "b2"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 3 + 2);
+    assert_int_equal(f->st.duplicates, 2);
+    assert_int_equal(f->st.quarantined, 1);
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects"),
+                        "conflict: r2 differs from the version in force (bundle b1, file runs.csv, line 3)");
+    assert_string_equal(q_text(f, "SELECT bundle || ' ' || file || ' ' || line || ' ' || raw FROM rejects"),
+                        "b2 runs-eu.csv 3 r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok");
+    /* the first stays in force */
+    assert_string_equal(q_text(f, "SELECT outcome FROM runs WHERE event_id='r2'"), "failed");
+    assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name='b2'"), 1);
+    assert_int_equal(q_int(f, "SELECT duplicates FROM bundles WHERE name='b2'"), 2);
+}
+
+/* inputs.md "accounts.csv": the latest updated_at wins; same updated_at, other content: conflict */
+static void test_ingest_accounts_latest_updated_at(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "accounts.csv",
+        "account_id,name,edition,admin_email,cycle_anchor,updated_at\n"
+        "acc-1,Old,gale,a@x.example,2026-10-01,2026-09-19T12:00:00Z\n"
+        "acc-1,New,gale,a@x.example,2026-10-05,2026-09-20T12:00:00Z\n"     /* newer: replaces */
+        "acc-1,Older,gale,a@x.example,2026-10-01,2026-09-01T12:00:00Z\n"   /* older: superseded */
+        "acc-1,New,gale,a@x.example,2026-10-05,2026-09-20T14:00:00+02:00\n" /* identical: duplicate */
+        "acc-1,Other,gale,a@x.example,2026-10-05,2026-09-20T12:00:00Z\n"); /* conflict */
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 3);
+    assert_int_equal(f->st.superseded, 1);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_int_equal(f->st.quarantined, 1);
+    assert_string_equal(q_text(f, "SELECT name || ' ' || line FROM accounts"), "New 3");
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects"),
+                        "conflict: acc-1 differs from the version in force (bundle b1, file accounts.csv, line 3)");
+}
+
+/* Dumps every ingest table, for the idempotence check. */
+static char *dump(struct fx *f)
+{
+    static const char *const sql[] = {
+        "SELECT * FROM accounts ORDER BY 1", "SELECT * FROM credits ORDER BY 1, 2",
+        "SELECT * FROM runs ORDER BY 1, 2", "SELECT * FROM deployments ORDER BY 1, 2",
+        "SELECT * FROM rejects ORDER BY 1", "SELECT * FROM files ORDER BY 1",
+        "SELECT * FROM bundles ORDER BY 1", "SELECT * FROM state ORDER BY 1",
+    };
+    size_t cap = 1 << 16, n = 0;
+    char *out = malloc(cap);
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_prepare_v2(f->l->db, sql[i], -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            for (int c = 0; c < sqlite3_column_count(st); c++) {
+                const char *t = (const char *)sqlite3_column_text(st, c);
+                n += (size_t)snprintf(out + n, cap - n, "%s|", t ? t : "NULL");
+                assert_true(n < cap);
+            }
+        sqlite3_finalize(st);
+    }
+    return out;
+}
+
+/* semantics §9: ingesting twice changes nothing; the second says so */
+static void test_ingest_twice_is_idempotent(void **state)
+{
+    struct fx *f = *state;
+    char *before, *after;
+    put_good(f, "b1");
+    put(f, "b1", "runs-bad.csv",
+        "event_id,account_id,ts,kind,resource_id\nx1,acc-1,2026-02-30T00:00:00Z,agent,a\n");
+    put(f, "b1", "README.md", "not data\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    before = dump(f);
+    tly_ingest_stats_release(&f->st);
+    memset(&f->st, 0, sizeof f->st);
+    /* a re-run exits as the first did (3), names the skipped file again, loads nothing */
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_already, 1);
+    assert_int_equal(f->st.bundles_loaded, 0);
+    assert_int_equal(f->st.rows_loaded, 0);
+    assert_int_equal(f->st.files_skipped, 1);
+    assert_string_equal(f->st.skipped[0], "b1: README.md");
+    after = dump(f);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+static void sha_hex(const char *text, char hex[65])
+{
+    struct sha256_ctx c;
+    uint8_t d[32];
+    sha256_init(&c);
+    sha256_update(&c, strlen(text), (const uint8_t *)text);
+    sha256_digest(&c, 32, d);
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", d[i]);
+}
+
+static void put_manifest(struct fx *f, const char *b, long runs_rows, const char *extra)
+{
+    char text[1024], h1[65], h2[65];
+    sha_hex(runs_csv, h1);
+    sha_hex(credits_csv, h2);
+    snprintf(text, sizeof text,
+             "file,rows,sha256,period_start,period_end\n"
+             "runs.csv,%ld,%s,2026-09-20T00:00:00Z,2026-11-05T00:00:00Z\n"
+             "credits.csv,3,%s,2026-09-20T00:00:00Z,2026-11-05T00:00:00Z\n%s",
+             runs_rows, h1, h2, extra);
+    put(f, b, "manifest.csv", text);
+}
+
+static void test_ingest_manifest_ok_sets_period_end(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv", runs_csv);
+    put(f, "b1", "credits.csv", credits_csv);
+    put_manifest(f, "b1", 3, "");
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(f->st.rows_loaded, 6);
+    assert_int_equal(q_int(f, "SELECT value FROM state WHERE key='latest_period_end'"), 1793836800);
+    assert_int_equal(q_int(f, "SELECT period_end FROM bundles"), 1793836800);
+}
+
+/* inputs.md: a manifest read after the data rolls the bundle back */
+static void test_ingest_manifest_mismatch_rolls_back(void **state)
+{
+    struct fx *f = *state;
+    static const char *const cases[] = { "count", "digest", "missing", "extra" };
+    (void)cases;
+    for (int k = 0; k < 4; k++) {
+        char b[8];
+        snprintf(b, sizeof b, "m%d", k);
+        put(f, b, "runs.csv", runs_csv);
+        if (k != 2)
+            put(f, b, "credits.csv", k == 1 ? "txn_id,account_id,ts,pool,type,amount\n" : credits_csv);
+        put_manifest(f, b, k == 0 ? 4 : 3, k == 3 ? "" : "");
+        if (k == 3)
+            put(f, b, "accounts.csv", accounts_csv);      /* data file not listed */
+        assert_int_equal(ingest(f, b), TLY_QUARANTINED);
+    }
+    assert_int_equal(f->st.bundles_rejected, 4);
+    assert_int_equal(f->st.rows_loaded, 0);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 0);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM credits"), 0);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM files"), 0);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM state"), 0);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM bundles WHERE status='rejected'"), 4);
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects WHERE bundle='m0'"),
+                        "manifest_mismatch: 'runs.csv' has 3 rows, the manifest says 4");
+    assert_int_equal(q_int(f, "SELECT count(*) FROM rejects WHERE line IS NULL AND reason LIKE"
+                              " 'manifest_mismatch: %'"), 4);
+    assert_string_equal(q_text(f, "SELECT file FROM rejects WHERE bundle='m2'"), "credits.csv");
+    /* the same content again: already ingested (rejected), still exit 3 */
+    assert_int_equal(ingest(f, "m0"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_already_rejected, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 4);
+}
+
+static void test_ingest_two_manifests(void **state)
+{
+    struct fx *f = *state;
+    char dir[300];
+    put(f, "b1", "runs.csv", runs_csv);
+    put_manifest(f, "b1", 3, "");
+    snprintf(dir, sizeof dir, "%s/b1/sub", f->dir);
+    mkdir(dir, 0755);
+    put(f, "b1/sub", "manifest.csv", "file,rows,sha256\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_rejected, 1);
+    assert_string_equal(q_text(f, "SELECT substr(reason, 1, 18) FROM rejects"), "manifest_mismatch:");
+}
+
+static void test_ingest_no_known_file(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "README.md", "hello\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_rejected, 1);
+    assert_int_equal(f->st.files_skipped, 1);
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects"),
+                        "no_known_file: no accounts, credits, runs, deployments or manifest file");
+}
+
+/* inputs.md: a missing required column rejects that file; the rest of the bundle loads */
+static void test_ingest_missing_column_rejects_file(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv", "event_id,account_id,kind,resource_id,color\nr1,acc-1,agent,a,red\n");
+    put(f, "b1", "credits.csv", credits_csv);
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 3);
+    assert_int_equal(f->st.quarantined, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 0);
+    assert_string_equal(q_text(f, "SELECT file || ' ' || line || ' ' || reason FROM rejects"),
+                        "runs.csv 1 missing_column: ts");
+}
+
+/* inputs.md: a quote error rejects the rest of the file, listed at its line */
+static void test_ingest_quote_error(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,a\n"
+        "r2,acc-1,2026-09-20T10:00:00Z,agent,a\"b\n"
+        "r3,acc-1,2026-09-20T10:00:00Z,agent,a\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 1);
+    assert_int_equal(f->st.quarantined, 1);
+    assert_string_equal(q_text(f, "SELECT line || ' ' || substr(reason, 1, 12) FROM rejects"),
+                        "3 quote_error:");
+}
+
+/* Row rules with their reason; each bad row is quarantined, the others load. */
+static void test_ingest_row_rules(void **state)
+{
+    struct fx *f = *state;
+    sqlite3_stmt *st;
+    static const char *const expected[] = {
+        "3 bad_value: amount must be > 0 for free, grant and topup",
+        "4 bad_value: amount must not be 0 for adjust",
+        "5 bad_value: amount must be a whole number of runs",
+        "6 bad_value: expires_at must be after ts",
+        "7 bad_value: expires_at not allowed for adjust",
+        "8 bad_value: amount more than 6 decimals",
+        "9 bad_value: account_id has a '/'",
+        "10 bad_value: ts no UTC offset",
+        "11 bad_value: pool not one of the allowed values",
+        "12 bad_value: reference has a control character",
+        "14 bad_value: txn_id is empty",        /* c12 spans lines 12-13 */
+        "15 field_count: 7 fields, the header has 8",
+        "16 bad_utf8: invalid UTF-8",
+    };
+    put(f, "b1", "credits.csv",
+        "txn_id,account_id,ts,pool,type,amount,expires_at,reference\n"
+        "ok1,acc-1,2026-09-20T00:00:00Z,credits,topup,1.5,,\n"
+        "c3,acc-1,2026-09-20T00:00:00Z,credits,free,0,,\n"
+        "c4,acc-1,2026-09-20T00:00:00Z,credits,adjust,0,,\n"
+        "c5,acc-1,2026-09-20T00:00:00Z,runs,grant,1.5,,\n"
+        "c6,acc-1,2026-09-20T00:00:00Z,credits,grant,1,2026-09-20T00:00:00Z,\n"
+        "c7,acc-1,2026-09-20T00:00:00Z,credits,adjust,1,2026-10-20T00:00:00Z,\n"
+        "c8,acc-1,2026-09-20T00:00:00Z,credits,grant,1.0000001,,\n"
+        "c9,acc/1,2026-09-20T00:00:00Z,credits,grant,1,,\n"
+        "c10,acc-1,2026-09-20T00:00:00,credits,grant,1,,\n"
+        "c11,acc-1,2026-09-20T00:00:00Z,Credits,grant,1,,\n"
+        "c12,acc-1,2026-09-20T00:00:00Z,credits,grant,1,,\"a\nb\"\n"
+        ",acc-1,2026-09-20T00:00:00Z,credits,grant,1,,\n"
+        "c14,acc-1,2026-09-20T00:00:00Z,credits,grant,1,\n"
+        "c15,acc-1,2026-09-20T00:00:00Z,credits,grant,1,,caf\xe9\n"
+        "ok2,acc-1,2026-09-20T00:00:00Z,credits,adjust,-1,,\n");
+    put(f, "b1", "deployments.csv",
+        "event_id,account_id,ts,category,action,resource_id,hardware,units,replicas\n"
+        "d1,acc-1,2026-09-20T00:00:00Z,model,deploy,m,,1,1\n"
+        "d2,acc-1,2026-09-20T00:00:00Z,guardrail,finetune_start,g,cpu,1,1\n"
+        "d3,acc-1,2026-09-20T00:00:00Z,model,deploy,m,gpu,1000,101\n"
+        "d4,acc-1,2026-09-20T00:00:00Z,model,scale,m,gpu,0,\n"
+        "d5,acc-1,2026-09-20T00:00:00Z,agent,deploy,ag,,,\n"
+        "d6,acc-1,2026-09-20T00:00:00Z,model,undeploy,m,,,\n"
+        "d7,acc-1,2026-09-20T00:00:00Z,model,deploy,m,gpu,1000,100\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 2 + 3);
+    assert_int_equal(f->st.quarantined, 13 + 4);
+    assert_int_equal(sqlite3_prepare_v2(f->l->db,
+        "SELECT line || ' ' || reason FROM rejects WHERE file='credits.csv' ORDER BY line",
+        -1, &st, NULL), SQLITE_OK);
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(st, 0), expected[i]);
+    }
+    sqlite3_finalize(st);
+    assert_string_equal(q_text(f, "SELECT group_concat(line || ' ' || reason, ' / ') FROM"
+                                  " (SELECT * FROM rejects WHERE file='deployments.csv' ORDER BY line)"),
+                        "2 bad_value: hardware is required for a charged deploy, scale or finetune_start / "
+                        "3 bad_value: action finetune_start/finetune_end only for category model / "
+                        "4 bad_value: replicas times units exceeds 100000 / "
+                        "5 bad_value: units out of bounds");
+}
+
+/* Every input row is exactly one of loaded, duplicate, quarantined. */
+static void test_ingest_every_row_accounted(void **state)
+{
+    struct fx *f = *state;
+    put_good(f, "b1");
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put(f, "b2", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n"      /* duplicate */
+        "r2,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n"      /* conflict */
+        "r4,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n"      /* loaded */
+        "r5,acc-1,2026-09-20T10:00:00Z,robot,ag-1,Support,,ok\n");    /* bad_value */
+    assert_int_equal(ingest(f, "b2"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded + f->st.duplicates + f->st.quarantined, 9 + 4);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_int_equal(f->st.quarantined, 2);
+}
+
+/* --rejects: this ingest's rejects plus the earlier ones of bundles offered again */
+static void test_ingest_rejects_csv(void **state)
+{
+    struct fx *f = *state;
+    char out[200], text[1024];
+    FILE *in;
+    size_t n;
+    int64_t mark;
+    put(f, "b1", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id\n=r1,acc-1,2026-09-20T10:00:00Z,agent,a\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(tly_rejects_mark(f->l, &mark), 0);
+    assert_int_equal(mark, 1);
+    tly_ingest_stats_release(&f->st);
+    memset(&f->st, 0, sizeof f->st);
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);        /* already ingested */
+    snprintf(out, sizeof out, "%s/rejects.csv", f->dir);
+    assert_int_equal(tly_rejects_write_ingest(f->l, mark, &f->st, out), 0);
+    in = fopen(out, "r");
+    n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    assert_string_equal(text,
+        "bundle,file,line,reason,raw\n"
+        "b1,runs.csv,2,bad_value: event_id does not start with a letter or digit,"
+        "\"'=r1,acc-1,2026-09-20T10:00:00Z,agent,a\"\n");   /* formula-guarded, quoted */
+    assert_int_equal(tly_rejects_write(f->l, mark, out), 0);     /* nothing new */
+    in = fopen(out, "r");
+    n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    assert_string_equal(text, "bundle,file,line,reason,raw\n");
+}
+
+static void test_ingest_unreadable_bundle(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(ingest(f, "does-not-exist"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_rejected, 1);
+    assert_string_equal(q_text(f, "SELECT bundle FROM rejects"), "does-not-exist");
+    assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 0);
+}
+
+/* A size bound of the bundle: more rows in a file than max_rows_per_file */
+static void test_ingest_max_rows_per_file(void **state)
+{
+    struct fx *f = *state;
+    f->s.max_rows_per_file = 2;
+    put(f, "b1", "runs.csv", runs_csv);
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_rejected, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 0);
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects"),
+                        "too_large: 'runs.csv' has more than 2 rows");
+}
+
+/*
+ * Fault injection (style.md §14): failing the Nth allocation gives a clean
+ * TLY_ERR_NOMEM, nothing half-loaded, and the retry loads everything once.
+ */
+static void test_ingest_out_of_memory_is_clean(void **state)
+{
+    struct fx *f = *state;
+    int rc = -1;
+    put_good(f, "b1");
+    for (long n = 1; n < 100000; n++) {
+        tly_alloc_fail_at(n);
+        rc = ingest(f, "b1");
+        tly_alloc_fail_at(0);
+        if (rc != TLY_ERR_NOMEM)
+            break;
+        assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 0);
+        assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 0);
+        assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 0);
+    }
+    assert_int_equal(rc, TLY_OK);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 1);
+}
+
+static void test_ingest_options_sorted(void **state)
+{
+    (void)state;
+    assert_int_equal(tly_opts_check_table(tly_ingest_options()), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ingest_loads_and_normalises, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_twice_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_manifest_ok_sets_period_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_manifest_mismatch_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_two_manifests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_no_known_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_missing_column_rejects_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_quote_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_row_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_every_row_accounted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_rejects_csv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_unreadable_bundle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_max_rows_per_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_out_of_memory_is_clean, setup, teardown),
+        cmocka_unit_test(test_ingest_options_sorted),
+    };
+    tly_error_quiet(1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
