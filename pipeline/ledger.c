@@ -188,6 +188,15 @@ static const char *const migrations[] = {
      */
     "ALTER TABLE rejects ADD COLUMN bundle_id INTEGER;"
     "CREATE INDEX rejects_by_bundle ON rejects(bundle_id);",
+
+    /*
+     * 3 (reconcile): the runs of one account in time order are read from
+     * the index alone.  Without the extra columns every row cost a lookup
+     * in the table, whose pages mix all accounts (rows arrive in time
+     * order): a third of reconcile's time went to those page reads.
+     */
+    "DROP INDEX runs_by_time;"
+    "CREATE INDEX runs_by_time ON runs(account_id, ts, event_id, kind, resource_id, resource_name);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
