@@ -122,8 +122,19 @@ static int start_segment(struct sim *s, struct dep *d, int64_t t)
     cut = tly_next_cut(d->hw, t);
     d->seg_start = t;
     d->seg_end = cut < s->as_of ? cut : s->as_of;
-    /* per_hour ≤ 10^10 µ and units × replicas ≤ 10^5: the product fits int64 */
-    d->seg_rate = p ? p->per_hour * sim_dep_multiplier(d) : TLY_UNPRICED;
+    d->seg_rate = TLY_UNPRICED;
+    if (p) {
+        /*
+         * per_hour ≤ 10^10 µ and units × replicas ≤ 10^5 fit int64, but a
+         * scale can combine a units and a replicas that were each in bounds
+         * into more: refuse (exit 65) rather than wrap.
+         */
+        __int128 rate = (__int128)p->per_hour * d->units * (d->is_job ? 1 : d->replicas);
+        if (rate > INT64_MAX / (40LL * 24 * 3600))
+            s->overflow = 1;
+        else
+            d->seg_rate = (int64_t)rate;
+    }
     d->seg_billable = segment_billable(d, t);
     d->seg_consumed = 0;
     if (tly_grow(&s->active, &s->active_cap, s->nactive + 1, sizeof *s->active))
