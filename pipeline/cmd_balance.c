@@ -9,6 +9,7 @@
  * the ledger (semantics §8).
  */
 #include "cmd.h"
+#include "alloc.h"
 #include "error.h"
 #include "money.h"
 #include "opts.h"
@@ -72,35 +73,66 @@ static void cell(char *buf, size_t n, sqlite3_stmt *st, int i, enum col c, int r
     }
 }
 
+/* Prints 'cells' (nrows × ncols, row-major) with every column as wide as its widest cell. */
+static void print_aligned(char **cells, int nrows, int ncols)
+{
+    int width[16] = { 0 };
+    for (int r = 0; r < nrows; r++)
+        for (int c = 0; c < ncols; c++) {
+            int w = (int)strlen(cells[r * ncols + c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (int r = 0; r < nrows; r++) {
+        for (int c = 0; c < ncols; c++)
+            printf("  %-*s", c == ncols - 1 ? 0 : width[c], cells[r * ncols + c]);
+        putchar('\n');
+    }
+}
+
 static int print_section(struct tly_ledger *l, const struct section *sec, const char *account)
 {
     sqlite3_stmt *st;
-    int rc, err, rows = 0;
+    char **cells = NULL;
+    size_t cap = 0, n = 0;
+    int rc, err = TLY_OK, rows = 0;
 
     if ((err = tly_ledger_prepare(l, sec->sql, &st)))
         return err;
     sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
     printf("\n%s\n", sec->title);
-    for (int i = 0; i < sec->ncols; i++)
-        printf("%s%s", i ? "  " : "  ", sec->heads[i]);
-    putchar('\n');
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    for (int i = 0; i < sec->ncols && !err; i++) {
+        if (tly_grow(&cells, &cap, n + 1, sizeof *cells) || !(cells[n] = tly_strdup(sec->heads[i])))
+            err = tly_error(TLY_ERR_NOMEM, "out of memory");
+        else
+            n++;
+    }
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int runs = sec->runs_pool_col >= 0 &&
                    !strcmp((const char *)sqlite3_column_text(st, sec->runs_pool_col), "runs");
-        for (int i = 0; i < sec->ncols; i++) {
+        for (int i = 0; i < sec->ncols && !err; i++) {
             char buf[600];
             cell(buf, sizeof buf, st, i, sec->cols[i], runs);
-            printf("  %s", buf);
+            if (tly_grow(&cells, &cap, n + 1, sizeof *cells) || !(cells[n] = tly_strdup(buf)))
+                err = tly_error(TLY_ERR_NOMEM, "out of memory");
+            else
+                n++;
         }
-        putchar('\n');
         rows++;
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return tly_ledger_error(l, "reading results");
-    if (!rows)
-        puts("  (none)");
-    return TLY_OK;
+    if (!err && rc != SQLITE_DONE)
+        err = tly_ledger_error(l, "reading results");
+    if (!err) {
+        if (rows)
+            print_aligned(cells, rows + 1, sec->ncols);
+        else
+            puts("  (none)");
+    }
+    for (size_t i = 0; i < n; i++)
+        tly_free(cells[i]);
+    tly_free(cells);
+    return err;
 }
 
 static const char *const h_stmt[] = { "pool", "cycle_start", "cycle_end", "state", "opening",
