@@ -121,7 +121,7 @@ int enforce_stop_all(struct sim *s, int64_t t)
             err = tly_error(TLY_ERR_NOMEM, "out of memory");
             goto fail;
         }
-        s->stops[s->nstops++] = (struct stop_record){ (int)i, t, d->hw, d->units, d->replicas };
+        s->stops[s->nstops++] = (struct stop_record){ (int)i, t, d->hw, d->units, d->replicas, 0 };
     }
     tly_format_ts(when, t);
     detail = json_pack("{s:s, s:s, s:o}", "stop_at", when, "message", STOP_MESSAGE, "deployments", list);
@@ -147,8 +147,13 @@ static void overrun_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
     struct overrun_ctx *c = ctx;
     if (c->err)
         return;
+    /*
+     * Overruns move no money, so they are recomputed from every stop at each
+     * run and never frozen: evidence that arrives after the stop's cycle
+     * closed still shows, as it would in one run over all the data (§9.2).
+     */
     c->err = sim_acc(c->s, ACC_OVERRUN, c->dep, -1, from, charge == TLY_UNPRICED ? 0 : charge,
-                     to - from, 0, 1, from);
+                     to - from, 0, 1, INT64_MAX);
 }
 
 static int event_of(const struct sim *s, const struct dep *d, const struct dep_event *ev)

@@ -619,6 +619,8 @@ static int write_actions(struct sim *s)
     int err;
     for (size_t i = 0; i < s->nstops; i++) {
         const struct dep *d = &s->deps[s->stops[i].dep];
+        if (s->stops[i].frozen)
+            continue;
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, d->resource_id, -1, SQLITE_STATIC);

@@ -116,6 +116,7 @@ struct stop_record {
     int64_t at;
     const struct tly_hardware *hw;  /* what it ran with when stopped */
     int64_t units, replicas;
+    int frozen;                     /* a closed cycle's stop: its action is already written */
 };
 
 /* A stop of a closed cycle (frozen action), applied while replaying closed time. */

@@ -899,6 +899,10 @@ static int apply_frozen_stops(struct sim *s, size_t *si, int64_t upto)
         d = &s->deps[idx];
         if ((err = end_running(s, d, f->at)))
             return err;
+        /* kept for the overrun pass, which looks at every stop (enforce.c) */
+        if (tly_grow(&s->stops, &s->stops_cap, s->nstops + 1, sizeof *s->stops))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        s->stops[s->nstops++] = (struct stop_record){ idx, f->at, d->hw, d->units, d->replicas, 1 };
         d->stopped = 1;
         d->stop_at = f->at;
         d->last_updated = tly_day_of(f->at);

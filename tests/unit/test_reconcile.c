@@ -328,6 +328,48 @@ static void test_late_usage_posted_into_open_cycle(void **state)
     done(l);
 }
 
+/*
+ * A stop in October (closed at Nov 4), its overrun evidence (the undeploy)
+ * logged on Nov 10: the overrun runs from t* to Nov 10 whether the data came
+ * in two nights or one (incremental = batch, §9).  1 credit/h, 1 credit
+ * granted: t* = Oct 2 01:00:01 (balance −0.000278 at the 3,601st second);
+ * the overrun is metered per day from t* to Nov 10.
+ */
+static void overrun_case(struct tly_ledger *l)
+{
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 1000000);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "deploy", "m1", "gpu.x");
+}
+
+static void test_overrun_evidence_after_close_incremental_equals_batch(void **state)
+{
+    struct tly_ledger *l = fresh();
+    int64_t inc_rows, inc_sum;
+    (void)state;
+    overrun_case(l);
+    reconcile(l, "2026-11-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT stop_at FROM actions"), ts("2026-10-02T01:00:01Z"));
+    dep(l, "a1", "e2", "2026-11-10T00:00:00Z", "model", "undeploy", "m1", NULL);
+    reconcile(l, "2026-11-12T00:00:00Z");
+    inc_rows = one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'overrun'");
+    inc_sum = one(l, "SELECT SUM(credits) FROM discrepancies WHERE kind = 'overrun'");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM actions"), 1);
+    done(l);
+
+    l = fresh();
+    overrun_case(l);
+    dep(l, "a1", "e2", "2026-11-10T00:00:00Z", "model", "undeploy", "m1", NULL);
+    reconcile(l, "2026-11-12T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'overrun'"), inc_rows);
+    assert_int_equal(one(l, "SELECT SUM(credits) FROM discrepancies WHERE kind = 'overrun'"), inc_sum);
+    /* Oct 2 … Nov 9: 39 dates; the first 82,799 s → 22.999722, then 38 whole days of 24 */
+    assert_int_equal(inc_rows, 39);
+    assert_int_equal(inc_sum, 22999722 + 38 * 24000000LL);
+    done(l);
+}
+
 /* §10 "Unknown accounts": held and listed once until the row arrives */
 static void test_unknown_account_listed_once(void **state)
 {
@@ -358,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_free_grant_expires_and_banner),
         cmocka_unit_test(test_late_usage_posted_into_open_cycle),
         cmocka_unit_test(test_unknown_account_listed_once),
+        cmocka_unit_test(test_overrun_evidence_after_close_incremental_equals_batch),
     };
     tly_error_quiet(1);
     return cmocka_run_group_tests(tests, NULL, NULL);
