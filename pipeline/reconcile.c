@@ -689,7 +689,7 @@ static int write_dep_states(struct sim *s)
     for (size_t i = 0; i < s->ndeps; i++) {
         const struct dep *d = &s->deps[i];
         const char *name, *owner;
-        if (!d->started || !d->chargeable)
+        if (!d->started || !d->billed)
             continue;                   /* not chargeable usage makes no tab row (§10) */
         resource_names(s, d->is_job ? "model" : d->category, d->resource_id, &name, &owner);
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);

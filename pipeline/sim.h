@@ -75,6 +75,7 @@ struct dep {
     int chargeable;             /* edition has the category (hardware checked per segment) */
     /* lifecycle */
     int started, running, stopped, deleted;
+    int billed;                 /* some of its time was chargeable: it has a tab row */
     int64_t stop_at;
     const char *hardware;
     const struct tly_hardware *hw;

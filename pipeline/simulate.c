@@ -112,6 +112,7 @@ static int start_segment(struct sim *s, struct dep *d, int64_t t)
     const struct tly_price *p;
     int64_t cut;
 
+    d->billed |= segment_billable(d, t);
     if (!s->charging) {
         d->seg_start = t;
         return TLY_OK;
