@@ -51,7 +51,7 @@ static const char *const sql[NQ] = {
     [Q_CREDITS] = "SELECT ts, txn_id, pool, type, amount, expires_at FROM credits"
                   " WHERE account_id = ?1 AND ts < ?2 AND (ts >= ?3 OR rowid > ?4)"
                   " ORDER BY ts, txn_id",
-    [Q_RUNS] = "SELECT ts, event_id, kind, resource_id, resource_name FROM runs"
+    [Q_RUNS] = "SELECT ts, event_id, kind, resource_id FROM runs"
                " WHERE account_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, event_id",
     [Q_LATE_RUNS] = "SELECT ts, kind, resource_id FROM runs"
                     " WHERE account_id = ?1 AND rowid > ?2 AND ts < ?3 ORDER BY ts, event_id",
@@ -752,7 +752,7 @@ static int write_runnable_states(struct sim *s)
         if (!r->deployed || !r->chargeable)
             continue;                   /* runs tabs list what was deployed at least once */
         resource_names(s, r->kind, r->resource_id, &name, &owner);
-        if (!name && !r->run_name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
+        if (!name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
             return err;
         if (last < 0) {
             if ((err = lookup_text(s, Q_LAST_RUN_DAY, r, &day)))
@@ -763,7 +763,7 @@ static int write_runnable_states(struct sim *s)
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, r->resource_id, -1, SQLITE_STATIC);
-        tly_bind_text_or_null(st, 4, name ? name : r->run_name ? r->run_name : fallback, -1);
+        tly_bind_text_or_null(st, 4, name ? name : fallback, -1);
         tly_bind_text_or_null(st, 5, owner, -1);
         sqlite3_bind_text(st, 6, r->status, -1, SQLITE_STATIC);
         bind_opt_day(st, 7, last);
@@ -869,7 +869,6 @@ static void sim_release(struct sim *s)
     for (size_t i = 0; i < s->nrunnables; i++) {
         tly_free(s->runnables[i].map_key);
         tly_free(s->runnables[i].ids);
-        tly_free(s->runnables[i].run_name);
     }
     tly_free(s->runnables);
     tly_strmap_release(&s->runnable_index);

@@ -98,8 +98,6 @@ struct runnable {
     char *map_key;              /* "kind\x1fresource_id", the index's key */
     char *ids;                  /* "kind\0resource_id": kind and resource_id point here */
     const char *kind, *resource_id;
-    const char *name, *owner;   /* latest non-empty from deployments, else runs */
-    char *run_name;             /* runs.csv resource_name, owned */
     int chargeable, deployed, status_set;
     const char *status;
     int64_t last_active;        /* day, -1 */

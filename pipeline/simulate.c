@@ -670,22 +670,13 @@ static int apply_credit(struct sim *s, const struct credit_event *ev)
                             ev->expires_at, ev->amount);
 }
 
-static int apply_run(struct sim *s, int64_t ts, const char *kind, const char *resource_id,
-                     const char *resource_name)
+static int apply_run(struct sim *s, int64_t ts, const char *kind, const char *resource_id)
 {
     struct runnable *r;
     int err;
 
     if ((err = sim_runnable(s, kind, resource_id, &r)))
         return err;
-    if (resource_name && *resource_name && !r->name) {
-        /* runs.csv names a runnable only when deployments.csv never does */
-        char *copy = tly_strdup(resource_name);
-        if (!copy)
-            return tly_error(TLY_ERR_NOMEM, "out of memory");
-        tly_free(r->run_name);
-        r->run_name = copy;
-    }
     if (!r->chargeable)
         return sim_acc(s, ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables), ts, 0, 0, 1, 0, ts);
     if ((err = enforce_run(s, r, ts)))
@@ -769,8 +760,7 @@ static int events_at(struct sim *s, int64_t t, size_t *ci, size_t *di)
             return err;
     while (next_run_ts(s) == t) {
         if ((err = apply_run(s, t, (const char *)sqlite3_column_text(s->runs, 2),
-                             (const char *)sqlite3_column_text(s->runs, 3),
-                             (const char *)sqlite3_column_text(s->runs, 4))))
+                             (const char *)sqlite3_column_text(s->runs, 3))))
             return err;
         if ((err = step_runs(s)))
             return err;
