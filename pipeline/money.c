@@ -109,8 +109,17 @@ int64_t tly_div_half_up(__int128 num, int64_t den)
 
 int64_t tly_charge(int64_t rate_per_hour, int64_t seconds)
 {
+    int64_t product, q, r;
+
     /* spec §2: one segment costs round_half_even(r × s / 3600) */
-    return tly_div_half_even((__int128)rate_per_hour * seconds, 3600);
+    if (__builtin_mul_overflow(rate_per_hour, seconds, &product) || product < 0)
+        return tly_div_half_even((__int128)rate_per_hour * seconds, 3600);
+    /* the common case fits 64 bits, where division is many times cheaper */
+    q = product / 3600;
+    r = product % 3600;
+    if (r > 1800 || (r == 1800 && (q & 1)))
+        q++;
+    return q;
 }
 
 int64_t tly_pct_used(int64_t part, int64_t whole)

@@ -214,6 +214,7 @@ int enforce_running_list(const struct sim *s, void *json_array);
 /* thresholds.c */
 int thresholds_search(struct sim *s, int64_t lo, int64_t hi);
 int thresholds_check(struct sim *s, int64_t t);
+int thresholds_check_pool(struct sim *s, enum pool pool, int64_t t);
 void thresholds_new_cycle(struct sim *s);
 const char *thresholds_banner(struct sim *s, enum pool pool, char *buf, int free_expired);
 

@@ -768,6 +768,7 @@ static int events_at(struct sim *s, int64_t t, size_t *ci, size_t *di)
     return TLY_OK;
 }
 
+/* The next instant that touches credits (runs are handled by runs_instant). */
 static int64_t next_instant(struct sim *s, size_t ci, size_t di)
 {
     int64_t t = s->as_of, x;
@@ -775,8 +776,6 @@ static int64_t next_instant(struct sim *s, size_t ci, size_t di)
         t = s->cevs[ci].ts;
     if (di < s->ndevs && s->devs[di].ts < t)
         t = s->devs[di].ts;
-    if ((x = next_run_ts(s)) < t)
-        t = x;
     for (int p = 0; p < NPOOL; p++)
         if ((x = tly_wallet_next_expiry(&s->wallet[p], s->now)) < t)
             t = x;
@@ -808,9 +807,30 @@ static int instant(struct sim *s, int64_t t, size_t *ci, size_t *di)
         return err;
     if ((err = thresholds_check(s, t)))
         return err;
-    if (sim_balance_at(s, t) < -s->negative_limit && sim_anything_charged_running(s))
+    /* accrual up to t is consumed: the wallet's balance is balance(t) */
+    if (tly_wallet_balance(&s->wallet[POOL_CREDITS]) < -s->negative_limit &&
+        sim_anything_charged_running(s))
         return enforce_stop_all(s, t);
     return TLY_OK;
+}
+
+/*
+ * An instant with nothing but runs.  Runs draw only on the runs pool, so
+ * the credits side (accrual, t*, credit crossings) need not be brought to
+ * it: the next instant that touches credits finds anything that happened in
+ * between by bisection.  This keeps per-run work to a lookup and a draw.
+ */
+static int runs_instant(struct sim *s, int64_t t)
+{
+    int err;
+    while (next_run_ts(s) == t) {
+        if ((err = apply_run(s, t, (const char *)sqlite3_column_text(s->runs, 2),
+                             (const char *)sqlite3_column_text(s->runs, 3))))
+            return err;
+        if ((err = step_runs(s)))
+            return err;
+    }
+    return thresholds_check_pool(s, POOL_RUNS, t);
 }
 
 /* spec §8: late usage is a debit at the start of the earliest open cycle. */
@@ -861,7 +881,12 @@ int sim_run(struct sim *s, int64_t start)
     if ((err = instant(s, start, &ci, &di)))
         return err;
     while (s->now < s->as_of) {
-        int64_t t = next_instant(s, ci, di);
+        int64_t t = next_instant(s, ci, di), tr = next_run_ts(s);
+        if (tr < t) {
+            if ((err = runs_instant(s, tr)))
+                return err;
+            continue;
+        }
         if ((err = advance(s, t, &early)))
             return err;
         if (early)

@@ -130,15 +130,24 @@ int thresholds_search(struct sim *s, int64_t lo, int64_t hi)
     return TLY_OK;
 }
 
+/* Crossings of one pool at instant 't', after its events. */
+int thresholds_check_pool(struct sim *s, enum pool pool, int64_t t)
+{
+    int err;
+    for (int k = 0; k < 6; k++)
+        if (!s->crossed[pool][k] && reached(s->stmt[pool].used, total_of(s, pool), levels[k]) &&
+            (err = record(s, pool, k, t, s->stmt[pool].used)))
+            return err;
+    return TLY_OK;
+}
+
 /* Conditions at instant 't', after its events (§10 "One instant"). */
 int thresholds_check(struct sim *s, int64_t t)
 {
     int err;
     for (int pool = 0; pool < NPOOL; pool++)
-        for (int k = 0; k < 6; k++)
-            if (!s->crossed[pool][k] && reached(s->stmt[pool].used, total_of(s, pool), levels[k]) &&
-                (err = record(s, (enum pool)pool, k, t, s->stmt[pool].used)))
-                return err;
+        if ((err = thresholds_check_pool(s, (enum pool)pool, t)))
+            return err;
     if (!s->negative_raised && tly_wallet_balance(&s->wallet[POOL_CREDITS]) < 0)
         return negative_item(s, t);
     return TLY_OK;
