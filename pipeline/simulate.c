@@ -368,9 +368,9 @@ static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_
     d->late_flag = tly_strmap_get(&s->late_keys, key) >= 0;
     for (int k = 0; k < NACC; k++)
         d->last_acc[k] = -1;
-    if (tly_strmap_put(&s->dep_index, key, (int)s->ndeps))
+    s->ndeps++;                         /* owns 'key' from here: freed with the sim */
+    if (tly_strmap_put(&s->dep_index, key, (int)s->ndeps - 1))
         return TLY_ERR_NOMEM;
-    s->ndeps++;
     *out = d;
     return TLY_OK;
 }
@@ -382,25 +382,22 @@ int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struc
     int idx, err;
     struct runnable *r;
 
-    /* the lookup runs once per run row: no allocation unless the runnable is new */
-    if (lk + lr + 2 <= sizeof probe) {
-        memcpy(probe, kind, lk);
-        probe[lk] = '\x1f';
-        memcpy(probe + lk + 1, resource_id, lr + 1);
-        idx = tly_strmap_get(&s->runnable_index, probe);
-        if (idx >= 0) {
-            *out = &s->runnables[idx];
-            return TLY_OK;
-        }
-    }
-    if ((err = join_key(&key, kind, resource_id)))
-        return err;
-    idx = tly_strmap_get(&s->runnable_index, key);
-    if (idx >= 0) {
-        tly_free(key);
+    /*
+     * The lookup runs once per run row: no allocation unless the runnable is
+     * new.  Ids are at most 128 bytes (inputs.md, checked at ingest), so the
+     * probe always holds the key.
+     */
+    if (lk + lr + 2 > sizeof probe)
+        return tly_error(TLY_ERR_INPUT, "runnable id '%.40s…' longer than ingest allows", resource_id);
+    memcpy(probe, kind, lk);
+    probe[lk] = '\x1f';
+    memcpy(probe + lk + 1, resource_id, lr + 1);
+    if ((idx = tly_strmap_get(&s->runnable_index, probe)) >= 0) {
         *out = &s->runnables[idx];
         return TLY_OK;
     }
+    if ((err = join_key(&key, kind, resource_id)))
+        return err;
     if (tly_grow(&s->runnables, &s->runnables_cap, s->nrunnables + 1, sizeof *s->runnables)) {
         tly_free(key);
         return tly_error(TLY_ERR_NOMEM, "out of memory");
