@@ -27,5 +27,6 @@ int cmd_config(int argc, char **argv, struct tly_ctx *ctx)
         return tly_error(TLY_ERR_USAGE, "config takes no arguments");
     }
     tly_settings_print(ctx->settings, stdout);
+    tly_note("settings printed");
     return TLY_OK;
 }

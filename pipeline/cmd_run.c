@@ -46,6 +46,7 @@ struct run {
     struct tly_reconcile_stats recon;
     struct tly_report_stats report;
     struct tly_notify_stats notify;
+    struct tly_report_opts window;      /* parsed before anything is committed */
     struct tly_runjson_stage stages[NSTAGES];
     int64_t as_of;
 };
@@ -75,18 +76,14 @@ static int stage_ingest(struct run *r, enum tly_err *status)
 
 static int stage_outputs(struct run *r, const char *dir)
 {
-    struct tly_report_opts ro;
     struct timespec t0;
     char outbox[4096], csv[4096];
     int err;
 
-    memset(&ro, 0, sizeof ro);
-    if ((err = tly_report_parse_window(r->a.window, r->a.from, r->a.to, &ro)))
-        return err;
-    ro.as_of = r->as_of;
+    r->window.as_of = r->as_of;
     tly_clock(&t0);
     tly_progress("run: report");
-    if ((err = tly_report_write(r->ctx->ledger, &ro, dir, &r->report)))
+    if ((err = tly_report_write(r->ctx->ledger, &r->window, dir, &r->report)))
         return err;
     r->stages[ST_REPORT].seconds = tly_elapsed(&t0);
 
@@ -172,7 +169,9 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     }
     r.bundles = argv;
     r.nbundles = npos;
-    if ((err = tly_apply_grace(ctx, r.a.grace)))
+    /* every usage error is found before the first stage commits anything */
+    if ((err = tly_apply_grace(ctx, r.a.grace)) ||
+        (err = tly_report_parse_window(r.a.window, r.a.from, r.a.to, &r.window)))
         return err;
     if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
         return err;

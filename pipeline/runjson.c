@@ -70,7 +70,8 @@ static int list_outputs(const char *root, const char *rel, json_t *out)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n)                              /* qsort(NULL, 0, …) is undefined */
+        qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && !err; i++) {
         char sub[4096], full[4096], hex[65];
         struct stat st;

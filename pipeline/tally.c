@@ -60,7 +60,7 @@ static int wants_help(int argc, char **argv)
 static int finish_stdout(void)
 {
     if (fflush(stdout) || ferror(stdout))
-        return tly_error(TLY_ERR_OUTPUT, "write failure on standard output");
+        return tly_error(TLY_ERR_IO, "write failure on standard output");
     return TLY_OK;
 }
 

@@ -7,9 +7,12 @@
 #include "error.h"
 #include "timeutil.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define XLSX_EPOCH_DAY 25569        /* Excel serial of 1970-01-01 */
 #define WIDTH_MIN 6.0
@@ -159,10 +162,37 @@ static void fit_columns(struct tly_xsheet *s)
     }
 }
 
+/*
+ * workbook_close() with the library's own stderr lines held back: it prints
+ * "[ERROR][packager.c:…]" lines of its own, and Tally's contract is one
+ * clear line per error, which the caller writes.  *saved_errno is errno as
+ * the failing write left it (0 when the close succeeded).
+ */
+static lxw_error close_quietly(lxw_workbook *wb, int *saved_errno)
+{
+    int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC), old = -1;
+    lxw_error err;
+
+    fflush(stderr);
+    if (null_fd >= 0 && (old = dup(STDERR_FILENO)) >= 0)
+        dup2(null_fd, STDERR_FILENO);
+    errno = 0;
+    err = workbook_close(wb);
+    *saved_errno = err != LXW_NO_ERROR ? errno : 0;
+    fflush(stderr);
+    if (old >= 0) {
+        dup2(old, STDERR_FILENO);
+        close(old);
+    }
+    if (null_fd >= 0)
+        close(null_fd);
+    return err;
+}
+
 int tly_xbook_close(struct tly_xbook *b)
 {
     lxw_error err;
-    int rc = TLY_OK;
+    int rc = TLY_OK, saved_errno = 0;
 
     for (size_t i = 0; i < b->nsheets; i++)
         fit_columns(b->sheets[i]);
@@ -175,9 +205,12 @@ int tly_xbook_close(struct tly_xbook *b)
         tly_xbook_abort(b);
         return rc;
     }
-    err = workbook_close(b->wb);    /* writes the file and frees the workbook */
+    err = close_quietly(b->wb, &saved_errno);   /* writes the file and frees the workbook */
     b->wb = NULL;
-    if (err != LXW_NO_ERROR)
+    if (err != LXW_NO_ERROR && saved_errno && err != LXW_ERROR_MEMORY_MALLOC_FAILED)
+        /* a full disk shows as a zip error: name the system's reason instead */
+        rc = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", b->path, strerror(saved_errno));
+    else if (err != LXW_NO_ERROR)
         rc = tly_error(err == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
                        "cannot write '%s': %s", b->path, lxw_strerror(err));
     tly_xbook_abort(b);

@@ -1,0 +1,175 @@
+#!/bin/sh
+# t74-cli: the command-line contract (spec outputs.md "Command line").
+#
+#   - `tally --help` and every `tally CMD --help`: exit 0, usage on stdout,
+#     nothing on stderr, no ledger created;
+#   - an unknown option (global or per command): exit 64, usage on stderr,
+#     nothing on stdout; `tally` alone and an unknown command: exit 64;
+#   - run without --rates or --out, --as-of garbage, a bad window, no
+#     --as-of with no manifest period_end in the ledger: exit 64, and
+#     nothing committed (no rates or bundles rows) and no DIR;
+#   - a refused rate card (two rows of one hardware overlapping): `run`
+#     exits 65 with nothing committed and no DIR; `rates` exits 65 and the
+#     card in force stays;
+#   - every command's stderr ends with a non-empty line (the one-line
+#     summary, a "tally: " line, when the command succeeds).
+# shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/common.sh"
+e2e_init t74
+command -v sqlite3 >/dev/null 2>&1 || fail "sqlite3 is needed"
+
+problems=0
+problem() {
+    problems=$((problems + 1))
+    echo "FAIL: $*"
+}
+
+# t WANT_RC LABEL ARGS...: run tally, stdout in $tmp/out, stderr in $tmp/err
+t() {
+    want=$1 label=$2
+    shift 2
+    "$TALLY" "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    san_clean "$tmp/err" >/dev/null || problem "$label: sanitizer report"
+    if [ "$got" != "$want" ]; then
+        problem "$label: exit $got (expected $want): $(head -2 "$tmp/err")"
+        return 1
+    fi
+    if [ ! -s "$tmp/err" ] || [ -z "$(tail -n 1 "$tmp/err")" ]; then
+        [ "$want" = 0 ] && [ "$label" != "${label#help}" ] ||
+            problem "$label: stderr does not end with a non-empty line"
+    fi
+    return 0
+}
+
+# committed DB: "rates N bundles M" rows
+committed() {
+    [ -e "$1" ] || { echo "rates 0 bundles 0"; return; }
+    echo "rates $(sqlite3 "$1" 'select count(*) from rates' 2>&1) bundles $(sqlite3 "$1" 'select count(*) from bundles' 2>&1)"
+}
+
+F=$root/fixtures
+db=$tmp/t.db
+commands="balance config ingest notify rates report run"
+
+# --- help --------------------------------------------------------------
+t 0 "help: tally --help" --db "$tmp/help.db" --help &&
+    { head -1 "$tmp/out" | grep -q '^usage: tally' || problem "tally --help: no usage on stdout"; }
+for c in $commands; do
+    if t 0 "help: tally $c --help" --db "$tmp/help.db" "$c" --help; then
+        grep -q "^usage: .*tally.* $c" "$tmp/out" || problem "tally $c --help: no usage line naming '$c' on stdout: $(head -1 "$tmp/out")"
+        [ -s "$tmp/err" ] && problem "tally $c --help: wrote to stderr: $(head -1 "$tmp/err")"
+    fi
+done
+[ -e "$tmp/help.db" ] && problem "--help created the ledger"
+
+# --- bad usage -----------------------------------------------------------
+t 64 "tally (no arguments)" && { grep -q '^usage: ' "$tmp/err" || problem "tally alone: no usage on stderr"; }
+[ -s "$tmp/out" ] && problem "tally alone: wrote to stdout"
+t 64 "tally --bogus" --bogus && { grep -q '^usage: ' "$tmp/err" || problem "tally --bogus: no usage on stderr"; }
+t 64 "tally nosuch" --db "$db" nosuch && { grep -q "nosuch" "$tmp/err" || problem "tally nosuch: no message naming it"; }
+for c in $commands; do
+    if t 64 "tally $c --bogus" --db "$db" "$c" --bogus; then
+        grep -q '^usage: ' "$tmp/err" || problem "tally $c --bogus: no usage on stderr"
+        grep -q "^tally: .*--bogus" "$tmp/err" || problem "tally $c --bogus: no message naming the option"
+        [ -s "$tmp/out" ] && problem "tally $c --bogus: wrote to stdout"
+    fi
+done
+
+# run's usage errors commit nothing and write no DIR
+usage_run() {
+    # usage_run LABEL ARGS...: expects 64 on a fresh ledger
+    label=$1
+    shift
+    rm_db "$db"
+    rm -rf "$tmp/dir"
+    t 64 "$label" --db "$db" run "$@" || return
+    grep -q '^tally: ' "$tmp/err" || problem "$label: no 'tally: ' message"
+    c=$(committed "$db")
+    [ "$c" = "rates 0 bundles 0" ] ||
+        problem "$label: exit 64, but only after committing rates and ingest to the ledger ($c)"
+    [ -e "$tmp/dir" ] && problem "$label: exit 64 but created DIR"
+}
+usage_run "run without --rates" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z "$F/gale.tar.gz"
+usage_run "run without --out" --rates "$F/rates.csv" --as-of 2026-11-05T00:00:00Z "$F/gale.tar.gz"
+usage_run "run --as-of garbage" --rates "$F/rates.csv" --out "$tmp/dir" --as-of garbage "$F/gale.tar.gz"
+usage_run "run --as-of 2026-13-01" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-13-01T00:00:00Z "$F/gale.tar.gz"
+usage_run "run --grace abc" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --grace abc "$F/gale.tar.gz"
+usage_run "run --window 5d" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --window 5d "$F/gale.tar.gz"
+usage_run "run --from without --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --from 2026-10-01 "$F/gale.tar.gz"
+usage_run "run --from after --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --from 2026-10-05 --to 2026-10-01 "$F/gale.tar.gz"
+for c in report notify balance; do
+    case $c in
+    report) extra="--out $tmp/dir" ;;
+    notify) extra="--outbox $tmp/dir" ;;
+    balance) extra="gale-northwind" ;;
+    esac
+    t 64 "tally $c --as-of garbage" --db "$db" $c --as-of garbage $extra
+done
+
+# no --as-of and no manifest period_end in the ledger: 64
+rm_db "$db"; rm -rf "$tmp/dir"
+t 64 "run with no --as-of and no bundle" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" &&
+    { grep -q '^tally: .*as-of' "$tmp/err" || problem "run with no --as-of: no message about the as-of"; }
+[ -e "$tmp/dir" ] && problem "run with no --as-of: created DIR"
+rm_db "$db"; rm -rf "$tmp/dir"
+# fixtures/agent-platform has no manifest.csv
+t 64 "run with no --as-of and a bundle without manifest" --db "$db" run --rates "$F/rates.csv" \
+    --out "$tmp/dir" "$F/agent-platform"
+[ -e "$tmp/dir" ] && problem "run with no --as-of (no manifest): created DIR"
+rm_db "$db"; rm -rf "$tmp/dir"
+t 64 "report with no --as-of on an empty ledger" --db "$db" report --out "$tmp/dir"
+[ -e "$tmp/dir" ] && problem "report with no --as-of: created DIR"
+
+# --- a refused rate card: 65, nothing committed ---------------------------
+cp "$F/rates.csv" "$tmp/overlap.csv"
+echo "gpu.a100-80g,model,NVIDIA A100 80GB,,,5.000000,2026-06-01T00:00:00Z," >>"$tmp/overlap.csv"
+rm_db "$db"; rm -rf "$tmp/dir"
+if t 65 "run with an overlapping rate card" --db "$db" run --rates "$tmp/overlap.csv" --out "$tmp/dir" \
+    --as-of 2026-11-05T00:00:00Z "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"; then
+    grep -q "^tally: .*overlap.csv" "$tmp/err" || problem "refused card: no message naming the card: $(head -1 "$tmp/err")"
+fi
+c=$(committed "$db")
+[ "$c" = "rates 0 bundles 0" ] || problem "refused card: run committed to the ledger ($c)"
+[ -e "$tmp/dir" ] && problem "refused card: run created DIR"
+# `rates` keeps the card in force
+rm_db "$db"
+t 0 "rates with the fixtures' card" --db "$db" rates "$F/rates.csv"
+before=$(sqlite3 "$db" 'select * from rates order by 1, 7')
+t 65 "rates with an overlapping card" --db "$db" rates "$tmp/overlap.csv"
+[ "$(sqlite3 "$db" 'select * from rates order by 1, 7')" = "$before" ] ||
+    problem "refused card: 'rates' changed the card in force"
+# a refused card with a good ledger: a later run still has the old card
+rm -rf "$tmp/dir"
+t 65 "run with an overlapping card on a loaded ledger" --db "$db" run --rates "$tmp/overlap.csv" \
+    --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z "$F/gale.tar.gz"
+[ "$(sqlite3 "$db" 'select count(*) from bundles')" = 0 ] || problem "refused card on a loaded ledger: bundles committed"
+[ "$(sqlite3 "$db" 'select * from rates order by 1, 7')" = "$before" ] || problem "refused card: run changed the card in force"
+
+# --- every command ends with a one-line summary ---------------------------
+rm_db "$db"; rm -rf "$tmp/dir" "$tmp/box"
+summary() {
+    # summary WANT LABEL ARGS...
+    t "$@" || return
+    shift 2
+    last=$(tail -n 1 "$tmp/err")
+    case $last in
+    "tally: "?*) ;;
+    *) problem "'tally $*': the last stderr line is not a one-line summary: '$last'" ;;
+    esac
+}
+summary 0 "rates" --db "$db" rates "$F/rates.csv"
+summary 3 "ingest" --db "$db" ingest "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
+summary 0 "report" --db "$db" report --out "$tmp/dir"
+summary 0 "notify" --db "$db" notify --outbox "$tmp/box"
+summary 0 "balance" --db "$db" balance gale-northwind
+[ -s "$tmp/out" ] || problem "balance wrote nothing to stdout"
+summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
+# config is not in the spec's list of commands: its missing summary is a note
+"$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
+[ -s "$tmp/out" ] || problem "config wrote nothing to stdout"
+[ -n "$(tail -n 1 "$tmp/err")" ] || note "note: 'tally config' prints no summary line on stderr"
+
+[ "$problems" = 0 ] || fail "$problems problems (above)"
+echo "ok"
