@@ -57,11 +57,19 @@ static int stage_ingest(struct run *r, enum tly_err *status)
 
     for (int i = 0; i < r->nbundles; i++) {
         struct tly_bundle_reject rej;
+        struct timespec t0;
+        long rows = r->ingest.rows_loaded;
+        double secs;
         char hex[65];
         tly_progress("run: ingest '%s' (%d of %d)", r->bundles[i], i + 1, r->nbundles);
+        tly_clock(&t0);
         if (i < (int)(sizeof r->sha / sizeof r->sha[0]) && !tly_bundle_identity(r->bundles[i], hex, &rej))
             r->sha[i] = tly_strdup(hex);
         err = tly_ingest_bundle(r->ctx->ledger, r->ctx->settings, r->bundles[i], &r->ingest);
+        secs = tly_elapsed(&t0);
+        tly_progress("run: ingest '%s': %ld rows in %.1f s (%.0f rows/s)", r->bundles[i],
+                     r->ingest.rows_loaded - rows, secs,
+                     secs > 0 ? (double)(r->ingest.rows_loaded - rows) / secs : 0.0);
         if (err == TLY_QUARANTINED)
             *status = tly_err_worst(*status, TLY_QUARANTINED);
         else if (err)
