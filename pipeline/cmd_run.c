@@ -122,6 +122,7 @@ static int write_runjson(struct run *r, const char *dir)
         { "files_skipped", r->ingest.files_skipped },
         { "accounts_reported", r->report.accounts },
         { "cycles_closed", r->recon.cycles_closed },
+        { "quiet_days", r->recon.quiet_days },
         { "digests", r->notify.digests_shown },
         { "digests_new", r->notify.digests_created },
         { "items", r->notify.items },

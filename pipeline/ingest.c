@@ -32,6 +32,7 @@
 #include "error.h"
 #include "fields.h"
 #include "money.h"
+#include "rundays.h"
 #include "timeutil.h"
 
 #include <limits.h>
@@ -241,6 +242,7 @@ struct ing {
     int has_start, has_end;         /* the manifest's period columns */
     int64_t period_start, period_end;
     char *time_index_sql;           /* bulk load: runs_by_time to rebuild, see bulk_begin */
+    struct tly_rundays *rundays;    /* run_day of the runs inserted (rundays.h) */
     char *skipped;                  /* newline-separated, for bundles.skipped */
     size_t skipped_len, skipped_cap;
     /* a bundle-level reject found while reading */
@@ -320,6 +322,7 @@ static void ing_release(struct ing *g)
     tly_free(g->man);
     tly_free(g->skipped);
     tly_free(g->time_index_sql);
+    tly_rundays_destroy(g->rundays);
 }
 
 static int prepare_all(struct ing *g)
@@ -628,7 +631,8 @@ static int conflict(struct ing *g, const struct tly_csv_row *row, const char *id
  * Inserts an event row; when its (account, id) is there already, reads the
  * row in force back and counts a duplicate or quarantines a conflict.
  */
-static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb)
+static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb,
+                        int *inserted)
 {
     const struct table *t = &tables[g->type];
     sqlite3_stmt *ins = g->ins[g->type], *sel = g->sel[g->type];
@@ -640,7 +644,8 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
     bind_all(ins, b, nb + 2);
     if ((err = tly_ledger_step_done(g->l, ins)))
         return err;
-    if (sqlite3_changes(g->l->db) > 0) {
+    *inserted = sqlite3_changes(g->l->db) > 0;
+    if (*inserted) {
         g->loaded++;
         return TLY_OK;
     }
@@ -667,6 +672,7 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
 static int load_credit(struct ing *g, const struct tly_csv_row *row, struct value *v)
 {
     struct bind b[MAX_BINDS];
+    int inserted;
 
     bind_text(&b[0], &v[C_ACCOUNT]);
     bind_text(&b[1], &v[C_TXN]);
@@ -676,12 +682,13 @@ static int load_credit(struct ing *g, const struct tly_csv_row *row, struct valu
     bind_int(&b[5], &v[C_AMOUNT]);      /* runs too: runs x 1,000,000 (ledger.c) */
     bind_int(&b[6], &v[C_EXPIRES]);
     bind_text(&b[7], &v[C_REF]);
-    return insert_event(g, row, b, 8);
+    return insert_event(g, row, b, 8, &inserted);
 }
 
 static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *v)
 {
     struct bind b[MAX_BINDS];
+    int inserted, err;
 
     bind_text(&b[0], &v[R_ACCOUNT]);
     bind_text(&b[1], &v[R_EVENT]);
@@ -691,12 +698,16 @@ static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *
     bind_text(&b[5], &v[R_RNAME]);
     bind_text(&b[6], &v[R_OWNER]);
     bind_text(&b[7], &v[R_OUTCOME]);
-    return insert_event(g, row, b, 8);
+    if ((err = insert_event(g, row, b, 8, &inserted)) || !inserted)
+        return err;
+    return tly_rundays_add(g->rundays, v[R_ACCOUNT].s, v[R_ACCOUNT].n, v[R_KIND].s, v[R_KIND].n,
+                           v[R_RESOURCE].s, v[R_RESOURCE].n, v[R_TS].i);
 }
 
 static int load_deployment(struct ing *g, const struct tly_csv_row *row, struct value *v)
 {
     struct bind b[MAX_BINDS];
+    int inserted;
 
     bind_text(&b[0], &v[D_ACCOUNT]);
     bind_text(&b[1], &v[D_EVENT]);
@@ -717,7 +728,7 @@ static int load_deployment(struct ing *g, const struct tly_csv_row *row, struct 
     bind_text(&b[15], &v[D_LANG]);
     bind_text(&b[16], &v[D_LANG_VERSION]);
     bind_text(&b[17], &v[D_ENDPOINT]);
-    return insert_event(g, row, b, 18);
+    return insert_event(g, row, b, 18, &inserted);
 }
 
 /*
@@ -1333,7 +1344,7 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
     rc = tly_bundle_identity(path, hex, &rej);
     if (rc == TLY_ERR_NOMEM)
         return rc;
-    if ((err = prepare_all(g)))
+    if ((err = prepare_all(g)) || (err = tly_rundays_create(&g->rundays, g->l)))
         return err;
     if (rc != TLY_OK) {
         /* unreadable: no content, so no bundles row, only the reject */
@@ -1356,7 +1367,8 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
         tly_ledger_rollback(g->l);
         return record_rejected(g, hex, st);
     }
-    if ((err = bulk_end(g)) || (err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))
+    if ((err = tly_rundays_flush(g->rundays)) || (err = bulk_end(g)) || (err = finish_loaded(g)) ||
+        (err = tly_ledger_commit(g->l)))
         goto fail;
     if (g->shown > REJECTS_SHOWN)
         tly_note("'%s': %ld more rejects not shown here", g->name, g->shown - REJECTS_SHOWN);

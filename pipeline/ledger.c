@@ -216,6 +216,21 @@ static const char *const migrations[] = {
      */
     "DROP INDEX runs_by_time;"
     "CREATE INDEX runs_by_time ON runs(account_id, ts, event_id, kind, resource_id);",
+
+    /*
+     * 6 (reconcile): runs per account, UTC day and runnable, kept by ingest
+     * in the bundle's transaction (rundays.c).  A night re-simulates the
+     * open cycle; its quiet days are read from here, a few rows a day,
+     * instead of one index row per run (simulate.c "quiet days").
+     */
+    "CREATE TABLE run_day("
+    "  account_id TEXT NOT NULL, day INTEGER NOT NULL, kind TEXT NOT NULL,"
+    "  resource_id TEXT NOT NULL, runs INTEGER NOT NULL, first_ts INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, day, kind, resource_id)) WITHOUT ROWID;"
+    "INSERT INTO run_day SELECT account_id,"
+    "  CASE WHEN ts >= 0 THEN ts / 86400 ELSE (ts - 86399) / 86400 END," /* floor */
+    "  kind, resource_id, count(*), min(ts)"
+    "  FROM runs GROUP BY 1, 2, 3, 4;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -29,14 +29,15 @@
 enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
-    Q_RUN_NAME,
+    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED,
     W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
 
 static const char *const sql[NQ] = {
+    /* run_day has every account of runs, in a few rows instead of one per run */
     [Q_ACCOUNTS] = "SELECT account_id FROM accounts UNION SELECT account_id FROM credits"
-                   " UNION SELECT account_id FROM deployments UNION SELECT account_id FROM runs"
+                   " UNION SELECT account_id FROM deployments UNION SELECT account_id FROM run_day"
                    " ORDER BY 1",
     [Q_ACCOUNT] = "SELECT name, edition, admin_email, cycle_anchor, negative_limit, low_threshold"
                   " FROM accounts WHERE account_id = ?1",
@@ -72,6 +73,10 @@ static const char *const sql[NQ] = {
     [Q_RUN_NAME] = "SELECT resource_name FROM runs WHERE account_id = ?1 AND kind = ?2"
                    " AND resource_id = ?3 AND resource_name IS NOT NULL AND ts < ?4"
                    " ORDER BY ts DESC, event_id DESC LIMIT 1",
+    [Q_DAY_RUNS] = "SELECT kind, resource_id, runs, first_ts FROM run_day"
+                    " WHERE account_id = ?1 AND day = ?2",
+    [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
+                      " WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
@@ -1037,6 +1042,14 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
     sqlite3_bind_int64(w->q[Q_RUNS], 2, start);
     sqlite3_bind_int64(w->q[Q_RUNS], 3, o->as_of);
     s.runs = w->q[Q_RUNS];
+    s.runs_from = start;
+    s.last_run_ts = INT64_MIN;
+    if (!o->every_run) {
+        sqlite3_bind_text(w->q[Q_DAY_RUNS], 1, account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w->q[Q_DAY_CHARGED], 1, account_id, -1, SQLITE_STATIC);
+        s.day_runs = w->q[Q_DAY_RUNS];
+        s.day_charged = w->q[Q_DAY_CHARGED];
+    }
     err = sim_run(&s, start);
     reset(w->q[Q_RUNS]);
     if (err || (err = enforce_overruns(&s)))
@@ -1050,6 +1063,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
     stats->accounts++;
     for (size_t i = 0; i < s.nstmts; i += NPOOL)
         stats->cycles_closed += s.stmts[i].closed;
+    stats->quiet_days += s.quiet_days;
 out:
     reset(st);
     sim_release(&s);

@@ -24,10 +24,12 @@ struct tly_reconcile_opts {
     int64_t grace_seconds;      /* semantics §8, default 48 h */
     int64_t finetune_min;       /* semantics §6, micro-credits */
     int close_cycles;           /* run and report close cycles; balance does not */
+    int every_run;              /* replay quiet days run by run (the differential test) */
 };
 
 struct tly_reconcile_stats {
     long accounts, unknown_accounts, cycles_closed;
+    long quiet_days;            /* account-days applied from run_day (simulate.c) */
 };
 
 int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,

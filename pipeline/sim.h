@@ -165,8 +165,12 @@ struct sim {
     size_t nstops, stops_cap;
     struct sim_out *out;                        /* reconcile.c's writer */
     /* inputs streamed or preloaded by reconcile.c */
-    sqlite3_stmt *runs;                         /* open-time runs, by ts, event_id */
+    sqlite3_stmt *runs;                         /* open-time runs, by ts, event_id; ?2 = from */
     int runs_has_row;
+    int64_t runs_from;                          /* the first instant of the runs read */
+    int64_t last_run_ts;                        /* the last run applied, or INT64_MIN */
+    sqlite3_stmt *day_runs, *day_charged;       /* run_day of (account, day), NULL: none */
+    long quiet_days;                            /* days applied from run_day */
     struct frozen_stop *frozen_stops;           /* stops of closed cycles, by time */
     size_t nfrozen_stops;
     struct tly_strmap late_keys;                /* deps with late events (value unused) */
@@ -215,6 +219,7 @@ int enforce_running_list(const struct sim *s, void *json_array);
 int thresholds_search(struct sim *s, int64_t lo, int64_t hi);
 int thresholds_check(struct sim *s, int64_t t);
 int thresholds_check_pool(struct sim *s, enum pool pool, int64_t t);
+int thresholds_would_cross(const struct sim *s, enum pool pool, int64_t used);
 void thresholds_new_cycle(struct sim *s);
 const char *thresholds_banner(struct sim *s, enum pool pool, char *buf, int free_expired);
 

@@ -674,6 +674,7 @@ static int apply_run(struct sim *s, int64_t ts, const char *kind, const char *re
 
     if ((err = sim_runnable(s, kind, resource_id, &r)))
         return err;
+    s->last_run_ts = ts;
     if (!r->chargeable)
         return sim_acc(s, ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables), ts, 0, 0, 1, 0, ts);
     if ((err = enforce_run(s, r, ts)))
@@ -830,6 +831,101 @@ static int runs_instant(struct sim *s, int64_t t)
     return thresholds_check_pool(s, POOL_RUNS, t);
 }
 
+/*
+ * Quiet days.  A night re-simulates the whole open cycle, and run by run
+ * that is one index row per run.  But on most days nothing happens to the
+ * runs pool except the runs: no runs grant or adjustment, no lot expiring,
+ * no threshold reached, the balance positive before every run.  On such a
+ * day the order of its runs changes nothing: each draws one run and is
+ * counted on its runnable's day row, so the day is applied from run_day
+ * (a few rows) and the runs cursor jumps to the next day.  The credits side
+ * does not look at the runs pool, and no runs crossing can fall inside the
+ * day, so the instants of the day that are still to come see what they
+ * would have seen.  A day that fails any test is replayed run by run.
+ */
+static int day_charged_runs(struct sim *s, int64_t day, int64_t *n)
+{
+    sqlite3_stmt *st = s->day_charged;
+    int rc;
+
+    sqlite3_bind_int64(st, 2, day);
+    sqlite3_bind_text(st, 3, s->runnable_kind, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return tly_error(TLY_ERR_LEDGER, "reading run_day: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+    return TLY_OK;
+}
+
+static int runs_pool_quiet(struct sim *s, int64_t day, int64_t end, size_t ci, int *quiet)
+{
+    int64_t n, balance = tly_wallet_balance(&s->wallet[POOL_RUNS]);
+    int err;
+
+    *quiet = 0;
+    if (!s->day_runs || day * TLY_DAY_SECONDS < s->runs_from || end > s->as_of ||
+        end > s->stmt[0].cycle_end || (s->last_run_ts != INT64_MIN && tly_day_of(s->last_run_ts) == day) ||
+        tly_wallet_next_expiry(&s->wallet[POOL_RUNS], s->now) < end)
+        return TLY_OK;
+    for (size_t j = ci; j < s->ncevs && s->cevs[j].ts < end; j++)
+        if (s->cevs[j].pool == POOL_RUNS)
+            return TLY_OK;
+    if ((err = day_charged_runs(s, day, &n)))
+        return err;
+    if (n > 0 && ((__int128)balance <= (__int128)(n - 1) * TLY_MICRO ||
+                  thresholds_would_cross(s, POOL_RUNS, s->stmt[POOL_RUNS].used + n * TLY_MICRO)))
+        return TLY_OK;
+    *quiet = 1;
+    return TLY_OK;
+}
+
+static int apply_quiet_day(struct sim *s, int64_t day, int64_t end)
+{
+    sqlite3_stmt *st = s->day_runs;
+    int64_t charged = 0;
+    int rc, err = TLY_OK;
+
+    sqlite3_bind_int64(st, 2, day);
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t n = sqlite3_column_int64(st, 2), first = sqlite3_column_int64(st, 3);
+        struct runnable *r;
+        if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 0),
+                                (const char *)sqlite3_column_text(st, 1), &r)))
+            break;
+        if (!r->chargeable) {
+            err = sim_acc(s, ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables), first, 0, 0, n, 0, first);
+            continue;
+        }
+        charged += n;
+        r->last_active = day;
+        err = sim_acc(s, ACC_USAGE, -1, (int)(r - s->runnables), first, 0, 0, n, 0, first);
+    }
+    sqlite3_reset(st);
+    if (!err && rc != SQLITE_DONE)
+        return tly_error(TLY_ERR_LEDGER, "reading run_day: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+    if (err)
+        return err;
+    tly_wallet_draw(&s->wallet[POOL_RUNS], charged * TLY_MICRO);
+    add(s, &s->stmt[POOL_RUNS].used, charged * TLY_MICRO);
+    s->quiet_days++;
+    /* the runs cursor goes on from the next day */
+    sqlite3_reset(s->runs);
+    sqlite3_bind_int64(s->runs, 2, end);
+    return step_runs(s);
+}
+
+/* Applies the day of 'tr' (the next run, before the next instant) when it is quiet. */
+static int quiet_day(struct sim *s, int64_t tr, size_t ci, int *applied)
+{
+    int64_t day = tly_day_of(tr), end = (day + 1) * TLY_DAY_SECONDS;
+    int err;
+
+    if ((err = runs_pool_quiet(s, day, end, ci, applied)) || !*applied)
+        return err;
+    return apply_quiet_day(s, day, end);
+}
+
 /* spec §8: late usage is a debit at the start of the earliest open cycle. */
 static int post_late(struct sim *s)
 {
@@ -880,7 +976,10 @@ int sim_run(struct sim *s, int64_t start)
     while (s->now < s->as_of) {
         int64_t t = next_instant(s, ci, di), tr = next_run_ts(s);
         if (tr < t) {
-            if ((err = runs_instant(s, tr)))
+            int applied;
+            if ((err = quiet_day(s, tr, ci, &applied)))
+                return err;
+            if (!applied && (err = runs_instant(s, tr)))
                 return err;
             continue;
         }

@@ -141,6 +141,15 @@ int thresholds_check_pool(struct sim *s, enum pool pool, int64_t t)
     return TLY_OK;
 }
 
+/* Whether 'used' reaches a threshold of 'pool' not crossed yet this cycle. */
+int thresholds_would_cross(const struct sim *s, enum pool pool, int64_t used)
+{
+    for (int k = 0; k < 6; k++)
+        if (!s->crossed[pool][k] && reached(used, total_of(s, pool), levels[k]))
+            return 1;
+    return 0;
+}
+
 /* Conditions at instant 't', after its events (§10 "One instant"). */
 int thresholds_check(struct sim *s, int64_t t)
 {

@@ -349,6 +349,59 @@ static void test_ingest_manifest_mismatch_rolls_back(void **state)
     assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 4);
 }
 
+/* run_day (rundays.c) counts exactly the runs loaded: not duplicates, conflicts or rejected rows */
+static void test_ingest_run_day_counts_loaded_runs(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv", runs_csv);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put(f, "b2", "runs-eu.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r1,acc-1,2026-09-20T12:00:00+02:00,agent,ag-1,Support,,ok\n"   /* duplicate */
+        "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"               /* conflict */
+        "r9,acc-1,2026-09-20T09:30:00Z,agent,ag-1,,,ok\n"               /* earlier that day */
+        "r8,acc-1,2026-09-20T23:59:59Z,tool,tl-1,,,ok\n"
+        "r7,acc-1,2026-09-21T00:00:00Z,agent,ag-1,,,ok\n"               /* the next day */
+        "r6,acc-1,2026-09-21T00:00:00,agent,ag-1,,,ok\n");              /* bad ts: rejected */
+    assert_int_equal(ingest(f, "b2"), TLY_QUARANTINED);
+    /* 2026-09-20 is day 20716 */
+    assert_string_equal(q_text(f, "SELECT group_concat(day || ' ' || kind || ' ' || resource_id || ' '"
+                                  " || runs || ' ' || first_ts, '; ') FROM run_day"),
+                        "20716 agent ag-1 4 1789896600; 20716 tool tl-1 1 1789948799; "
+                        "20717 agent ag-1 1 1789948800");
+    assert_int_equal(q_int(f, "SELECT count(*) FROM (SELECT account_id, ts / 86400 AS day, kind,"
+                              " resource_id, count(*) AS n, min(ts) AS m FROM runs GROUP BY 1, 2, 3, 4"
+                              " EXCEPT SELECT account_id, day, kind, resource_id, runs, first_ts"
+                              " FROM run_day)"), 0);
+}
+
+/* A bundle rolled back leaves run_day as it was; groups past one flush add up. */
+static void test_ingest_run_day_rollback_and_flushes(void **state)
+{
+    struct fx *f = *state;
+    char *big;
+    size_t cap = 2 * 70000 * 64 + 64, n = 0;
+
+    put(f, "m0", "runs.csv", runs_csv);
+    put_manifest(f, "m0", 4, "");                       /* a mismatch: rolled back */
+    assert_int_equal(ingest(f, "m0"), TLY_QUARANTINED);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_day"), 0);
+
+    /* 70,000 runnables (one group each, more than a flush holds), then each again */
+    assert_non_null(big = malloc(cap));
+    n += (size_t)snprintf(big + n, cap - n, "event_id,account_id,ts,kind,resource_id\n");
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < 70000; i++)
+            n += (size_t)snprintf(big + n, cap - n, "e%d-%d,acc-1,2026-09-20T%02d:00:00Z,agent,ag-%d\n",
+                                  pass, i, 10 - pass, i);
+    put(f, "b1", "runs.csv", big);
+    free(big);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_day"), 70000);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_day WHERE runs = 2 AND first_ts = 1789894800"),
+                     70000);                            /* 09:00, the second pass */
+}
+
 static void test_ingest_two_manifests(void **state)
 {
     struct fx *f = *state;
@@ -578,6 +631,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ingest_loads_and_normalises, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_run_day_counts_loaded_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_twice_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_manifest_ok_sets_period_end, setup, teardown),

@@ -97,6 +97,10 @@ static void run_event(struct tly_ledger *l, const char *id, const char *ev, cons
 {
     sql(l, "INSERT INTO runs VALUES('%s', '%s', %lld, '%s', '%s', NULL, NULL, 'ok', 1, 2)", id, ev,
         (long long)ts(when), kind, resource);
+    /* what ingest keeps beside every run it loads (rundays.h) */
+    sql(l, "INSERT INTO run_day VALUES('%s', %lld, '%s', '%s', 1, %lld) ON CONFLICT DO UPDATE"
+        " SET runs = runs + 1, first_ts = min(first_ts, excluded.first_ts)", id,
+        (long long)tly_day_of(ts(when)), kind, resource, (long long)ts(when));
 }
 
 static void rate(struct tly_ledger *l, const char *hw, const char *category, int64_t micro_per_hour)
@@ -107,7 +111,8 @@ static void rate(struct tly_ledger *l, const char *hw, const char *category, int
 
 static void reconcile(struct tly_ledger *l, const char *as_of)
 {
-    struct tly_reconcile_opts o = { ts(as_of), 48 * 3600, 25 * TLY_MICRO, 1 };
+    struct tly_reconcile_opts o = { .as_of = ts(as_of), .grace_seconds = 48 * 3600,
+                                    .finetune_min = 25 * TLY_MICRO, .close_cycles = 1 };
     struct tly_reconcile_stats st;
     assert_int_equal(tly_ledger_begin(l), TLY_OK);
     assert_int_equal(tly_reconcile(l, &o, &st), TLY_OK);
