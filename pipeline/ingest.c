@@ -1344,7 +1344,7 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
     rc = tly_bundle_identity(path, hex, &rej);
     if (rc == TLY_ERR_NOMEM)
         return rc;
-    if ((err = prepare_all(g)) || (err = tly_rundays_create(&g->rundays, g->l)))
+    if ((err = prepare_all(g)))
         return err;
     if (rc != TLY_OK) {
         /* unreadable: no content, so no bundles row, only the reject */
@@ -1355,7 +1355,8 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
         return rc;
     if ((err = tly_ledger_begin(g->l)))
         return err;
-    if ((err = bulk_begin(g)) || (err = insert_bundle(g, hex)) || (err = read_bundle(g, path, st)))
+    if ((err = bulk_begin(g)) || (err = insert_bundle(g, hex)) ||
+        (err = tly_rundays_create(&g->rundays, g->l, g->bundle_id)) || (err = read_bundle(g, path, st)))
         goto fail;
     if (!g->rej_code[0] && !g->known)
         bundle_reject(g, "no_known_file", "", "no accounts, credits, runs, deployments or "

@@ -231,6 +231,27 @@ static const char *const migrations[] = {
     "  CASE WHEN ts >= 0 THEN ts / 86400 ELSE (ts - 86399) / 86400 END," /* floor */
     "  kind, resource_id, count(*), min(ts)"
     "  FROM runs GROUP BY 1, 2, 3, 4;",
+
+    /*
+     * 7 (reconcile): late runs are summed at ingest (rundays.h) under the
+     * loading bundle, and closes.runs_mark becomes the last bundle id at the
+     * close.  Reconcile used to find them as runs above a rowid mark before
+     * the close: a scan of the account's whole closed history every night.
+     * The runs still pending (above the old mark, before the close) move
+     * here; the old mark, the max rowid at the close, names its bundle.
+     */
+    "CREATE TABLE late_run_day("
+    "  account_id TEXT NOT NULL, bundle_id INTEGER NOT NULL, day INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL, resource_id TEXT NOT NULL, runs INTEGER NOT NULL,"
+    "  first_ts INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, bundle_id, day, kind, resource_id)) WITHOUT ROWID;"
+    "INSERT INTO late_run_day SELECT r.account_id, f.bundle_id,"
+    "  CASE WHEN r.ts >= 0 THEN r.ts / 86400 ELSE (r.ts - 86399) / 86400 END,"
+    "  r.kind, r.resource_id, count(*), min(r.ts)"
+    "  FROM runs r JOIN closes c ON c.account_id = r.account_id JOIN files f ON f.id = r.file_id"
+    "  WHERE r.rowid > c.runs_mark AND r.ts < c.closed_end GROUP BY 1, 2, 3, 4, 5;"
+    "UPDATE closes SET runs_mark = COALESCE((SELECT f.bundle_id FROM runs r"
+    "  JOIN files f ON f.id = r.file_id WHERE r.rowid = closes.runs_mark), 0);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

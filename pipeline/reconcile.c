@@ -54,8 +54,10 @@ static const char *const sql[NQ] = {
                   " ORDER BY ts, txn_id",
     [Q_RUNS] = "SELECT ts, event_id, kind, resource_id FROM runs"
                " WHERE account_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, event_id",
-    [Q_LATE_RUNS] = "SELECT ts, kind, resource_id FROM runs"
-                    " WHERE account_id = ?1 AND rowid > ?2 AND ts < ?3 ORDER BY ts, event_id",
+    /* late runs summed at ingest (rundays.h), by bundles loaded since the close */
+    [Q_LATE_RUNS] = "SELECT MIN(first_ts), kind, resource_id, SUM(runs) FROM late_run_day"
+                    " WHERE account_id = ?1 AND bundle_id > ?2 GROUP BY day, kind, resource_id"
+                    " ORDER BY day, kind, resource_id",
     [Q_FIRST_RUN] = "SELECT MIN(ts) FROM runs WHERE account_id = ?1 AND ts < ?2",
     [Q_FROZEN_STOPS] = "SELECT category, deployment_id, stop_at FROM actions"
                        " WHERE account_id = ?1 AND frozen = 1 ORDER BY stop_at, category, deployment_id",
@@ -131,7 +133,7 @@ struct sim_out {
     struct tly_ledger *l;
     sqlite3_stmt *q[NQ];
     const struct tly_reconcile_opts *o;
-    int64_t marks[3];                  /* max rowid of credits, deployments, runs now */
+    int64_t marks[3];                  /* max rowid of credits, deployments; max bundle id */
     struct disc *discs;
     size_t ndiscs, discs_cap;
     struct crossing *crossings;
@@ -433,32 +435,23 @@ static int subtract_frozen_usage(struct sim *s)
     return TLY_OK;
 }
 
-static int load_late_runs(struct sim *s, int64_t rmark)
+/* Late runs per runnable and date, from the bundles loaded since the close ('bundle_mark'). */
+static int load_late_runs(struct sim *s, int64_t bundle_mark)
 {
     sqlite3_stmt *st = s->out->q[Q_LATE_RUNS];
     int rc, err = TLY_OK;
 
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, rmark);
-    sqlite3_bind_int64(st, 3, s->open_start);
+    sqlite3_bind_int64(st, 2, bundle_mark);
     while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct runnable *r = NULL;
-        int idx;
-        char key[600];
-        snprintf(key, sizeof key, "%s\x1f%s", sqlite3_column_text(st, 1), sqlite3_column_text(st, 2));
-        idx = tly_strmap_get(&s->runnable_index, key);
-        if (idx >= 0)
-            r = &s->runnables[idx];
-        if (!r) {
-            /* a runnable first seen in late data: create it through a run-less lookup */
-            err = sim_runnable(s, (const char *)sqlite3_column_text(st, 1),
-                               (const char *)sqlite3_column_text(st, 2), &r);
-            if (err)
-                break;
-        }
+        struct runnable *r;
+        /* a runnable may be first seen in late data: the lookup creates it */
+        if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 1),
+                                (const char *)sqlite3_column_text(st, 2), &r)))
+            break;
         if (r->chargeable)
             err = sim_acc(s, ACC_LATE, -1, (int)(r - s->runnables), sqlite3_column_int64(st, 0),
-                          0, 0, 1, 0, s->open_start);
+                          0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
     }
     reset(st);
     if (!err && rc != SQLITE_DONE)
@@ -1077,7 +1070,7 @@ static int max_rowid(struct tly_ledger *l, const char *table, int64_t *out)
     char q[96];
     sqlite3_stmt *st;
     int err;
-    snprintf(q, sizeof q, "SELECT COALESCE(MAX(rowid), 0) FROM %s", table);
+    snprintf(q, sizeof q, "SELECT COALESCE(MAX(rowid), 0) FROM %s", table);   /* bundles: max id */
     if ((err = tly_ledger_prepare(l, q, &st)))
         return err;
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -1104,7 +1097,7 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
     if ((err = tly_card_load(l, &card)))
         return err;
     if ((err = max_rowid(l, "credits", &w.marks[0])) || (err = max_rowid(l, "deployments", &w.marks[1])) ||
-        (err = max_rowid(l, "runs", &w.marks[2])))
+        (err = max_rowid(l, "bundles", &w.marks[2])))
         goto out;
     /* open time is recomputed; closed cycles' rows (frozen) stay */
     if ((err = tly_ledger_exec(l,

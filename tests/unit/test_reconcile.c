@@ -97,10 +97,14 @@ static void run_event(struct tly_ledger *l, const char *id, const char *ev, cons
 {
     sql(l, "INSERT INTO runs VALUES('%s', '%s', %lld, '%s', '%s', NULL, NULL, 'ok', 1, 2)", id, ev,
         (long long)ts(when), kind, resource);
-    /* what ingest keeps beside every run it loads (rundays.h) */
+    /* what ingest keeps beside every run it loads (rundays.h), each run its own bundle */
+    sql(l, "INSERT INTO bundles(sha256, name, status) VALUES('%s', 'b', 'loaded')", ev);
     sql(l, "INSERT INTO run_day VALUES('%s', %lld, '%s', '%s', 1, %lld) ON CONFLICT DO UPDATE"
         " SET runs = runs + 1, first_ts = min(first_ts, excluded.first_ts)", id,
         (long long)tly_day_of(ts(when)), kind, resource, (long long)ts(when));
+    sql(l, "INSERT INTO late_run_day SELECT account_id, (SELECT MAX(id) FROM bundles), %lld, '%s', '%s',"
+        " 1, %lld FROM closes WHERE account_id = '%s' AND %lld < closed_end", (long long)tly_day_of(ts(when)),
+        kind, resource, (long long)ts(when), id, (long long)ts(when));
 }
 
 static void rate(struct tly_ledger *l, const char *hw, const char *category, int64_t micro_per_hour)
