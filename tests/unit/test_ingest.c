@@ -375,6 +375,30 @@ static void test_ingest_run_day_counts_loaded_runs(void **state)
                               " FROM run_day)"), 0);
 }
 
+/* semantics §8: a run before its account's last close is late, summed under its bundle */
+static void test_ingest_late_runs_summed_per_bundle(void **state)
+{
+    struct fx *f = *state;
+    /* acc-1 closed at 2026-09-21 00:00 (day 20717); acc-2 never closed */
+    assert_int_equal(tly_ledger_exec(f->l, "INSERT INTO closes VALUES('acc-1', 1789948800, 0, 0, 0)"), TLY_OK);
+    put(f, "b1", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1\n"
+        "r2,acc-1,2026-09-20T09:00:00Z,agent,ag-1\n"
+        "r3,acc-1,2026-09-21T00:00:00Z,agent,ag-1\n"     /* at the close: not late */
+        "r4,acc-2,2026-09-20T09:00:00Z,agent,ag-1\n");
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put(f, "b2", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1\n"     /* duplicate: not counted again */
+        "r5,acc-1,2026-09-19T23:59:59Z,agent,ag-1\n");
+    assert_int_equal(ingest(f, "b2"), TLY_OK);
+    assert_string_equal(q_text(f, "SELECT group_concat(account_id || ' ' || bundle_id || ' ' || day || ' '"
+                                  " || runs || ' ' || first_ts, '; ') FROM late_run_day"),
+                        "acc-1 1 20716 2 1789894800; acc-1 2 20715 1 1789862399");
+    assert_int_equal(q_int(f, "SELECT SUM(runs) FROM run_day"), 5);
+}
+
 /* A bundle rolled back leaves run_day as it was; groups past one flush add up. */
 static void test_ingest_run_day_rollback_and_flushes(void **state)
 {
@@ -632,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_loads_and_normalises, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_counts_loaded_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_twice_is_idempotent, setup, teardown),
