@@ -89,6 +89,7 @@ static int stage_outputs(struct run *r, const char *dir)
     int err;
 
     r->window.as_of = r->as_of;
+    r->window.scratch_dir = tly_scratch_dir(r->ctx);
     tly_clock(&t0);
     tly_progress("run: report");
     if ((err = tly_report_write(r->ctx->ledger, &r->window, dir, &r->report)))

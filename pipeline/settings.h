@@ -26,6 +26,8 @@ struct tly_settings {
     /* [reconcile] */
     int64_t grace_hours;            /* semantics §8, default 48 */
     int64_t finetune_min_micro;     /* semantics §6, default 25 credits */
+    /* [report] */
+    const char *scratch_dir;        /* libxlsxwriter's scratch files, "" = chosen (stages.c) */
     /* [notify] */
     const char *sender;             /* From: of digests */
     const char *sendmail;           /* hand-off command, "" = none */

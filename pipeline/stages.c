@@ -60,6 +60,22 @@ int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commi
     return tly_ledger_commit(ctx->ledger);
 }
 
+static int usable_dir(const char *dir)
+{
+    return dir && *dir && access(dir, W_OK | X_OK) == 0;
+}
+
+const char *tly_scratch_dir(const struct tly_ctx *ctx)
+{
+    const char *tmpdir = getenv("TMPDIR");
+
+    if (*ctx->settings->scratch_dir)
+        return ctx->settings->scratch_dir;
+    if (usable_dir(tmpdir))
+        return tmpdir;
+    return usable_dir("/dev/shm") ? "/dev/shm" : NULL;
+}
+
 void tly_clock(struct timespec *now)
 {
     clock_gettime(CLOCK_MONOTONIC, now);

@@ -20,6 +20,15 @@ int tly_apply_grace(struct tly_ctx *ctx, const char *text);
 int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commit,
                         struct tly_reconcile_stats *st);
 
+/*
+ * Where workbooks are assembled: report.scratch_dir, else $TMPDIR, else
+ * /dev/shm when writable, else NULL (beside each workbook).  libxlsxwriter
+ * writes a scratch file per part (30 or so a workbook) and deletes it; on
+ * the report's own ext4 those fresh deleted inodes slow every later file
+ * creation of the run, and a tmpfs costs nothing.
+ */
+const char *tly_scratch_dir(const struct tly_ctx *ctx);
+
 double tly_elapsed(const struct timespec *since);
 void tly_clock(struct timespec *now);
 /* A progress line on stderr, only when stderr is a terminal. */

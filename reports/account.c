@@ -297,6 +297,7 @@ struct tly_account_writer {
     struct tly_ledger *l;
     sqlite3_stmt *statement;
     char *dir;                  /* DIR/accounts */
+    const char *scratch_dir;    /* borrowed; NULL: the account's folder */
 };
 
 /* The folder and file names of one account, and what was written. */
@@ -658,7 +659,7 @@ static void write_overview_sheet(struct out *o, struct tly_xsheet *xs,
  * One account
  * ------------------------------------------------------------------------ */
 
-int tly_account_writer_open(struct tly_ledger *l, const char *dir,
+int tly_account_writer_open(struct tly_ledger *l, const char *dir, const char *scratch_dir,
                             struct tly_account_writer **out)
 {
     struct tly_account_writer *w = tly_calloc(1, sizeof *w);
@@ -671,6 +672,7 @@ int tly_account_writer_open(struct tly_ledger *l, const char *dir,
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
     w->l = l;
+    w->scratch_dir = scratch_dir;
     snprintf(w->dir, n, "%s/accounts", dir);
     if (mkdir(w->dir, 0777) && errno != EEXIST) {
         err = tly_error(TLY_ERR_OUTPUT, "cannot create '%s': %s", w->dir, strerror(errno));
@@ -711,7 +713,7 @@ int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, 
     snprintf(title, sizeof title, "Usage \xe2\x80\x94 %s (%s)", m->name ? m->name : m->account_id,
              m->account_id);
     if ((err = path(&o, file, sizeof file, "usage.xlsx")) ||
-        (err = tly_xbook_open(file, title, m->as_of, o.dir, &o.book)))
+        (err = tly_xbook_open(file, title, m->as_of, w->scratch_dir ? w->scratch_dir : o.dir, &o.book)))
         return err;
     /* sheet order: Overview, Trend, the edition's tabs, Model deployments, Statement */
     overview = tly_xbook_sheet(o.book, "Overview");

@@ -261,7 +261,7 @@ int tly_finance_open(struct tly_ledger *l, const struct tly_report_opts *o, cons
     tly_format_ts(as_of, o->as_of);
     snprintf(title, sizeof title, "Tally finance report \xe2\x80\x94 as of %s", as_of);
     if ((err = file_path(f, file, sizeof file, "finance.xlsx")) ||
-        (err = tly_xbook_open(file, title, o->as_of, dir, &f->book)))
+        (err = tly_xbook_open(file, title, o->as_of, o->scratch_dir ? o->scratch_dir : dir, &f->book)))
         goto fail;
     for (size_t i = 0; i < sizeof sheet_order / sizeof sheet_order[0]; i++) {
         struct tly_xsheet *xs = tly_xbook_sheet(f->book, sheet_order[i]);

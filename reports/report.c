@@ -67,7 +67,7 @@ static int write_all(struct tly_ledger *l, const struct tly_report_opts *o, cons
     struct tly_rmodel m = { 0 };
     int err, loaded;
 
-    if ((err = tly_rreader_open(l, o, &r)) || (err = tly_account_writer_open(l, dir, &w)) ||
+    if ((err = tly_rreader_open(l, o, &r)) || (err = tly_account_writer_open(l, dir, o->scratch_dir, &w)) ||
         (err = tly_finance_open(l, o, dir, &f)))
         goto done;
     for (;;) {

@@ -33,6 +33,7 @@ struct tly_report_opts {
     int custom;                 /* --from/--to given: */
     int64_t from_day, to_day;   /* inclusive days */
     const char *account;        /* only this account (and the global files restricted to it), or NULL */
+    const char *scratch_dir;    /* workbooks' scratch files; NULL: beside each workbook */
 };
 
 struct tly_report_stats {

@@ -40,7 +40,7 @@ extern const struct tly_rcat_name {
 
 /* account.c */
 struct tly_account_writer;
-int tly_account_writer_open(struct tly_ledger *l, const char *dir,
+int tly_account_writer_open(struct tly_ledger *l, const char *dir, const char *scratch_dir,
                             struct tly_account_writer **out);
 int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, long *files);
 void tly_account_writer_free(struct tly_account_writer *w);
