@@ -353,7 +353,7 @@ int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out)
     sqlite3_busy_timeout(l->db, 5000);
     /* 16 KiB pages: fewer B-tree levels for the runs indexes (only a new file takes it) */
     if ((err = tly_ledger_exec(l, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                                  " PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;"
+                                  " PRAGMA foreign_keys=OFF; PRAGMA cache_size=" TLY_LEDGER_CACHE ";"
                                   " PRAGMA temp_store=FILE;")))
         goto fail;
     if ((err = migrate(l)))

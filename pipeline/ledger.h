@@ -26,6 +26,7 @@ struct tly_ledger {
 };
 
 #define TLY_LEDGER_LOCK 1   /* take the writer lock */
+#define TLY_LEDGER_CACHE "-65536"   /* PRAGMA cache_size: 64 MiB of pages */
 
 /* Opening and closing. */
 int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out);
