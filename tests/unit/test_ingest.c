@@ -179,6 +179,15 @@ static void test_ingest_loads_and_normalises(void **state)
     assert_string_equal(q_text(f, "SELECT name || ' ' || status FROM bundles"), "b1 loaded");
 }
 
+/* run_day (rundays.h) sums exactly the runs loaded: no duplicate, conflict or reject in it */
+static void assert_run_day_sums_runs(struct fx *f)
+{
+    assert_int_equal(q_int(f, "SELECT count(*) FROM (SELECT account_id, ts / 86400, kind, resource_id,"
+                              " count(*), min(ts) FROM runs GROUP BY 1, 2, 3, 4 EXCEPT SELECT account_id,"
+                              " day, kind, resource_id, runs, first_ts FROM run_day)"), 0);
+    assert_int_equal(q_int(f, "SELECT COALESCE(SUM(runs), 0) FROM run_day"), q_int(f, "SELECT count(*) FROM runs"));
+}
+
 /* inputs.md "Duplicates": same id and content = duplicate; other content = conflict */
 static void test_ingest_duplicate_and_conflict(void **state)
 {
@@ -204,6 +213,10 @@ static void test_ingest_duplicate_and_conflict(void **state)
     assert_string_equal(q_text(f, "SELECT outcome FROM runs WHERE event_id='r2'"), "failed");
     assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name='b2'"), 1);
     assert_int_equal(q_int(f, "SELECT duplicates FROM bundles WHERE name='b2'"), 2);
+    /* 2026-09-20 is day 20716; acc-1's first run is r1 at 10:00 */
+    assert_string_equal(q_text(f, "SELECT group_concat(account_id || ' ' || day || ' ' || runs || ' ' || first_ts,"
+                                  " '; ') FROM run_day"), "acc-1 20716 4 1789898400; acc-2 20716 1 1789902000");
+    assert_run_day_sums_runs(f);
 }
 
 /* inputs.md "accounts.csv": the latest updated_at wins; same updated_at, other content: conflict */
@@ -347,32 +360,6 @@ static void test_ingest_manifest_mismatch_rolls_back(void **state)
     assert_int_equal(ingest(f, "m0"), TLY_QUARANTINED);
     assert_int_equal(f->st.bundles_already_rejected, 1);
     assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 4);
-}
-
-/* run_day (rundays.c) counts exactly the runs loaded: not duplicates, conflicts or rejected rows */
-static void test_ingest_run_day_counts_loaded_runs(void **state)
-{
-    struct fx *f = *state;
-    put(f, "b1", "runs.csv", runs_csv);
-    assert_int_equal(ingest(f, "b1"), TLY_OK);
-    put(f, "b2", "runs-eu.csv",
-        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
-        "r1,acc-1,2026-09-20T12:00:00+02:00,agent,ag-1,Support,,ok\n"   /* duplicate */
-        "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"               /* conflict */
-        "r9,acc-1,2026-09-20T09:30:00Z,agent,ag-1,,,ok\n"               /* earlier that day */
-        "r8,acc-1,2026-09-20T23:59:59Z,tool,tl-1,,,ok\n"
-        "r7,acc-1,2026-09-21T00:00:00Z,agent,ag-1,,,ok\n"               /* the next day */
-        "r6,acc-1,2026-09-21T00:00:00,agent,ag-1,,,ok\n");              /* bad ts: rejected */
-    assert_int_equal(ingest(f, "b2"), TLY_QUARANTINED);
-    /* 2026-09-20 is day 20716 */
-    assert_string_equal(q_text(f, "SELECT group_concat(day || ' ' || kind || ' ' || resource_id || ' '"
-                                  " || runs || ' ' || first_ts, '; ') FROM run_day"),
-                        "20716 agent ag-1 4 1789896600; 20716 tool tl-1 1 1789948799; "
-                        "20717 agent ag-1 1 1789948800");
-    assert_int_equal(q_int(f, "SELECT count(*) FROM (SELECT account_id, ts / 86400 AS day, kind,"
-                              " resource_id, count(*) AS n, min(ts) AS m FROM runs GROUP BY 1, 2, 3, 4"
-                              " EXCEPT SELECT account_id, day, kind, resource_id, runs, first_ts"
-                              " FROM run_day)"), 0);
 }
 
 /* semantics §8: a run before its account's last close is late, summed under its bundle */
@@ -562,6 +549,7 @@ static void test_ingest_every_row_accounted(void **state)
     assert_int_equal(f->st.rows_loaded + f->st.duplicates + f->st.quarantined, 9 + 4);
     assert_int_equal(f->st.duplicates, 1);
     assert_int_equal(f->st.quarantined, 2);
+    assert_run_day_sums_runs(f);
 }
 
 /* --rejects: this ingest's rejects plus the earlier ones of bundles offered again */
@@ -655,7 +643,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ingest_loads_and_normalises, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ingest_run_day_counts_loaded_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
