@@ -177,7 +177,7 @@ static const struct section sections[] = {
       " ORDER BY stop_at, category, deployment_id", h_act, c_act, 4, -1 },
     { "Discrepancies",
       "SELECT kind, ts, category, resource_id, deployment_id, credits, detail FROM discrepancies"
-      " WHERE account_id = ?1 ORDER BY ts, kind", h_disc, c_disc, 7, -1 },
+      " WHERE account_id = ?1 ORDER BY ts, kind, category, resource_id, deployment_id, detail", h_disc, c_disc, 7, -1 },
 };
 
 static int print_overview(struct tly_ledger *l, const char *account, int *found)

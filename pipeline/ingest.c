@@ -1329,9 +1329,10 @@ static int bulk_begin(struct ing *g)
 
 /*
  * The rebuild is an external sort of every run: two sorter threads (the
- * machine has two cores) take 10M runs from 16 s to 10 s.  Each thread
- * buffers cache_size bytes, so the cache is halved meanwhile to stay inside
- * the RSS bound.
+ * machine has two cores) take 10M runs from 16 s to 10 s.  The sorter
+ * buffers up to cache_size bytes per list, and with two threads it may
+ * hold three lists, so the cache is halved meanwhile: 3 x 32 MiB of
+ * sorter plus 32 MiB of pages stays inside the RSS bound.
  */
 static int bulk_end(struct ing *g)
 {
@@ -1339,9 +1340,9 @@ static int bulk_end(struct ing *g)
 
     if (!g->time_index_sql)
         return TLY_OK;
-    if ((err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -32768")))
-        return err;
-    err = tly_ledger_exec(g->l, g->time_index_sql);
+    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -32768");
+    if (!err)
+        err = tly_ledger_exec(g->l, g->time_index_sql);
     restored = tly_ledger_exec(g->l, "PRAGMA threads = 0; PRAGMA cache_size = " TLY_LEDGER_CACHE);
     return err ? err : restored;
 }

@@ -31,7 +31,7 @@ static const struct setting {
     { "ingest", "max_rows_per_file", INT, F(max_rows_per_file), "1000000000", "data rows in one CSV file" },
     { "reconcile", "grace_hours", INT, F(grace_hours), "48", "hours after a cycle end before it closes" },
     { "reconcile", "finetune_minimum", MONEY, F(finetune_min_micro), "25", "credits needed to start fine-tuning" },
-    { "report", "scratch_dir", STR, F(scratch_dir), "", "where workbooks are assembled (empty: $TMPDIR, else /dev/shm, else beside the reports)" },
+    { "report", "scratch_dir", STR, F(scratch_dir), "", "where workbooks are assembled (empty: $TMPDIR, else /dev/shm with 1 GiB free, else beside the reports)" },
     { "notify", "sender", STR, F(sender), "Tally Billing <billing-noreply@tally.invalid>", "From: of digest e-mails" },
     { "notify", "sendmail", STR, F(sendmail), "", "command digests are piped to (empty: none)" },
     { "notify", "templates", STR, F(templates_dir), "", "template directory (empty: built-in search path)" },

@@ -835,14 +835,18 @@ static int runs_instant(struct sim *s, int64_t t)
  * Quiet days.  A night re-simulates the whole open cycle, and run by run
  * that is one index row per run.  But on most days nothing happens to the
  * runs pool except the runs: no runs grant or adjustment, no lot expiring,
- * no threshold reached, the balance positive before every run.  On such a
- * day the order of its runs changes nothing: each draws one run and is
- * counted on its runnable's day row, so the day is applied from run_day
- * (a few rows) and the runs cursor jumps to the next day.  The credits side
- * does not look at the runs pool, and no runs crossing can fall inside the
- * day, so the instants of the day that are still to come see what they
- * would have seen.  A day that fails any test is replayed run by run.
+ * no threshold reached, and the balance either positive before every run
+ * or already exhausted before the first.  On such a day the order of its
+ * runs changes nothing: each draws one run and is counted on its runnable's
+ * day row (and, when exhausted, on its run_while_exhausted row), so the day
+ * is applied from run_day (a few rows) and the runs cursor jumps to the
+ * next day.  The credits side does not look at the runs pool, and no runs
+ * crossing can fall inside the day, so the instants of the day that are
+ * still to come see what they would have seen.  A day that fails any test
+ * is replayed run by run.
  */
+enum day_kind { DAY_REPLAY, DAY_FUNDED, DAY_EXHAUSTED };
+
 static int day_charged_runs(struct sim *s, int64_t day, int64_t *n)
 {
     sqlite3_stmt *st = s->day_charged;
@@ -858,12 +862,19 @@ static int day_charged_runs(struct sim *s, int64_t day, int64_t *n)
     return TLY_OK;
 }
 
-static int runs_pool_quiet(struct sim *s, int64_t day, int64_t end, size_t ci, int *quiet)
+/* Runs in micro-units, or INT64_MAX when that would not fit (the day is then replayed). */
+static int64_t runs_micro(int64_t n)
 {
-    int64_t n, balance = tly_wallet_balance(&s->wallet[POOL_RUNS]);
+    int64_t m;
+    return __builtin_mul_overflow(n, TLY_MICRO, &m) ? INT64_MAX : m;
+}
+
+static int classify_day(struct sim *s, int64_t day, int64_t end, size_t ci, enum day_kind *kind)
+{
+    int64_t n, balance = tly_wallet_balance(&s->wallet[POOL_RUNS]), used;
     int err;
 
-    *quiet = 0;
+    *kind = DAY_REPLAY;
     if (!s->day_runs || day * TLY_DAY_SECONDS < s->runs_from || end > s->as_of ||
         end > s->stmt[0].cycle_end || (s->last_run_ts != INT64_MIN && tly_day_of(s->last_run_ts) == day) ||
         tly_wallet_next_expiry(&s->wallet[POOL_RUNS], s->now) < end)
@@ -873,41 +884,54 @@ static int runs_pool_quiet(struct sim *s, int64_t day, int64_t end, size_t ci, i
             return TLY_OK;
     if ((err = day_charged_runs(s, day, &n)))
         return err;
-    if (n > 0 && ((__int128)balance <= (__int128)(n - 1) * TLY_MICRO ||
-                  thresholds_would_cross(s, POOL_RUNS, s->stmt[POOL_RUNS].used + n * TLY_MICRO)))
+    if (n > 0 && (runs_micro(n) == INT64_MAX ||
+                  __builtin_add_overflow(s->stmt[POOL_RUNS].used, runs_micro(n), &used) ||
+                  thresholds_would_cross(s, POOL_RUNS, used)))
         return TLY_OK;
-    *quiet = 1;
+    /* enforce_run: a run is exhausted when the balance before it is not positive */
+    if (n == 0 || (__int128)balance > (__int128)(n - 1) * TLY_MICRO)
+        *kind = DAY_FUNDED;
+    else if (balance <= 0)
+        *kind = DAY_EXHAUSTED;
     return TLY_OK;
 }
 
-static int apply_quiet_day(struct sim *s, int64_t day, int64_t end)
+static int apply_day_row(struct sim *s, sqlite3_stmt *st, int64_t day, int exhausted, int64_t *charged)
+{
+    int64_t n = sqlite3_column_int64(st, 2), first = sqlite3_column_int64(st, 3);
+    struct runnable *r;
+    int idx, err;
+
+    if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 0),
+                            (const char *)sqlite3_column_text(st, 1), &r)))
+        return err;
+    idx = (int)(r - s->runnables);
+    if (!r->chargeable)
+        return sim_acc(s, ACC_NOT_CHARGEABLE, -1, idx, first, 0, 0, n, 0, first);
+    *charged += n;
+    r->last_active = day;
+    if (exhausted && (err = sim_acc(s, ACC_EXHAUSTED, -1, idx, first, 0, 0, n, 0, first)))
+        return err;
+    return sim_acc(s, ACC_USAGE, -1, idx, first, 0, 0, n, 0, first);
+}
+
+static int apply_quiet_day(struct sim *s, int64_t day, int64_t end, int exhausted)
 {
     sqlite3_stmt *st = s->day_runs;
     int64_t charged = 0;
     int rc, err = TLY_OK;
 
     sqlite3_bind_int64(st, 2, day);
-    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t n = sqlite3_column_int64(st, 2), first = sqlite3_column_int64(st, 3);
-        struct runnable *r;
-        if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 0),
-                                (const char *)sqlite3_column_text(st, 1), &r)))
-            break;
-        if (!r->chargeable) {
-            err = sim_acc(s, ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables), first, 0, 0, n, 0, first);
-            continue;
-        }
-        charged += n;
-        r->last_active = day;
-        err = sim_acc(s, ACC_USAGE, -1, (int)(r - s->runnables), first, 0, 0, n, 0, first);
-    }
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        err = apply_day_row(s, st, day, exhausted, &charged);
     sqlite3_reset(st);
     if (!err && rc != SQLITE_DONE)
         return tly_error(TLY_ERR_LEDGER, "reading run_day: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
     if (err)
         return err;
-    tly_wallet_draw(&s->wallet[POOL_RUNS], charged * TLY_MICRO);
-    add(s, &s->stmt[POOL_RUNS].used, charged * TLY_MICRO);
+    /* classify_day checked that the day's charged runs fit */
+    tly_wallet_draw(&s->wallet[POOL_RUNS], runs_micro(charged));
+    add(s, &s->stmt[POOL_RUNS].used, runs_micro(charged));
     s->quiet_days++;
     /* the runs cursor goes on from the next day */
     sqlite3_reset(s->runs);
@@ -919,11 +943,14 @@ static int apply_quiet_day(struct sim *s, int64_t day, int64_t end)
 static int quiet_day(struct sim *s, int64_t tr, size_t ci, int *applied)
 {
     int64_t day = tly_day_of(tr), end = (day + 1) * TLY_DAY_SECONDS;
+    enum day_kind kind;
     int err;
 
-    if ((err = runs_pool_quiet(s, day, end, ci, applied)) || !*applied)
+    *applied = 0;
+    if ((err = classify_day(s, day, end, ci, &kind)) || kind == DAY_REPLAY)
         return err;
-    return apply_quiet_day(s, day, end);
+    *applied = 1;
+    return apply_quiet_day(s, day, end, kind == DAY_EXHAUSTED);
 }
 
 /* spec §8: late usage is a debit at the start of the earliest open cycle. */

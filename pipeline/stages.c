@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of)
@@ -36,6 +37,12 @@ int tly_apply_grace(struct tly_ctx *ctx, const char *text)
     return tly_settings_set(ctx->settings, "reconcile", "grace_hours", text, TLY_SRC_OPTION);
 }
 
+static int replay_every_run(void)
+{
+    const char *v = getenv("TALLY_REPLAY_EVERY_RUN");
+    return v && *v && strcmp(v, "0");
+}
+
 int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commit,
                         struct tly_reconcile_stats *st)
 {
@@ -45,7 +52,7 @@ int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commi
         .finetune_min = ctx->settings->finetune_min_micro,
         .close_cycles = close,
         /* test hook: the quiet-day shortcut must not change any output */
-        .every_run = getenv("TALLY_REPLAY_EVERY_RUN") != NULL,
+        .every_run = replay_every_run(),
     };
     int err;
 
@@ -65,6 +72,18 @@ static int usable_dir(const char *dir)
     return dir && *dir && access(dir, W_OK | X_OK) == 0;
 }
 
+/*
+ * A container's /dev/shm may be 64 MiB, and a full tmpfs would fail the
+ * run on a large sheet: it is only used with room to spare.
+ */
+#define SHM_MIN_FREE (1024LL << 20)
+
+static int roomy(const char *dir)
+{
+    struct statvfs v;
+    return statvfs(dir, &v) == 0 && (long long)v.f_bavail * (long long)v.f_frsize >= SHM_MIN_FREE;
+}
+
 const char *tly_scratch_dir(const struct tly_ctx *ctx)
 {
     const char *tmpdir = getenv("TMPDIR");
@@ -73,7 +92,7 @@ const char *tly_scratch_dir(const struct tly_ctx *ctx)
         return ctx->settings->scratch_dir;
     if (usable_dir(tmpdir))
         return tmpdir;
-    return usable_dir("/dev/shm") ? "/dev/shm" : NULL;
+    return usable_dir("/dev/shm") && roomy("/dev/shm") ? "/dev/shm" : NULL;
 }
 
 void tly_clock(struct timespec *now)

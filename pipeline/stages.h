@@ -22,7 +22,7 @@ int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commi
 
 /*
  * Where workbooks are assembled: report.scratch_dir, else $TMPDIR, else
- * /dev/shm when writable, else NULL (beside each workbook).  libxlsxwriter
+ * /dev/shm when writable with 1 GiB free, else NULL (beside each workbook).  libxlsxwriter
  * writes a scratch file per part (30 or so a workbook) and deletes it; on
  * the report's own ext4 those fresh deleted inodes slow every later file
  * creation of the run, and a tmpfs costs nothing.

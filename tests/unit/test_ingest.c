@@ -378,12 +378,16 @@ static void test_ingest_late_runs_summed_per_bundle(void **state)
     put(f, "b2", "runs.csv",
         "event_id,account_id,ts,kind,resource_id\n"
         "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1\n"     /* duplicate: not counted again */
-        "r5,acc-1,2026-09-19T23:59:59Z,agent,ag-1\n");
+        "r5,acc-1,2026-09-19T23:59:59Z,agent,ag-1\n"
+        "r6,acc-2,2026-09-21T01:30:00+02:00,tool,tl-1\n");  /* 2026-09-20T23:30Z */
     assert_int_equal(ingest(f, "b2"), TLY_OK);
     assert_string_equal(q_text(f, "SELECT group_concat(account_id || ' ' || bundle_id || ' ' || day || ' '"
                                   " || runs || ' ' || first_ts, '; ') FROM late_run_day"),
                         "acc-1 1 20716 2 1789894800; acc-1 2 20715 1 1789862399");
-    assert_int_equal(q_int(f, "SELECT SUM(runs) FROM run_day"), 5);
+    assert_string_equal(q_text(f, "SELECT group_concat(day || ' ' || kind || ' ' || runs || ' ' || first_ts, '; ')"
+                                  " FROM run_day WHERE account_id = 'acc-2'"),
+                        "20716 agent 1 1789894800; 20716 tool 1 1789947000");
+    assert_run_day_sums_runs(f);
 }
 
 /* A bundle rolled back leaves run_day as it was; groups past one flush add up. */

@@ -113,14 +113,22 @@ static void rate(struct tly_ledger *l, const char *hw, const char *category, int
         (long long)micro_per_hour, (long long)ts("2020-01-01T00:00:00Z"));
 }
 
-static void reconcile(struct tly_ledger *l, const char *as_of)
+/* Returns the quiet days applied from run_day (none when every_run). */
+static long reconcile_mode(struct tly_ledger *l, const char *as_of, int every_run)
 {
     struct tly_reconcile_opts o = { .as_of = ts(as_of), .grace_seconds = 48 * 3600,
-                                    .finetune_min = 25 * TLY_MICRO, .close_cycles = 1 };
+                                    .finetune_min = 25 * TLY_MICRO, .close_cycles = 1,
+                                    .every_run = every_run };
     struct tly_reconcile_stats st;
     assert_int_equal(tly_ledger_begin(l), TLY_OK);
     assert_int_equal(tly_reconcile(l, &o, &st), TLY_OK);
     assert_int_equal(tly_ledger_commit(l), TLY_OK);
+    return st.quiet_days;
+}
+
+static void reconcile(struct tly_ledger *l, const char *as_of)
+{
+    reconcile_mode(l, as_of, 0);
 }
 
 /* The first column of the first row of 'query', as an integer (-1 when no row). */
@@ -379,6 +387,59 @@ static void test_overrun_evidence_after_close_incremental_equals_batch(void **st
     done(l);
 }
 
+/*
+ * Quiet days (simulate.c) against the replay run by run.  2 runs granted:
+ * Oct 2 has 3 runs (the third exhausted: a mixed day, replayed), Oct 3 two
+ * runs with the pool already exhausted (a quiet exhausted day), Oct 4 an
+ * agent run and a tool run (not chargeable in GALE).  Both ways give the
+ * same rows: exhausted 1 + 2 + 1, used 6 runs, closing -4.
+ */
+static void test_quiet_days_equal_replay(void **state)
+{
+    static const char *const checks[] = {
+        "SELECT COUNT(*) FROM discrepancies WHERE kind = 'run_while_exhausted'",
+        "SELECT SUM(CAST(detail AS INTEGER) * (ts %% 86400 + 1) * (ts / 86400 - 20725))"
+        " FROM discrepancies WHERE kind = 'run_while_exhausted'",
+        "SELECT SUM(runs * (day - 20725)) FROM usage_day WHERE category = 'agent'",
+        "SELECT COUNT(*) FROM discrepancies WHERE kind = 'not_chargeable'",
+        "SELECT used FROM statements WHERE pool = 'runs'",
+        "SELECT closing FROM statements WHERE pool = 'runs'",
+        "SELECT COUNT(*) FROM crossings WHERE pool = 'runs'",
+    };
+    int64_t got[2][sizeof checks / sizeof checks[0]];
+    long quiet[2];
+
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        struct tly_ledger *l = fresh();
+        account(l, "a1", "gale", "2026-10-01", "0");
+        credit(l, "a1", "r1", "2026-10-01T00:00:00Z", "runs", "grant", 2 * TLY_MICRO, NULL);
+        run_event(l, "a1", "x1", "2026-10-02T10:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x2", "2026-10-02T11:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x3", "2026-10-02T12:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x4", "2026-10-03T15:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x5", "2026-10-03T09:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x6", "2026-10-04T08:00:00Z", "tool", "tl");
+        run_event(l, "a1", "x7", "2026-10-04T07:00:00Z", "agent", "ag");
+        quiet[mode] = reconcile_mode(l, "2026-10-05T00:00:00Z", mode);
+        for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+            got[mode][i] = one(l, checks[i]);
+        done(l);
+    }
+    assert_int_equal(quiet[0], 2);     /* Oct 3 (exhausted) and Oct 4 */
+    assert_int_equal(quiet[1], 0);
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+        assert_int_equal(got[0][i], got[1][i]);
+    assert_int_equal(got[0][0], 3);
+    /* Oct 2 (day 20728) 12:00 x1, Oct 3 09:00 x2, Oct 4 07:00 x1 */
+    assert_int_equal(got[0][1], 1 * (43200 + 1) * 3 + 2 * (32400 + 1) * 4 + 1 * (25200 + 1) * 5);
+    assert_int_equal(got[0][2], 3 * 3 + 2 * 4 + 1 * 5);
+    assert_int_equal(got[0][3], 1);
+    assert_int_equal(got[0][4], 6 * TLY_MICRO);
+    assert_int_equal(got[0][5], -4 * TLY_MICRO);
+    assert_int_equal(got[0][6], 6);
+}
+
 /* §10 "Unknown accounts": held and listed once until the row arrives */
 static void test_unknown_account_listed_once(void **state)
 {
@@ -409,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_free_grant_expires_and_banner),
         cmocka_unit_test(test_late_usage_posted_into_open_cycle),
         cmocka_unit_test(test_unknown_account_listed_once),
+        cmocka_unit_test(test_quiet_days_equal_replay),
         cmocka_unit_test(test_overrun_evidence_after_close_incremental_equals_batch),
     };
     tly_error_quiet(1);
