@@ -110,7 +110,7 @@ int tly_rundays_create(struct tly_rundays **out, struct tly_ledger *l, int64_t b
     return TLY_OK;
 }
 
-void tly_rundays_clear(struct tly_rundays *rd)
+static void clear(struct tly_rundays *rd)
 {
     if (rd->ngroups && rd->slots)
         memset(rd->slots, 0, NSLOTS * sizeof *rd->slots);
@@ -158,7 +158,7 @@ int tly_rundays_flush(struct tly_rundays *rd)
         if (!(err = upsert(rd, rd->upsert, g)) && g->late)
             err = upsert(rd, rd->upsert_late, g);
     }
-    tly_rundays_clear(rd);
+    clear(rd);
     return err;
 }
 

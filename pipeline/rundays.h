@@ -17,7 +17,8 @@
  *   tly_rundays_create / _destroy   the aggregate (the caller owns it)
  *   tly_rundays_add                 one inserted run; flushes when full
  *   tly_rundays_flush               upserts into run_day and empties it
- *   tly_rundays_clear               empties it (after a rollback)
+ *
+ * After a rollback the caller destroys the aggregate: nothing of it is kept.
  */
 #ifndef TLY_RUNDAYS_H
 #define TLY_RUNDAYS_H
@@ -36,6 +37,5 @@ void tly_rundays_destroy(struct tly_rundays *rd);
 int tly_rundays_add(struct tly_rundays *rd, const char *account_id, size_t alen,
                     const char *kind, size_t klen, const char *resource_id, size_t rlen, int64_t ts);
 int tly_rundays_flush(struct tly_rundays *rd);
-void tly_rundays_clear(struct tly_rundays *rd);
 
 #endif
