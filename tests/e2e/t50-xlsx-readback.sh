@@ -20,6 +20,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-t50.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
 example=$root/../shared/spec/examples/gale-free-grant
+if [ ! -d "$example/bundle" ]; then
+    echo "SKIP: $example not found (the spec is not beside the checkout)"
+    exit 0
+fi
 
 # reports DIR DB: writes one complete report directory
 reports() {
