@@ -57,12 +57,17 @@ struct rng {
     uint64_t s;
 };
 
-static uint64_t rng_next(struct rng *r)
+/* splitmix64's finaliser: a bijection of 64-bit values. */
+static uint64_t mix64(uint64_t z)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+static uint64_t rng_next(struct rng *r)
+{
+    return mix64(r->s += 0x9E3779B97F4A7C15ull);
 }
 
 /* A uniform integer in [0, n), n < 2^32 (multiply-shift, no modulo bias worth naming). */
@@ -291,6 +296,37 @@ static void putu_w(struct out *o, uint64_t v, int width)
         v /= 10;
     }
     o->len += (size_t)width;
+}
+
+/* 'digits' lowercase hex digits of the low bits of v. */
+static void putx_w(struct out *o, uint64_t v, int digits)
+{
+    for (int i = digits - 1; i >= 0; i--) {
+        o->buf[o->len + (size_t)i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    }
+    o->len += (size_t)digits;
+}
+
+/*
+ * Run n's event_id, shaped like the random UUIDs real exports carry.  Random
+ * ids are what make the dedup index expensive (sequential ones only append
+ * to it), so the benchmark must have them.  The first 64 bits are a
+ * bijection of n, so two runs never share an id.
+ */
+static void put_run_id(struct out *o, uint64_t n)
+{
+    uint64_t hi = mix64(n + 0x9E3779B97F4A7C15ull), lo = mix64(hi ^ 0x52554E5F49445321ull);
+
+    putx_w(o, hi >> 32, 8);
+    putc_(o, '-');
+    putx_w(o, hi >> 16, 4);
+    putc_(o, '-');
+    putx_w(o, hi, 4);
+    putc_(o, '-');
+    putx_w(o, lo >> 48, 4);
+    putc_(o, '-');
+    putx_w(o, lo, 12);
 }
 
 /* An instant: the day's "YYYY-MM-DDT" prefix plus hh:mm:ssZ of 'sec' in it. */
@@ -706,7 +742,8 @@ static int deployments_day(const struct opts *op, struct out *o, uint64_t d, str
 
 /*
  * Runs of day d: share(runs) of them, their seconds non-decreasing so the file
- * is sorted by ts; ids are the run's global number, so days never collide.
+ * is sorted by ts; ids derive from the run's global number, so days never
+ * collide.
  */
 static int runs_day(const struct opts *op, struct out *o, uint64_t d)
 {
@@ -720,8 +757,7 @@ static int runs_day(const struct opts *op, struct out *o, uint64_t d)
         uint64_t a = rng_below(&r, (uint32_t)op->accounts);
         unsigned k = rng_below(&r, RUNNABLES);
 
-        puts_(o, "run-");
-        putu_w(o, first + j, 11);
+        put_run_id(o, first + j);
         putc_(o, ',');
         put_account(o, a);
         putc_(o, ',');
