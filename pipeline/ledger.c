@@ -270,15 +270,29 @@ int tly_ledger_error(struct tly_ledger *l, const char *what)
                      l->db ? sqlite3_errmsg(l->db) : "not open");
 }
 
-int tly_ledger_exec(struct tly_ledger *l, const char *sql)
+/* 'violated' NULL: every failure is an error; else see tly_ledger_exec_unique. */
+static int exec(struct tly_ledger *l, const char *sql, int *violated)
 {
     char *msg = NULL;
-    if (sqlite3_exec(l->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int err = tly_error(TLY_ERR_LEDGER, "ledger '%s': %s", l->path, msg ? msg : "error");
-        sqlite3_free(msg);
-        return err;
-    }
-    return TLY_OK;
+    int rc = sqlite3_exec(l->db, sql, NULL, NULL, &msg), err = TLY_OK;
+    int unique = rc != SQLITE_OK && sqlite3_extended_errcode(l->db) == SQLITE_CONSTRAINT_UNIQUE;
+
+    if (violated)
+        *violated = unique;
+    if (rc != SQLITE_OK && !(violated && unique))
+        err = tly_error(TLY_ERR_LEDGER, "ledger '%s': %s", l->path, msg ? msg : "error");
+    sqlite3_free(msg);
+    return err;
+}
+
+int tly_ledger_exec(struct tly_ledger *l, const char *sql)
+{
+    return exec(l, sql, NULL);
+}
+
+int tly_ledger_exec_unique(struct tly_ledger *l, const char *sql, int *violated)
+{
+    return exec(l, sql, violated);
 }
 
 static int lock(struct tly_ledger *l)

@@ -40,6 +40,11 @@ void tly_ledger_rollback(struct tly_ledger *l);
 /* Statements: prepare (error reported), and step-and-check helpers. */
 int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out);
 int tly_ledger_exec(struct tly_ledger *l, const char *sql);   /* no parameters */
+/*
+ * As tly_ledger_exec, but a UNIQUE constraint the statement violates is an
+ * answer, not an error: *violated = 1 and TLY_OK, nothing printed.
+ */
+int tly_ledger_exec_unique(struct tly_ledger *l, const char *sql, int *violated);
 /* Steps a statement that returns no rows (INSERT/UPDATE/DELETE) and resets it. */
 int tly_ledger_step_done(struct tly_ledger *l, sqlite3_stmt *st);
 /* Reports the current SQLite error as TLY_ERR_LEDGER with 'what'. */

@@ -219,6 +219,65 @@ static void test_ingest_duplicate_and_conflict(void **state)
     assert_run_day_sums_runs(f);
 }
 
+/* Both runs indexes, as ledger.c defines them, are in place. */
+static void assert_runs_indexes(struct fx *f)
+{
+    assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+                              " AND name IN ('runs_by_id', 'runs_by_time')"), 2);
+    assert_string_equal(q_text(f, "PRAGMA integrity_check"), "ok");
+}
+
+/*
+ * ingest.c bulk_begin: a first load builds the runs indexes at its end; a
+ * duplicate id inside it makes the load start over row by row, with the
+ * same figures, rejects and skipped files as a row-by-row load, said once.
+ */
+static void test_ingest_bulk_load_with_duplicates(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "README.txt", "not data\n");
+    put(f, "b1", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n"
+        "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"
+        "r5,acc-1,2026-09-20T10:00:00Z,robot,ag-1,Support,,ok\n"       /* bad_value */
+        "r1,acc-1,2026-09-20T12:00:00+02:00,agent,ag-1,Support,,ok\n"  /* duplicate */
+        "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,failed\n"          /* conflict */
+        "r3,acc-1,2026-09-21T11:00:00Z,agent,ag-1,,,ok\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 3);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_int_equal(f->st.quarantined, 2);
+    assert_int_equal(f->st.files_skipped, 1);
+    assert_int_equal(f->st.bundles_loaded, 1);
+    assert_string_equal(q_text(f, "SELECT group_concat(line || ' ' || reason, '; ') FROM"
+                                  " (SELECT line, reason FROM rejects ORDER BY line)"),
+                        "4 bad_value: kind not one of the allowed values; "
+                        "6 conflict: r2 differs from the version in force (bundle b1, file runs.csv, line 3)");
+    assert_string_equal(q_text(f, "SELECT outcome FROM runs WHERE event_id='r2'"), "ok");
+    assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 1);
+    assert_int_equal(q_int(f, "SELECT duplicates FROM bundles"), 1);
+    assert_string_equal(q_text(f, "SELECT skipped FROM bundles"), "README.txt");
+    assert_runs_indexes(f);
+    assert_run_day_sums_runs(f);
+}
+
+/* A first load without duplicates keeps its single pass and leaves both indexes. */
+static void test_ingest_bulk_load_builds_indexes(void **state)
+{
+    struct fx *f = *state;
+    put_good(f, "b1");
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(f->st.rows_loaded, 1 + 3 + 3 + 2);
+    assert_runs_indexes(f);
+    assert_run_day_sums_runs(f);
+    put(f, "b2", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n");   /* duplicate of b1 */
+    assert_int_equal(ingest(f, "b2"), TLY_OK);
+    assert_int_equal(f->st.duplicates, 1);
+}
+
 /* inputs.md "accounts.csv": the latest updated_at wins; same updated_at, other content: conflict */
 static void test_ingest_accounts_latest_updated_at(void **state)
 {
@@ -647,6 +706,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ingest_loads_and_normalises, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bulk_load_with_duplicates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bulk_load_builds_indexes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
