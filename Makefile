@@ -18,7 +18,7 @@ MANDIR   = $(PREFIX)/share/man
 UNITDIR  = $(PREFIX)/lib/systemd/system
 
 CC      ?= cc
-PKGS     = libarchive sqlite3 xlsxwriter inih gmime-3.0 jansson nettle zlib
+PKGS     = libarchive sqlite3 xlsxwriter inih gmime-3.0 jansson nettle zlib libxxhash
 CFLAGS  ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral

@@ -170,12 +170,15 @@ struct bind {
 
 /*
  * Parameters 1 and 2 are (account_id, id); then the 'ndata' compared data
- * columns; then file_id, line.  The SELECT returns the data columns, then
- * file_id and line of the row in force.
+ * columns; then file_id, line; then, for a keyed table, the id key.  The
+ * SELECT returns the data columns, then file_id and line of the row in
+ * force.  A keyed table (runs) has no unique index to insert against: its
+ * rows are looked up by key first (insert_event).
  */
 static const struct table {
     const char *insert, *select;
     int ndata;
+    int keyed;
 } tables[] = {
     [TLY_FILE_CREDITS] = {
         "INSERT INTO credits(account_id, txn_id, ts, pool, type, amount, expires_at, reference,"
@@ -184,10 +187,9 @@ static const struct table {
         " WHERE account_id = ?1 AND txn_id = ?2", 6 },
     [TLY_FILE_RUNS] = {
         "INSERT INTO runs(account_id, event_id, ts, kind, resource_id, resource_name, owner,"
-        " outcome, file_id, line) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-        " ON CONFLICT DO NOTHING",
+        " outcome, file_id, line, id_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         "SELECT ts, kind, resource_id, resource_name, owner, outcome, file_id, line FROM runs"
-        " WHERE account_id = ?1 AND event_id = ?2", 6 },
+        " WHERE id_key = ?11 AND account_id = ?1 AND event_id = ?2", 6, 1 },
     [TLY_FILE_DEPLOYMENTS] = {
         "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
         " resource_name, owner, deployment_id, deployment_name, deployment_type, hardware, units,"
@@ -356,14 +358,15 @@ static int prepare_all(struct ing *g)
             " line = ?11 WHERE account_id = ?1", &g->upd_acc);
     if (!err)
         err = tly_ledger_exec(g->l, "CREATE TEMP TABLE IF NOT EXISTS staged_runs(account_id, event_id,"
-                                    " ts, kind, resource_id, resource_name, owner, outcome, line, raw)");
+                                    " ts, kind, resource_id, resource_name, owner, outcome, line, raw,"
+                                    " id_key)");
     if (!err)
         err = tly_ledger_prepare(g->l, "INSERT INTO staged_runs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-                                       " ?9, ?10)", &g->stage_ins);
+                                       " ?9, ?10, ?11)", &g->stage_ins);
     if (!err)
         err = tly_ledger_prepare(g->l, "SELECT account_id, event_id, ts, kind, resource_id, resource_name,"
-                                       " owner, outcome, line, raw FROM staged_runs"
-                                       " ORDER BY event_id, account_id, rowid", &g->stage_sel);
+                                       " owner, outcome, line, raw, id_key FROM staged_runs"
+                                       " ORDER BY id_key, rowid", &g->stage_sel);
     if (!err)
         err = tly_ledger_prepare(g->l, "INSERT INTO files(bundle_id, path) VALUES(?1, ?2)",
                                  &g->ins_file);
@@ -654,36 +657,15 @@ static int conflict(struct ing *g, const struct tly_csv_row *row, const char *id
                       (int)idn, id, b, f, (long long)line);
 }
 
-/*
- * Inserts an event row; when its (account, id) is there already, reads the
- * row in force back and counts a duplicate or quarantines a conflict.
- */
-static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb,
-                        int *inserted)
+/* 'sel' stepped onto the row in force: a duplicate, or a conflict. */
+static int same_or_conflict(struct ing *g, const struct tly_csv_row *row, sqlite3_stmt *sel,
+                            const struct bind *b)
 {
     const struct table *t = &tables[g->type];
-    sqlite3_stmt *ins = g->ins[g->type], *sel = g->sel[g->type];
-    int rc, same, err;
+    int same = 1;
     int64_t file_id, line;
 
-    b[nb].k = B_INT, b[nb].i = g->file_id;
-    b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
-    bind_all(ins, b, nb + 2);
-    if ((err = tly_ledger_step_done(g->l, ins)))
-        return err;
-    *inserted = sqlite3_changes(g->l->db) > 0;
-    if (*inserted) {
-        g->loaded++;
-        return TLY_OK;
-    }
     /* inputs.md "Duplicates": same id, compare the normalised content */
-    bind_all(sel, b, 2);
-    rc = sqlite3_step(sel);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(sel);
-        return tly_ledger_error(g->l, "reading the row in force");
-    }
-    same = 1;
     for (int i = 0; i < t->ndata && same; i++)
         same = same_value(sel, i, &b[2 + i]);
     file_id = sqlite3_column_int64(sel, t->ndata);
@@ -694,6 +676,45 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
         return TLY_OK;
     }
     return conflict(g, row, b[1].s, b[1].n, file_id, line);
+}
+
+/*
+ * Inserts an event row; when its (account, id) is there already, reads the
+ * row in force back and counts a duplicate or quarantines a conflict.  A
+ * keyed table is looked up first, except in a bulk load: it has no index
+ * then, and its duplicates are found at its end (bulk_end).
+ */
+static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb,
+                        int *inserted)
+{
+    const struct table *t = &tables[g->type];
+    sqlite3_stmt *ins = g->ins[g->type], *sel = g->sel[g->type];
+    int nbind = nb + 2 + t->keyed, rc, err;
+
+    *inserted = 0;
+    b[nb].k = B_INT, b[nb].i = g->file_id;
+    b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
+    if (t->keyed && !g->index_sql[0]) {
+        bind_all(sel, b, nbind);
+        if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
+            return same_or_conflict(g, row, sel, b);
+        sqlite3_reset(sel);
+        if (rc != SQLITE_DONE)
+            return tly_ledger_error(g->l, "reading the row in force");
+    }
+    bind_all(ins, b, nbind);
+    if ((err = tly_ledger_step_done(g->l, ins)))
+        return err;
+    if ((*inserted = sqlite3_changes(g->l->db) > 0)) {
+        g->loaded++;
+        return TLY_OK;
+    }
+    bind_all(sel, b, 2);
+    if (sqlite3_step(sel) != SQLITE_ROW) {
+        sqlite3_reset(sel);
+        return tly_ledger_error(g->l, "reading the row in force");
+    }
+    return same_or_conflict(g, row, sel, b);
 }
 
 static int load_credit(struct ing *g, const struct tly_csv_row *row, struct value *v)
@@ -712,12 +733,16 @@ static int load_credit(struct ing *g, const struct tly_csv_row *row, struct valu
     return insert_event(g, row, b, 8, &inserted);
 }
 
+/* A run's binds: the 8 columns, file_id and line (insert_event), its id key. */
+#define R_BINDS 8
+#define R_KEY (R_BINDS + 2)
+
 /* A runs row into the ledger, and into run_day when it is new. */
 static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
 {
     int inserted, err;
 
-    if ((err = insert_event(g, row, b, 8, &inserted)) || !inserted)
+    if ((err = insert_event(g, row, b, R_BINDS, &inserted)) || !inserted)
         return err;
     return tly_rundays_add(g->rundays, b[0].s, b[0].n, b[3].s, b[3].n, b[4].s, b[4].n, b[2].i);
 }
@@ -733,9 +758,10 @@ static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind 
  */
 static int stage_run(struct ing *g, const struct tly_csv_row *row, const struct bind *b)
 {
-    bind_all(g->stage_ins, b, 8);
+    bind_all(g->stage_ins, b, R_BINDS);
     sqlite3_bind_int64(g->stage_ins, 9, row->line);
     sqlite3_bind_blob(g->stage_ins, 10, row->raw, (int)row->raw_len, SQLITE_STATIC);
+    sqlite3_bind_int64(g->stage_ins, 11, b[R_KEY].i);
     g->staged++;
     return tly_ledger_step_done(g->l, g->stage_ins);
 }
@@ -768,11 +794,13 @@ static int insert_staged_runs(struct ing *g)
         return TLY_OK;
     memset(&row, 0, sizeof row);
     while (!err && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < R_BINDS; i++)
             bind_column(q, i, &b[i]);
         row.line = (long)sqlite3_column_int64(q, 8);
         row.raw = sqlite3_column_blob(q, 9);
         row.raw_len = (size_t)sqlite3_column_bytes(q, 9);
+        b[R_KEY].k = B_INT;
+        b[R_KEY].i = sqlite3_column_int64(q, 10);
         err = insert_run(g, &row, b);
     }
     if (!err && rc != SQLITE_DONE)
@@ -794,6 +822,8 @@ static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *
     bind_text(&b[5], &v[R_RNAME]);
     bind_text(&b[6], &v[R_OWNER]);
     bind_text(&b[7], &v[R_OUTCOME]);
+    b[R_KEY].k = B_INT;
+    b[R_KEY].i = tly_ledger_run_key(v[R_ACCOUNT].s, v[R_ACCOUNT].n, v[R_EVENT].s, v[R_EVENT].n);
     /* a bulk load has no id index to keep (bulk_begin) */
     return g->index_sql[0] ? insert_run(g, row, b) : stage_run(g, row, b);
 }
@@ -1397,11 +1427,12 @@ static int insert_bundle(struct ing *g, const char *hex)
  * Bulk load: into an empty runs table (a first load, a backfill, the
  * benchmark), keeping the two runs indexes row by row costs most of the
  * load.  Real exports carry random UUIDs as event ids, so every insert into
- * the unique id index lands on a random page: 10M runs took 148 s, against
- * 37 s with the indexes dropped for the bundle and built once, by sorting,
- * at its end.  A duplicate inside the bundle then makes the unique index's
- * build fail: the bundle is rolled back and read again row by row
- * (load_row_by_row), where the index tells duplicates from conflicts as
+ * the id index lands on a random page: 10M runs took 148 s, against 44 s
+ * with the indexes dropped for the bundle and built once, by sorting, at
+ * its end.  Runs are then inserted without the lookup by key (there is no
+ * index to look in), so a duplicate inside the bundle shows as two equal
+ * keys once the index is built: the bundle is rolled back and read again
+ * row by row (load_row_by_row), which tells duplicates from conflicts as
  * always.  Everything is inside the bundle's transaction, so a rollback
  * restores the indexes.  They are rebuilt from their stored definitions:
  * ledger.c stays the only place they are spelled.
@@ -1440,13 +1471,28 @@ static int bulk_begin(struct ing *g)
     return TLY_OK;
 }
 
+/* Two runs of the bulk load share an id key: the same id twice, or a rare collision. */
+static int equal_keys(struct ing *g, int *found)
+{
+    sqlite3_stmt *q;
+    int rc, err;
+
+    if ((err = tly_ledger_prepare(g->l, "SELECT EXISTS(SELECT 1 FROM runs GROUP BY id_key"
+                                        " HAVING count(*) > 1)", &q)))
+        return err;
+    rc = sqlite3_step(q);
+    *found = rc == SQLITE_ROW && sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading runs");
+}
+
 /*
  * The rebuild is an external sort of every run: two sorter threads (the
  * machine has two cores) take 10M runs from 16 s to 10 s per index.  The
  * sorter buffers up to cache_size bytes per list, and with two threads it
  * may hold three lists, so the cache is halved meanwhile: 3 x 32 MiB of
- * sorter plus 32 MiB of pages stays inside the RSS bound.  A duplicate id
- * sets g->bulk_duplicates instead of failing.
+ * sorter plus 32 MiB of pages stays inside the RSS bound.  Equal id keys
+ * set g->bulk_duplicates, and the time index is not worth building then.
  */
 static int bulk_end(struct ing *g)
 {
@@ -1455,8 +1501,8 @@ static int bulk_end(struct ing *g)
     if (!g->index_sql[0] && !g->index_sql[1])
         return TLY_OK;
     err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -32768");
-    if (!err && g->index_sql[0])
-        err = tly_ledger_exec_unique(g->l, g->index_sql[0], &g->bulk_duplicates);
+    if (!err && g->index_sql[0] && !(err = tly_ledger_exec(g->l, g->index_sql[0])))
+        err = equal_keys(g, &g->bulk_duplicates);
     if (!err && !g->bulk_duplicates && g->index_sql[1])
         err = tly_ledger_exec(g->l, g->index_sql[1]);
     restored = tly_ledger_exec(g->l, "PRAGMA threads = 0; PRAGMA cache_size = " TLY_LEDGER_CACHE);

@@ -17,6 +17,7 @@
 #define TLY_LEDGER_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct tly_ledger {
@@ -27,6 +28,15 @@ struct tly_ledger {
 
 #define TLY_LEDGER_LOCK 1   /* take the writer lock */
 #define TLY_LEDGER_CACHE "-65536"   /* PRAGMA cache_size: 64 MiB of pages */
+
+/*
+ * A run's id key: XXH3-64 (libxxhash) of its event_id, seeded with that of
+ * its account_id, as a signed integer.  runs.id_key holds it and
+ * runs_by_id indexes it (migration 9), so it is fixed for good.  Equal
+ * keys do not mean equal ids: readers compare the ids too.  Every
+ * connection also has it as the SQL function tally_run_key(account, id).
+ */
+int64_t tly_ledger_run_key(const char *account, size_t account_len, const char *event, size_t event_len);
 
 /* Opening and closing. */
 int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out);
@@ -40,11 +50,6 @@ void tly_ledger_rollback(struct tly_ledger *l);
 /* Statements: prepare (error reported), and step-and-check helpers. */
 int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out);
 int tly_ledger_exec(struct tly_ledger *l, const char *sql);   /* no parameters */
-/*
- * As tly_ledger_exec, but a UNIQUE constraint the statement violates is an
- * answer, not an error: *violated = 1 and TLY_OK, nothing printed.
- */
-int tly_ledger_exec_unique(struct tly_ledger *l, const char *sql, int *violated);
 /* Steps a statement that returns no rows (INSERT/UPDATE/DELETE) and resets it. */
 int tly_ledger_step_done(struct tly_ledger *l, sqlite3_stmt *st);
 /* Reports the current SQLite error as TLY_ERR_LEDGER with 'what'. */

@@ -278,6 +278,29 @@ static void test_ingest_bulk_load_builds_indexes(void **state)
     assert_int_equal(f->st.duplicates, 1);
 }
 
+/* ledger.h tly_ledger_run_key: equal keys are not equal ids; the ids decide */
+static void test_ingest_run_key_collision(void **state)
+{
+    struct fx *f = *state;
+    char sql[256];
+
+    put(f, "b1", "runs.csv", runs_csv);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    /* another run whose key is r9's */
+    snprintf(sql, sizeof sql, "INSERT INTO runs VALUES('acc-1', 'zz', 0, 'agent', 'ag-1', NULL, NULL,"
+             " NULL, 1, 2, %lld)", (long long)tly_ledger_run_key("acc-1", 5, "r9", 2));
+    assert_int_equal(sqlite3_exec(f->l->db, sql, NULL, NULL, NULL), SQLITE_OK);
+    put(f, "b2", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r9,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
+        "r9,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n");
+    assert_int_equal(ingest(f, "b2"), TLY_OK);
+    assert_int_equal(f->st.rows_loaded, 3 + 1);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs WHERE id_key = (SELECT id_key FROM runs"
+                              " WHERE event_id = 'zz')"), 2);
+}
+
 /* inputs.md "accounts.csv": the latest updated_at wins; same updated_at, other content: conflict */
 static void test_ingest_accounts_latest_updated_at(void **state)
 {
@@ -708,6 +731,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_with_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_builds_indexes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_run_key_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
