@@ -526,6 +526,12 @@ static int write_usage_row(struct sim *s, const struct acc_row *r)
     return tly_ledger_step_done(s->out->l, st);
 }
 
+static const char *hardware_category(const struct tly_hardware *hw, int64_t t)
+{
+    const char *category = tly_hardware_category(hw, t);
+    return category ? category : "none";
+}
+
 /* The discrepancy row of a day-bucketed accumulator (semantics §10 "Discrepancy rows"). */
 static int row_discrepancy(struct sim *s, const struct acc_row *r)
 {
@@ -554,7 +560,7 @@ static int row_discrepancy(struct sim *s, const struct acc_row *r)
                      d->category, s->edition);
         else
             snprintf(detail, sizeof detail, "hardware '%.64s' is priced for category '%s'",
-                     d->hardware ? d->hardware : "", tly_hardware_category(d->hw, r->first_ts));
+                     r->hardware ? r->hardware : "", hardware_category(r->hw, r->first_ts));
         break;
     case ACC_OVERRUN:
         snprintf(detail, sizeof detail, "ran %lld s after it was stopped for credits",

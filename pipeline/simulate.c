@@ -168,6 +168,23 @@ static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
     c->err = sim_acc(c->s, ACC_LATE, c->dep, -1, from, charge, to - from, 0, 1, c->s->open_start);
 }
 
+/* A not-chargeable segment; its row names the hardware of the date's first one. */
+static int acc_not_chargeable(struct sim *s, struct dep *d, int64_t charge, int64_t secs)
+{
+    struct acc_row *r;
+    int err = sim_acc(s, ACC_NOT_CHARGEABLE, (int)(d - s->deps), -1, d->seg_start, charge, secs, 0, 1,
+                      d->seg_start);
+
+    if (err)
+        return err;
+    r = &s->rows[d->last_acc[ACC_NOT_CHARGEABLE]];
+    if (!r->hardware) {
+        r->hardware = d->hardware ? d->hardware : "";
+        r->hw = d->hw;
+    }
+    return TLY_OK;
+}
+
 /*
  * Ends the open segment of 'd' at 't' (accrual up to t is already consumed)
  * and books it by UTC date: chargeable time as usage, unpriced time and
@@ -196,7 +213,7 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
         int64_t secs = t - d->seg_start;
         charge = d->seg_rate == TLY_UNPRICED ? 0 : tly_charge(d->seg_rate, secs);
         if (!d->seg_billable)
-            err = sim_acc(s, ACC_NOT_CHARGEABLE, idx, -1, d->seg_start, charge, secs, 0, 1, d->seg_start);
+            err = acc_not_chargeable(s, d, charge, secs);
         else if (d->seg_rate == TLY_UNPRICED)
             err = sim_acc(s, ACC_UNPRICED, idx, -1, d->seg_start, 0, secs, 0, 0, d->seg_start);
         else

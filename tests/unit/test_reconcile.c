@@ -274,6 +274,24 @@ static void test_odd_lifecycle_rows_and_scale_by_deploy(void **state)
     done(l);
 }
 
+/* §10 "Not chargeable": the row names the hardware that was not chargeable, not the last one */
+static void test_not_chargeable_names_its_hardware(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.g", "guardrail", 1000000);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", 100 * TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "deploy", "m1", "gpu.g");
+    dep(l, "a1", "e2", "2026-10-02T02:00:00Z", "model", "scale", "m1", "gpu.none");
+    reconcile(l, "2026-10-03T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'not_chargeable' AND credits ="
+                            " 2000000 AND detail = 'hardware ''gpu.g'' is priced for category ''guardrail'''"), 1);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'unpriced'"), 1);
+    assert_int_equal(one(l, "SELECT used FROM statements WHERE pool = 'credits'"), 0);
+    done(l);
+}
+
 /* ------------------------------------------------- §10 same-ts order */
 
 /* credits apply before runs at one instant, so the run is not exhausted */
@@ -466,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
         cmocka_unit_test(test_odd_lifecycle_rows_and_scale_by_deploy),
+        cmocka_unit_test(test_not_chargeable_names_its_hardware),
         cmocka_unit_test(test_same_instant_credits_before_runs),
         cmocka_unit_test(test_free_grant_expires_and_banner),
         cmocka_unit_test(test_late_usage_posted_into_open_cycle),
