@@ -1253,7 +1253,10 @@ static const char *const csv_header[] = {
     "account_id", "item", "pool", "threshold", "ts", "recipient", "digest", NULL,
 };
 
-/* outputs.md notifications.csv: the items of this as-of's digests, as ordered in them. */
+/*
+ * outputs.md notifications.csv: the items of this as-of's digests, rows
+ * sorted by their first columns (the CSV convention), then oldest first.
+ */
 static int write_csv(struct notify *nx, const char *path)
 {
     struct csvout *w = NULL;
@@ -1263,7 +1266,7 @@ static int write_csv(struct notify *nx, const char *path)
     if ((err = tly_ledger_prepare(nx->l,
             "SELECT d.account_id, i.item, i.pool, i.threshold, i.ts, d.recipient, d.message_id"
             " FROM digests d JOIN items i ON i.digest_id = d.id WHERE d.as_of = ?"
-            " ORDER BY d.account_id, i.ts, i.id", &st)))
+            " ORDER BY d.account_id, i.item, i.pool, i.threshold, i.ts, i.id", &st)))
         return err;
     if ((err = csvout_open(path, csv_header, &w))) {
         sqlite3_finalize(st);
