@@ -7,11 +7,13 @@
  * allocated per row: values point into the reader's arena and are bound
  * SQLITE_STATIC for the one step that uses them.
  *
- * Duplicates (inputs.md "Duplicates") cost nothing in the common case:
- * INSERT ... ON CONFLICT DO NOTHING, and only when sqlite3_changes() says
- * the id was there already is the row in force read back and compared,
- * column by column on the normalised values (instants as seconds, amounts
- * as micro-credits), to tell a duplicate from a conflict.
+ * Duplicates (inputs.md "Duplicates") cost little in the common case:
+ * credits and deployments INSERT ... ON CONFLICT DO NOTHING, and only when
+ * sqlite3_changes() says the id was there already is the row in force read
+ * back; runs are looked up by their id key first (insert_event; why, in
+ * pipeline/README.md "Loading").  The row in force is compared column by
+ * column on the normalised values (instants as seconds, amounts as
+ * micro-credits), to tell a duplicate from a conflict.
  *
  * Decisions where the spec is silent (documented in pipeline/README.md):
  *   - adjust amounts may be negative but not 0 (a zero adjust means nothing
@@ -235,7 +237,8 @@ struct ing {
     sqlite3_stmt *stage_ins, *stage_sel;    /* staged_runs, see stage_run */
     long staged;                            /* runs of the current file in staged_runs */
     /* counters of this bundle (added to the stats at commit) */
-    long loaded, duplicates, quarantined, superseded, shown;
+    long loaded, duplicates, quarantined, superseded;
+    long row_rejects, printed;      /* printed: named on stderr (kept by a reload) */
     /* what the manifest check needs */
     struct seen_file *seen;
     size_t nseen, seen_cap;
@@ -418,8 +421,12 @@ static int add_reject(struct ing *g, const char *file, long line, const char *re
         sqlite3_bind_int64(st, 6, g->bundle_id);
     else
         sqlite3_bind_null(st, 6);
-    if (line > 0 && g->shown++ < REJECTS_SHOWN && !said_before(g, reason))
+    if (line > 0)
+        g->row_rejects++;
+    if (line > 0 && g->printed < REJECTS_SHOWN && !said_before(g, reason)) {
+        g->printed++;
         tly_note("'%s' entry '%s' line %ld: %s", g->name, file, line, reason);
+    }
     return tly_ledger_step_done(g->l, st);
 }
 
@@ -749,11 +756,10 @@ static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind 
 
 /*
  * Runs into a ledger that holds runs already are staged, then inserted in
- * id order at the end of their file (insert_staged_runs).  Event ids are
- * random UUIDs in real exports: in file order each insert into the unique
- * id index lands on a random page of an index far larger than the cache,
- * and a night of 340k runs took 10 s; in id order each page is visited
- * once.  The order changes no outcome: rows of one id keep their file
+ * key order at the end of their file (insert_staged_runs).  Event ids are
+ * random UUIDs in real exports: in file order each insert into the id
+ * index lands on a random page of an index far larger than the cache, and
+ * a night of 340k runs took 10 s; in key order each page is visited once.  The order changes no outcome: rows of one id keep their file
  * order, so the first still stays in force.
  */
 static int stage_run(struct ing *g, const struct tly_csv_row *row, const struct bind *b)
@@ -1518,6 +1524,7 @@ static int load_row_by_row(struct ing *g)
     struct tly_ledger *l = g->l;
     const struct tly_settings *s = g->s;
     const char *name = g->name;
+    long printed = g->printed;
 
     ing_release(g);
     memset(g, 0, sizeof *g);
@@ -1525,6 +1532,7 @@ static int load_row_by_row(struct ing *g)
     g->s = s;
     g->name = name;
     g->reloading = 1;
+    g->printed = printed;
     return prepare_all(g);
 }
 
@@ -1586,8 +1594,8 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
         return err;
     if (g->rej_code[0])
         return record_rejected(g, hex, st);
-    if (g->shown > REJECTS_SHOWN)
-        tly_note("'%s': %ld more rejects not shown here", g->name, g->shown - REJECTS_SHOWN);
+    if (g->row_rejects > g->printed)
+        tly_note("'%s': %ld more rejects not shown here", g->name, g->row_rejects - g->printed);
     st->bundles_loaded++;
     st->rows_loaded += g->loaded;
     st->duplicates += g->duplicates;

@@ -29,6 +29,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+/* tly_ledger_run_key's values are stored, and XXH3's output is frozen from 0.8.0 on */
+#if XXH_VERSION_NUMBER < 800
+#error "libxxhash 0.8.0 or later is needed"
+#endif
+
 static const char *const migrations[] = {
     /* 1: the initial schema */
     "CREATE TABLE bundles("

@@ -232,11 +232,10 @@ static void assert_runs_indexes(struct fx *f)
  * duplicate id inside it makes the load start over row by row, with the
  * same figures, rejects and skipped files as a row-by-row load, said once.
  */
-static void test_ingest_bulk_load_with_duplicates(void **state)
+static void put_bulk_duplicates(struct fx *f, const char *b)
 {
-    struct fx *f = *state;
-    put(f, "b1", "README.txt", "not data\n");
-    put(f, "b1", "runs.csv",
+    put(f, b, "README.txt", "not data\n");
+    put(f, b, "runs.csv",
         "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
         "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1,Support,,ok\n"
         "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,ok\n"
@@ -244,6 +243,12 @@ static void test_ingest_bulk_load_with_duplicates(void **state)
         "r1,acc-1,2026-09-20T12:00:00+02:00,agent,ag-1,Support,,ok\n"  /* duplicate */
         "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,,,failed\n"          /* conflict */
         "r3,acc-1,2026-09-21T11:00:00Z,agent,ag-1,,,ok\n");
+}
+
+static void test_ingest_bulk_load_with_duplicates(void **state)
+{
+    struct fx *f = *state;
+    put_bulk_duplicates(f, "b1");
     assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
     assert_int_equal(f->st.rows_loaded, 3);
     assert_int_equal(f->st.duplicates, 1);
@@ -718,6 +723,37 @@ static void test_ingest_out_of_memory_is_clean(void **state)
     assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 1);
 }
 
+/* the bulk pass and its reload (ingest.c load_row_by_row) fail cleanly at every allocation */
+static void test_ingest_bulk_reload_out_of_memory_is_clean(void **state)
+{
+    struct fx *f = *state;
+    int rc = -1;
+    put_bulk_duplicates(f, "b1");
+    for (long n = 1; n < 100000; n++) {
+        tly_alloc_fail_at(n);
+        rc = ingest(f, "b1");
+        tly_alloc_fail_at(0);
+        if (rc != TLY_ERR_NOMEM)
+            break;
+        assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 0);
+        assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 0);
+        assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 0);
+        assert_runs_indexes(f);
+    }
+    assert_int_equal(rc, TLY_QUARANTINED);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 2);
+    assert_run_day_sums_runs(f);
+}
+
+/* ledger.h: run keys are stored in ledgers, so their values never change */
+static void test_ingest_run_key_is_fixed(void **state)
+{
+    struct fx *f = *state;
+    assert_true(tly_ledger_run_key("acc-1", 5, "r1", 2) == -5777049797921921772LL);
+    assert_true(q_int(f, "SELECT tally_run_key('acc-1', 'r1')") == -5777049797921921772LL);
+}
+
 static void test_ingest_options_sorted(void **state)
 {
     (void)state;
@@ -732,6 +768,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_with_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_builds_indexes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_collision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_run_key_is_fixed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_accounts_latest_updated_at, setup, teardown),
