@@ -282,6 +282,18 @@ static const char *const migrations[] = {
     "UPDATE runs SET id_key = tally_run_key(account_id, event_id);"
     "DROP INDEX runs_by_id;"
     "CREATE INDEX runs_by_id ON runs(id_key);",
+
+    /*
+     * 10 (reconcile): every night reads each account's deployment events in
+     * time order, from its first (the lifecycle of closed time is replayed).
+     * The rows of one account are scattered over the table in arrival
+     * order, so that was one table lookup per event, from pages the night's
+     * ingest had pushed out of the cache: 40% of a night's reconcile.  This
+     * index holds every column the read needs, in its order.
+     */
+    "CREATE INDEX deployments_by_time ON deployments(account_id, ts, event_id, category, action,"
+    "  resource_id, resource_name, owner, deployment_id, deployment_name, deployment_type, hardware,"
+    "  units, replicas, model_type, language, language_version, endpoint);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
