@@ -700,38 +700,17 @@ static void test_ingest_max_rows_per_file(void **state)
 }
 
 /*
- * Fault injection (style.md §14): failing the Nth allocation gives a clean
- * TLY_ERR_NOMEM, nothing half-loaded, and the retry loads everything once.
+ * Fault injection (style.md §14): failing the Nth allocation, for N = 1, 2,
+ * ... until the ingest of 'bundle' gets through, gives a clean
+ * TLY_ERR_NOMEM each time, with nothing half-loaded and both runs indexes
+ * in place.  Returns the status of the ingest that got through.
  */
-static void test_ingest_out_of_memory_is_clean(void **state)
+static int ingest_through_every_failure(struct fx *f, const char *bundle)
 {
-    struct fx *f = *state;
     int rc = -1;
-    put_good(f, "b1");
     for (long n = 1; n < 100000; n++) {
         tly_alloc_fail_at(n);
-        rc = ingest(f, "b1");
-        tly_alloc_fail_at(0);
-        if (rc != TLY_ERR_NOMEM)
-            break;
-        assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 0);
-        assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 0);
-        assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 0);
-    }
-    assert_int_equal(rc, TLY_OK);
-    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
-    assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 1);
-}
-
-/* the bulk pass and its reload (ingest.c load_row_by_row) fail cleanly at every allocation */
-static void test_ingest_bulk_reload_out_of_memory_is_clean(void **state)
-{
-    struct fx *f = *state;
-    int rc = -1;
-    put_bulk_duplicates(f, "b1");
-    for (long n = 1; n < 100000; n++) {
-        tly_alloc_fail_at(n);
-        rc = ingest(f, "b1");
+        rc = ingest(f, bundle);
         tly_alloc_fail_at(0);
         if (rc != TLY_ERR_NOMEM)
             break;
@@ -740,7 +719,24 @@ static void test_ingest_bulk_reload_out_of_memory_is_clean(void **state)
         assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 0);
         assert_runs_indexes(f);
     }
-    assert_int_equal(rc, TLY_QUARANTINED);
+    return rc;
+}
+
+static void test_ingest_out_of_memory_is_clean(void **state)
+{
+    struct fx *f = *state;
+    put_good(f, "b1");
+    assert_int_equal(ingest_through_every_failure(f, "b1"), TLY_OK);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM bundles"), 1);
+}
+
+/* the bulk pass and its reload (ingest.c load_row_by_row) fail as cleanly */
+static void test_ingest_bulk_reload_out_of_memory_is_clean(void **state)
+{
+    struct fx *f = *state;
+    put_bulk_duplicates(f, "b1");
+    assert_int_equal(ingest_through_every_failure(f, "b1"), TLY_QUARANTINED);
     assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
     assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 2);
     assert_run_day_sums_runs(f);
