@@ -1053,7 +1053,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
     reset(w->q[Q_RUNS]);
     if (err || (err = enforce_overruns(&s)))
         goto out;
-    if (s.overflow) {
+    if (s.overflow || s.wallet[POOL_CREDITS].overflow || s.wallet[POOL_RUNS].overflow) {
         err = tly_error(TLY_ERR_INPUT, "account '%s': a credit sum overflowed 64 bits", account_id);
         goto out;
     }

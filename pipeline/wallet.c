@@ -38,10 +38,14 @@ static int draws_before(const struct tly_lot *a, int64_t expires_at, int64_t ts,
 int tly_wallet_grant(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
                      int64_t expires_at, int64_t amount)
 {
-    int64_t pay = amount < w->debt ? amount : w->debt;
+    int64_t pay = amount < w->debt ? amount : w->debt, available;
     size_t at = w->nlots;
     struct tly_lot *lot;
 
+    if (__builtin_add_overflow(w->available, amount - pay, &available)) {
+        w->overflow = 1;
+        return TLY_OK;
+    }
     /* "a later grant first pays the debt, then the rest is available" */
     w->debt -= pay;
     if (tly_grow(&w->lots, &w->cap, w->nlots + 1, sizeof *w->lots))
@@ -60,19 +64,24 @@ int tly_wallet_grant(struct tly_wallet *w, const char *txn_id, const char *type,
     lot->ts = ts;
     lot->expires_at = expires_at;
     lot->remaining = amount - pay;
-    w->available += lot->remaining;
+    w->available = available;
     return TLY_OK;
 }
 
 void tly_wallet_draw(struct tly_wallet *w, int64_t amount)
 {
+    int64_t debt;
+
     for (size_t i = 0; i < w->nlots && amount > 0; i++) {
         int64_t take = w->lots[i].remaining < amount ? w->lots[i].remaining : amount;
         w->lots[i].remaining -= take;
         w->available -= take;
         amount -= take;
     }
-    w->debt += amount;
+    if (__builtin_add_overflow(w->debt, amount, &debt))
+        w->overflow = 1;
+    else
+        w->debt = debt;
 }
 
 int64_t tly_wallet_expire(struct tly_wallet *w, int64_t t)

@@ -30,6 +30,8 @@ struct tly_wallet {
     size_t nlots, cap;
     int64_t available;          /* Σ remaining, kept in step */
     int64_t debt;               /* ≥ 0 */
+    int overflow;               /* a grant or draw would have wrapped 64 bits and was
+                                   left out: the caller refuses the account (exit 65) */
 };
 
 void tly_wallet_init(struct tly_wallet *w);

@@ -181,6 +181,25 @@ static void test_wallet_debt_paid_by_next_grant(void **state)
     tly_wallet_release(&w);
 }
 
+/* inputs.md "Decimals": a sum that would wrap is flagged and left out, never wrapped */
+static void test_wallet_overflow_flagged_not_wrapped(void **state)
+{
+    struct tly_wallet w;
+    (void)state;
+    tly_wallet_init(&w);
+    assert_int_equal(tly_wallet_grant(&w, "a", "topup", 1, TLY_NEVER, INT64_MAX - 10), 0);
+    assert_int_equal(tly_wallet_grant(&w, "b", "topup", 2, TLY_NEVER, 11), 0);
+    assert_int_equal(w.overflow, 1);
+    assert_true(tly_wallet_balance(&w) == INT64_MAX - 10);
+    tly_wallet_release(&w);
+    tly_wallet_init(&w);
+    tly_wallet_draw(&w, INT64_MAX);
+    tly_wallet_draw(&w, 1);
+    assert_int_equal(w.overflow, 1);
+    assert_true(w.debt == INT64_MAX);
+    tly_wallet_release(&w);
+}
+
 /* ---------------------------------------------------------------- §4 */
 
 static void test_cycle_anchor_31_through_february(void **state)
@@ -480,6 +499,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wallet_draws_earliest_expiry_first),
         cmocka_unit_test(test_wallet_debt_paid_by_next_grant),
+        cmocka_unit_test(test_wallet_overflow_flagged_not_wrapped),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
