@@ -225,9 +225,19 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
 
 /* ------------------------------------------------------------- accrual */
 
-static int64_t pending_at(const struct sim *s, int64_t t)
+/*
+ * The accrual not yet consumed, and the figures it moves, are summed in 128
+ * bits and saturated: past int64 an account is refused anyway (its used
+ * overflows in add()), and the bisections that ask must not wrap first.
+ */
+static int64_t saturate(__int128 v)
 {
-    int64_t sum = 0;
+    return v > INT64_MAX ? INT64_MAX : v < -INT64_MAX ? -INT64_MAX : (int64_t)v;
+}
+
+static __int128 pending_at(const struct sim *s, int64_t t)
+{
+    __int128 sum = 0;
     for (size_t i = 0; i < s->nactive; i++) {
         const struct dep *d = &s->deps[s->active[i]];
         if (d->seg_billable && d->seg_rate != TLY_UNPRICED)
@@ -238,12 +248,12 @@ static int64_t pending_at(const struct sim *s, int64_t t)
 
 int64_t sim_balance_at(const struct sim *s, int64_t t)
 {
-    return tly_wallet_balance(&s->wallet[POOL_CREDITS]) - pending_at(s, t);
+    return saturate(tly_wallet_balance(&s->wallet[POOL_CREDITS]) - pending_at(s, t));
 }
 
 int64_t sim_used_at(const struct sim *s, int64_t t)
 {
-    return s->stmt[POOL_CREDITS].used + pending_at(s, t);
+    return saturate(s->stmt[POOL_CREDITS].used + pending_at(s, t));
 }
 
 static int accruing(const struct sim *s)
