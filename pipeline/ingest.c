@@ -759,8 +759,9 @@ static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind 
  * key order at the end of their file (insert_staged_runs).  Event ids are
  * random UUIDs in real exports: in file order each insert into the id
  * index lands on a random page of an index far larger than the cache, and
- * a night of 340k runs took 10 s; in key order each page is visited once.  The order changes no outcome: rows of one id keep their file
- * order, so the first still stays in force.
+ * a night of 340k runs took 10 s; in key order each page is visited once.
+ * The order changes no outcome: rows of one id keep their file order, so
+ * the first still stays in force.
  */
 static int stage_run(struct ing *g, const struct tly_csv_row *row, const struct bind *b)
 {
