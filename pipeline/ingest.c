@@ -1440,13 +1440,14 @@ static int insert_bundle(struct ing *g, const char *hex)
  * index to look in), so a duplicate inside the bundle shows as two equal
  * keys once the index is built: the bundle is rolled back and read again
  * row by row (load_row_by_row), which tells duplicates from conflicts as
- * always.  Everything is inside the bundle's transaction, so a rollback
- * restores the indexes.  They are rebuilt from their stored definitions:
- * ledger.c stays the only place they are spelled.
+ * always.  bulk_plan decides before the bundle's transaction, since the
+ * journal mode can change only outside one (the writer lock keeps the table
+ * as it read it); the indexes are dropped inside it, so a rollback restores
+ * them.  They are rebuilt from their stored definitions: ledger.c stays the
+ * only place they are spelled.
  */
-static int bulk_begin(struct ing *g)
+static int bulk_plan(struct ing *g)
 {
-    static const char *const names[2] = { "runs_by_id", "runs_by_time" };
     sqlite3_stmt *q;
     int rc, err;
 
@@ -1467,8 +1468,20 @@ static int bulk_begin(struct ing *g)
         }
     }
     sqlite3_finalize(q);
-    if (rc != SQLITE_ROW)
-        return tly_ledger_error(g->l, "reading runs");
+    return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading runs");
+}
+
+static int is_bulk(const struct ing *g)
+{
+    return g->index_sql[0] || g->index_sql[1];
+}
+
+/* Inside the bundle's transaction, so a rollback restores them. */
+static int bulk_begin(struct ing *g)
+{
+    static const char *const names[2] = { "runs_by_id", "runs_by_time" };
+    int err;
+
     for (int i = 0; i < 2; i++) {
         char drop[64];
         snprintf(drop, sizeof drop, "DROP INDEX %s", names[i]);
@@ -1505,7 +1518,7 @@ static int bulk_end(struct ing *g)
 {
     int err, restored;
 
-    if (!g->index_sql[0] && !g->index_sql[1])
+    if (!is_bulk(g))
         return TLY_OK;
     err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -32768");
     if (!err && g->index_sql[0] && !(err = tly_ledger_exec(g->l, g->index_sql[0])))
@@ -1540,9 +1553,11 @@ static int load_row_by_row(struct ing *g)
 /*
  * One pass over the bundle in its own transaction: committed when it
  * loaded; rolled back when it was rejected (g->rej_code) or a bulk pass
- * met duplicate ids (g->bulk_duplicates).
+ * met duplicate ids (g->bulk_duplicates).  A bulk pass runs under the
+ * rollback journal (tly_ledger_append_journal), and the ledger is back in
+ * WAL mode whatever its outcome.
  */
-static int load(struct ing *g, const char *path, const char *hex, struct tly_ingest_stats *st)
+static int load_pass(struct ing *g, const char *path, const char *hex, struct tly_ingest_stats *st)
 {
     int err;
 
@@ -1566,6 +1581,21 @@ static int load(struct ing *g, const char *path, const char *hex, struct tly_ing
 fail:
     tly_ledger_rollback(g->l);
     return err;
+}
+
+static int load(struct ing *g, const char *path, const char *hex, struct tly_ingest_stats *st)
+{
+    int err, restored;
+
+    if ((err = bulk_plan(g)))
+        return err;
+    if (!is_bulk(g))
+        return load_pass(g, path, hex, st);
+    if ((err = tly_ledger_append_journal(g->l, 1)))
+        return err;
+    err = load_pass(g, path, hex, st);
+    restored = tly_ledger_append_journal(g->l, 0);
+    return err ? err : restored;
 }
 
 static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)

@@ -455,6 +455,25 @@ void tly_ledger_rollback(struct tly_ledger *l)
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/*
+ * In WAL mode every page of a transaction is written twice: to the WAL,
+ * then into the file by the checkpoint.  A rollback journal keeps only the
+ * pages that existed when the transaction began; pages added to the end of
+ * the file are written once, and a rollback truncates them away.  A first
+ * load of 10M runs is 2 GB of new pages, so it takes 17% less time this
+ * way.  It is as safe: a killed load leaves a hot journal that the next
+ * open rolls back before anything reads the file, and synchronous=FULL
+ * gives the journal the power-loss safety WAL has with NORMAL.  What it
+ * costs is concurrency, and there is none to lose: every Tally command
+ * holds the writer lock, and an outside reader (the sqlite3 shell) waits
+ * out a first load instead of reading beside it.
+ */
+int tly_ledger_append_journal(struct tly_ledger *l, int on)
+{
+    return tly_ledger_exec(l, on ? "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL"
+                                 : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL");
+}
+
 int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out)
 {
     if (sqlite3_prepare_v2(l->db, sql, -1, out, NULL) != SQLITE_OK) {

@@ -47,6 +47,13 @@ int tly_ledger_begin(struct tly_ledger *l);
 int tly_ledger_commit(struct tly_ledger *l);
 void tly_ledger_rollback(struct tly_ledger *l);
 
+/*
+ * A load of mostly new pages (a first load) runs faster under a rollback
+ * journal: on = 1 switches to it, on = 0 back to WAL.  Outside a
+ * transaction only; see ledger.c for why it is safe.
+ */
+int tly_ledger_append_journal(struct tly_ledger *l, int on);
+
 /* Statements: prepare (error reported), and step-and-check helpers. */
 int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out);
 int tly_ledger_exec(struct tly_ledger *l, const char *sql);   /* no parameters */

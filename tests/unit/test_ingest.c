@@ -219,12 +219,14 @@ static void test_ingest_duplicate_and_conflict(void **state)
     assert_run_day_sums_runs(f);
 }
 
-/* Both runs indexes, as ledger.c defines them, are in place. */
+/* Both runs indexes, as ledger.c defines them, are in place, in WAL mode. */
 static void assert_runs_indexes(struct fx *f)
 {
     assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
                               " AND name IN ('runs_by_id', 'runs_by_time')"), 2);
     assert_string_equal(q_text(f, "PRAGMA integrity_check"), "ok");
+    /* even after a bulk pass, run under the rollback journal (tly_ledger_append_journal) */
+    assert_string_equal(q_text(f, "PRAGMA journal_mode"), "wal");
 }
 
 /*
