@@ -193,7 +193,8 @@ static int one_overrun(struct sim *s, const struct stop_record *st)
             end = ev->ts;
         } else if (!strcmp(ev->action, "scale")) {
             evidence = 1;
-            tly_meter_span(hw, units * replicas, from, ev->ts, overrun_segment, &c);
+            if (tly_meter_span(hw, units * replicas, from, ev->ts, overrun_segment, &c))
+                s->overflow = 1;
             from = ev->ts;
             if (ev->hardware)
                 hw = tly_card_find(s->card, ev->hardware);
@@ -208,7 +209,8 @@ static int one_overrun(struct sim *s, const struct stop_record *st)
     }
     if (!evidence)
         return TLY_OK;
-    tly_meter_span(hw, units * replicas, from, end ? end : s->as_of, overrun_segment, &c);
+    if (tly_meter_span(hw, units * replicas, from, end ? end : s->as_of, overrun_segment, &c))
+        s->overflow = 1;
     return c.err;
 }
 

@@ -126,18 +126,16 @@ const char *tly_hardware_category(const struct tly_hardware *hw, int64_t t)
     return hw && hw->nprices ? hw->prices[0].category : NULL;
 }
 
-int64_t tly_accrued(int64_t rate_per_hour, int64_t seg_start, int64_t t)
-{
-    return tly_charge(rate_per_hour, t - seg_start);
-}
-
-void tly_meter_span(const struct tly_hardware *hw, int64_t mult, int64_t from, int64_t to,
-                    tly_segment_fn fn, void *ctx)
+int tly_meter_span(const struct tly_hardware *hw, int64_t mult, int64_t from, int64_t to,
+                   tly_segment_fn fn, void *ctx)
 {
     while (from < to) {
-        int64_t cut = tly_next_cut(hw, from), end = cut < to ? cut : to;
+        int64_t cut = tly_next_cut(hw, from), end = cut < to ? cut : to, rate;
         const struct tly_price *p = tly_price_at(hw, from);
-        fn(ctx, from, end, p ? tly_charge(p->per_hour * mult, end - from) : TLY_UNPRICED);
+        if (p && tly_segment_rate(p->per_hour, mult, &rate))
+            return -1;
+        fn(ctx, from, end, p ? tly_charge(rate, end - from) : TLY_UNPRICED);
         from = end;
     }
+    return 0;
 }

@@ -50,18 +50,15 @@ int64_t tly_next_cut(const struct tly_hardware *hw, int64_t t);
 /* The rate-card category of a hardware (the row in force at t, else its first). */
 const char *tly_hardware_category(const struct tly_hardware *hw, int64_t t);
 
-/* A segment's accrued charge at t (semantics §2 accrual formula). */
-int64_t tly_accrued(int64_t rate_per_hour, int64_t seg_start, int64_t t);
-
-
 /*
  * Meters [from, to) at 'mult' × the hardware's price (units × replicas),
  * cutting at midnights and price bounds, and calls 'fn' for every segment
  * with its charge, or TLY_UNPRICED where the card has no price.  Used where
  * time is metered without charging it: overruns, late-data comparisons.
+ * Returns -1, metering no further, at a rate tly_segment_rate refuses.
  */
 typedef void (*tly_segment_fn)(void *ctx, int64_t from, int64_t to, int64_t charge);
-void tly_meter_span(const struct tly_hardware *hw, int64_t mult, int64_t from, int64_t to,
-                    tly_segment_fn fn, void *ctx);
+int tly_meter_span(const struct tly_hardware *hw, int64_t mult, int64_t from, int64_t to,
+                   tly_segment_fn fn, void *ctx);
 
 #endif

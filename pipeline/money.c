@@ -122,6 +122,25 @@ int64_t tly_charge(int64_t rate_per_hour, int64_t seconds)
     return q;
 }
 
+/*
+ * Segments are cut at every UTC midnight, so no charge is asked of a rate
+ * for more than a day; the bound leaves room for 40.  What must fit 64 bits
+ * is the charge r x s / 3600, not r x s, which tly_charge forms in 128 bits
+ * when it must.  Within inputs.md's bounds a rate is at most 10^15 micro-
+ * credits an hour (10,000 credits x 100,000), far inside the bound; only a
+ * scale that combines units and replicas from different rows can pass it,
+ * and that account is refused (exit 65) rather than wrapped.
+ */
+int tly_segment_rate(int64_t per_hour, int64_t multiplier, int64_t *rate)
+{
+    __int128 r = (__int128)per_hour * multiplier;
+
+    if (r < 0 || r > INT64_MAX / (40LL * 24))
+        return -1;
+    *rate = (int64_t)r;
+    return 0;
+}
+
 int64_t tly_pct_used(int64_t part, int64_t whole)
 {
     if (whole <= 0)

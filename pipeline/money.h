@@ -35,6 +35,12 @@ int64_t tly_div_half_up(__int128 num, int64_t den);
 int64_t tly_charge(int64_t rate_per_hour, int64_t seconds);
 
 /*
+ * A segment's rate, per_hour x multiplier (units x replicas), into *rate;
+ * -1 when it is too large for a charge of 40 days to fit int64 (money.c).
+ */
+int tly_segment_rate(int64_t per_hour, int64_t multiplier, int64_t *rate);
+
+/*
  * Percentage in hundredths: 100 * part / whole, half-up to 2 decimals.
  * A whole <= 0 gives 10000 when part > 0 (used) else 0 (spec §10); callers
  * of "remaining" percentages pass used=0 semantics via tly_pct_remaining.

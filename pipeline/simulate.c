@@ -124,18 +124,8 @@ static int start_segment(struct sim *s, struct dep *d, int64_t t)
     d->seg_start = t;
     d->seg_end = cut < s->as_of ? cut : s->as_of;
     d->seg_rate = TLY_UNPRICED;
-    if (p) {
-        /*
-         * per_hour ≤ 10^10 µ and units × replicas ≤ 10^5 fit int64, but a
-         * scale can combine a units and a replicas that were each in bounds
-         * into more: refuse (exit 65) rather than wrap.
-         */
-        __int128 rate = (__int128)p->per_hour * d->units * (d->is_job ? 1 : d->replicas);
-        if (rate > INT64_MAX / (40LL * 24 * 3600))
-            s->overflow = 1;
-        else
-            d->seg_rate = (int64_t)rate;
-    }
+    if (p && tly_segment_rate(p->per_hour, sim_dep_multiplier(d), &d->seg_rate))
+        s->overflow = 1;
     d->seg_billable = segment_billable(d, t);
     d->seg_consumed = 0;
     if (tly_grow(&s->active, &s->active_cap, s->nactive + 1, sizeof *s->active))
@@ -199,7 +189,8 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
     if (!s->charging) {
         if (d->late_flag && segment_billable(d, d->seg_start) && t > d->seg_start) {
             struct late_ctx c = { s, idx, TLY_OK };
-            tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t, late_segment, &c);
+            if (tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t, late_segment, &c))
+                s->overflow = 1;
             return c.err;
         }
         return TLY_OK;

@@ -54,6 +54,27 @@ static void test_round_half_even_ties(void **state)
     assert_int_equal(tly_charge(125000, 68801), 2388924);
 }
 
+/*
+ * inputs.md "Decimals" bounds a rate at 10,000 credits/h x 100,000 = 10^15
+ * micro-credits/h.  A 3 h segment at that rate forms r x s = 1.08 x 10^19,
+ * past int64 (semantics §1: computed in 128 bits), and costs 3 x 10^15.
+ */
+static void test_charge_at_the_largest_rate(void **state)
+{
+    int64_t rate = -1;
+    (void)state;
+    assert_int_equal(tly_segment_rate(10000000000LL, 100000, &rate), 0);
+    assert_true(rate == 1000000000000000LL);
+    assert_true(tly_charge(rate, 3 * 3600) == 3000000000000000LL);
+    assert_true(tly_charge(rate, 86400) == 24000000000000000LL);
+    /* a day's charge of 1 s less: 10^15 x 86,399 / 3600 = 23,999,722,222,222,222.2 */
+    assert_true(tly_charge(rate, 86399) == 23999722222222222LL);
+    /* a scale combining units and replicas of different rows: 10^20 µ/h, refused */
+    assert_int_equal(tly_segment_rate(10000000000LL, 10000000000LL, &rate), -1);
+    assert_int_equal(tly_segment_rate(INT64_MAX / (40LL * 24), 1, &rate), 0);
+    assert_int_equal(tly_segment_rate(INT64_MAX / (40LL * 24) + 1, 1, &rate), -1);
+}
+
 static void test_pct_half_up(void **state)
 {
     (void)state;
@@ -90,6 +111,7 @@ int main(void)
         cmocka_unit_test(test_decimal_to_micro),
         cmocka_unit_test(test_decimal_rejects),
         cmocka_unit_test(test_round_half_even_ties),
+        cmocka_unit_test(test_charge_at_the_largest_rate),
         cmocka_unit_test(test_pct_half_up),
         cmocka_unit_test(test_format),
     };

@@ -293,6 +293,54 @@ static void test_odd_lifecycle_rows_and_scale_by_deploy(void **state)
     done(l);
 }
 
+static void dep_sized(struct tly_ledger *l, const char *ev, const char *when, const char *action,
+                      const char *hw, int64_t units, int64_t replicas)
+{
+    sql(l, "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
+           " deployment_id, hardware, units, replicas, file_id, line) VALUES('a1', '%s', %lld, 'model',"
+           " '%s', 'm1', 'm1', %s%s%s, %lld, %lld, 1, 2)", ev, (long long)ts(when), action,
+        hw ? "'" : "", hw ? hw : "NULL", hw ? "'" : "", (long long)units, (long long)replicas);
+}
+
+/*
+ * §1, §2: the largest rate inputs.md allows (10,000 credits/h x units 100 x
+ * replicas 1,000 = 10^9 credits/h) is charged exactly, though r x s passes
+ * 64 bits within the hour: 3 h cost 3 x 10^9 credits.  Only a scale that
+ * combines in-bound units and replicas of different rows into 10^20 µ/h is
+ * refused (exit 65).
+ */
+static void test_largest_rate_charged_exactly(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.max", "model", 10000 * TLY_MICRO);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "topup", 4000000000LL * TLY_MICRO, NULL);
+    dep_sized(l, "e1", "2026-10-02T00:00:00Z", "deploy", "gpu.max", 100, 1000);
+    dep_sized(l, "e2", "2026-10-02T03:00:00Z", "undeploy", NULL, 0, 0);
+    reconcile(l, "2026-10-03T00:00:00Z");
+    assert_true(one(l, "SELECT used_models FROM statements WHERE pool = 'credits'") == 3000000000LL * TLY_MICRO);
+    done(l);
+}
+
+static void test_rate_past_int64_refused(void **state)
+{
+    struct tly_ledger *l = fresh();
+    struct tly_reconcile_opts o = { .as_of = ts("2026-10-03T00:00:00Z"), .grace_seconds = 48 * 3600,
+                                    .finetune_min = 25 * TLY_MICRO, .close_cycles = 1 };
+    struct tly_reconcile_stats st;
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.max", "model", 10000 * TLY_MICRO);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "topup", 1000 * TLY_MICRO, NULL);
+    dep_sized(l, "e1", "2026-10-02T00:00:00Z", "deploy", "gpu.max", 1, 100000);
+    dep_sized(l, "e2", "2026-10-02T01:00:00Z", "scale", NULL, 100000, 0);
+    assert_int_equal(tly_ledger_begin(l), TLY_OK);
+    assert_int_equal(tly_reconcile(l, &o, &st), TLY_ERR_INPUT);
+    tly_ledger_rollback(l);
+    done(l);
+}
+
 /* §10 "Not chargeable": the row names the hardware that was not chargeable, not the last one */
 static void test_not_chargeable_names_its_hardware(void **state)
 {
@@ -500,6 +548,8 @@ int main(void)
         cmocka_unit_test(test_wallet_draws_earliest_expiry_first),
         cmocka_unit_test(test_wallet_debt_paid_by_next_grant),
         cmocka_unit_test(test_wallet_overflow_flagged_not_wrapped),
+        cmocka_unit_test(test_largest_rate_charged_exactly),
+        cmocka_unit_test(test_rate_past_int64_refused),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
