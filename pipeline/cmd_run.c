@@ -133,7 +133,8 @@ static int write_runjson(struct run *r, const char *dir)
     };
     int n = r->nbundles < 256 ? r->nbundles : 256;
     return tly_runjson_write(dir, r->as_of, counts, (int)(sizeof counts / sizeof counts[0]),
-                             r->bundles, r->sha, n, r->stages, NSTAGES);
+                             r->bundles, r->sha, n, r->ingest.skipped, r->ingest.files_skipped,
+                             r->stages, NSTAGES);
 }
 
 static void summary(const struct run *r, double seconds)

@@ -95,14 +95,15 @@ static int list_outputs(const char *root, const char *rel, json_t *out)
 int tly_runjson_write(const char *dir, int64_t as_of,
                       const struct tly_runjson_count *counts, int ncounts,
                       char *const *bundles, char *const *bundle_sha, int nbundles,
+                      char *const *skipped, long nskipped,
                       const struct tly_runjson_stage *stages, int nstages)
 {
     json_t *root = json_object(), *c = json_object(), *in = json_array(), *out = json_array(),
-           *st = json_array();
+           *st = json_array(), *sk = json_array();
     char when[TLY_TS_LEN], path[4096];
     int err = TLY_OK;
 
-    if (!root || !c || !in || !out || !st) {
+    if (!root || !c || !in || !out || !st || !sk) {
         err = tly_error(TLY_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -112,6 +113,8 @@ int tly_runjson_write(const char *dir, int64_t as_of,
     for (int i = 0; i < nbundles; i++)
         json_array_append_new(in, json_pack("{s:s, s:s}", "bundle", bundles[i], "sha256",
                                             bundle_sha[i] ? bundle_sha[i] : ""));
+    for (long i = 0; i < nskipped; i++)
+        json_array_append_new(sk, json_string(skipped[i]));
     for (int i = 0; i < nstages; i++)
         json_array_append_new(st, json_pack("{s:s, s:f}", "stage", stages[i].name, "seconds",
                                             stages[i].seconds));
@@ -121,6 +124,7 @@ int tly_runjson_write(const char *dir, int64_t as_of,
     json_object_set_new(root, "as_of", json_string(when));
     json_object_set(root, "counts", c);
     json_object_set(root, "inputs", in);
+    json_object_set(root, "skipped_files", sk);
     json_object_set(root, "outputs", out);
     json_object_set(root, "stages", st);
     snprintf(path, sizeof path, "%s/run.json", dir);
@@ -132,5 +136,6 @@ done:
     json_decref(in);
     json_decref(out);
     json_decref(st);
+    json_decref(sk);
     return err;
 }

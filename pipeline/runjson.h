@@ -3,9 +3,13 @@
  * (spec outputs.md "Command line").
  *
  *   {"version", "as_of", "counts": {...}, "inputs": [{"bundle", "sha256"}],
- *    "outputs": [{"file", "sha256"}], "stages": [{"stage", "seconds"}]}
+ *    "skipped_files": ["BUNDLE: PATH"], "outputs": [{"file", "sha256"}],
+ *    "stages": [{"stage", "seconds"}]}
  *
- * "outputs" lists every other file under the directory, sorted by path.
+ * "skipped_files" names the files counted in counts.files_skipped, as
+ * stderr does (inputs.md: skipped files are "listed in the command's
+ * summary and in run.json").  "outputs" lists every other file under the
+ * directory, sorted by path.
  * Built with Debian's jansson (key order preserved); SHA-256 by nettle.
  */
 #ifndef TLY_RUNJSON_H
@@ -26,6 +30,7 @@ struct tly_runjson_stage {
 int tly_runjson_write(const char *dir, int64_t as_of,
                       const struct tly_runjson_count *counts, int ncounts,
                       char *const *bundles, char *const *bundle_sha, int nbundles,
+                      char *const *skipped, long nskipped,
                       const struct tly_runjson_stage *stages, int nstages);
 
 /* SHA-256 of a file's bytes as lowercase hex (hex[65]). */

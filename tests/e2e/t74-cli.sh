@@ -12,7 +12,9 @@
 #     exits 65 with nothing committed and no DIR; `rates` exits 65 and the
 #     card in force stays;
 #   - every command's stderr ends with a non-empty line (the one-line
-#     summary, a "tally: " line, when the command succeeds).
+#     summary, a "tally: " line, when the command succeeds);
+#   - a skipped file is named on stderr and in run.json's skipped_files;
+#   - a header naming a column twice warns "repeated column", and the first counts.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -166,6 +168,26 @@ summary 0 "notify" --db "$db" notify --outbox "$tmp/box"
 summary 0 "balance" --db "$db" balance gale-northwind
 [ -s "$tmp/out" ] || problem "balance wrote nothing to stdout"
 summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
+# inputs.md: skipped files are "listed in the command's summary and in run.json"
+rm_db "$db"; rm -rf "$tmp/dir" "$tmp/skip"
+cp -r "$F/agent-platform" "$tmp/skip"
+echo "not data" >"$tmp/skip/README.txt"
+t 3 "run with a skipped file (agent-platform quarantines rows)" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" \
+    --as-of 2026-11-05T00:00:00Z "$tmp/skip"
+grep -q "^tally: .*'skip': skipped 'README.txt'" "$tmp/err" || problem "skipped file: not named on stderr"
+listed=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
+print(j["counts"]["files_skipped"], json.dumps(j["skipped_files"]))' "$tmp/dir/run.json" 2>&1)
+[ "$listed" = '1 ["skip: README.txt"]' ] || problem "skipped file: run.json lists '$listed'"
+
+# a column named twice: the first counts, the second is ignored with a warning saying so
+rm_db "$db"; mkdir -p "$tmp/twice"
+printf 'event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome,kind\n%s\n' \
+    'r1,a1,2026-10-01T00:00:00Z,agent,ag-1,,,ok,robot' >"$tmp/twice/runs.csv"
+t 0 "ingest with a column named twice" --db "$db" ingest "$tmp/twice"
+grep -q "^tally: .*'runs.csv': repeated column 'kind' ignored" "$tmp/err" ||
+    problem "column named twice: no 'repeated column' warning: $(head -1 "$tmp/err")"
+[ "$(sqlite3 "$db" 'select kind from runs')" = agent ] || problem "column named twice: the first did not count"
+
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
 [ -s "$tmp/out" ] || problem "config wrote nothing to stdout"
