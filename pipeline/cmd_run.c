@@ -49,6 +49,7 @@ struct run {
     struct tly_report_opts window;      /* parsed before anything is committed */
     struct tly_runjson_stage stages[NSTAGES];
     int64_t as_of;
+    int as_of_known;                    /* given, or resolved after ingest */
 };
 
 static int stage_ingest(struct run *r, enum tly_err *status)
@@ -139,8 +140,9 @@ static int write_runjson(struct run *r, const char *dir)
 
 static void summary(const struct run *r, double seconds)
 {
-    char when[TLY_TS_LEN];
-    tly_format_ts(when, r->as_of);
+    char when[TLY_TS_LEN] = "not known";
+    if (r->as_of_known)
+        tly_format_ts(when, r->as_of);
     tly_note("as-of %s, %d bundles (%ld loaded, %ld already ingested, %ld rejected), %ld rows loaded,"
              " %ld duplicates, %ld quarantined, %ld files skipped, %ld accounts reported,"
              " %ld digests (%ld new), %.1f s",
@@ -186,6 +188,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
         return err;
+    r.as_of_known = r.a.as_of != NULL;
 
     /* a refused rate card stops the run before anything is committed */
     tly_clock(&t0);
@@ -200,6 +203,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     r.stages[ST_INGEST] = (struct tly_runjson_stage){ "ingest", tly_elapsed(&t0) };
     if (!r.a.as_of && (err = tly_resolve_as_of(ctx, NULL, &r.as_of)))
         goto done;
+    r.as_of_known = 1;
 
     tly_clock(&t0);
     tly_progress("run: reconcile");

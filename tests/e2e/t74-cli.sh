@@ -120,6 +120,7 @@ rm_db "$db"; rm -rf "$tmp/dir"
 t 64 "run with no --as-of and a bundle without manifest" --db "$db" run --rates "$F/rates.csv" \
     --out "$tmp/dir" "$F/agent-platform"
 [ -e "$tmp/dir" ] && problem "run with no --as-of (no manifest): created DIR"
+grep -q "as-of not known," "$tmp/err" || problem "run with no --as-of (no manifest): summary: $(tail -n 1 "$tmp/err")"
 rm_db "$db"; rm -rf "$tmp/dir"
 t 64 "report with no --as-of on an empty ledger" --db "$db" report --out "$tmp/dir"
 [ -e "$tmp/dir" ] && problem "report with no --as-of: created DIR"
