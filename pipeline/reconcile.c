@@ -1023,6 +1023,19 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         err = ledger_err(w, "reading closes");
         goto out;
     }
+    /*
+     * §10: the current cycle holds as-of − 1 s.  A closed cycle keeps only
+     * its final figures (§8), so an as-of inside one cannot be explained:
+     * say so rather than show the next cycle's figures as if current.
+     */
+    if (s.open_start != INT64_MIN && o->as_of < s.open_start) {
+        char when[TLY_TS_LEN];
+        tly_format_ts(when, s.open_start);
+        err = tly_error(TLY_ERR_USAGE, "account '%s': the as-of is inside a closed cycle; closed cycles"
+                        " keep only their final statements, so the as-of must be %s or later",
+                        account_id, when);
+        goto out;
+    }
     if ((err = load_devs(&s, marks[1])) ||
         (err = load_credits(&s, marks[0] >= 0 ? marks[0] : INT64_MAX)))
         goto out;
