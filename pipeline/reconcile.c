@@ -29,7 +29,7 @@
 enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
-    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED,
+    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE,
     W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
@@ -79,6 +79,7 @@ static const char *const sql[NQ] = {
                     " WHERE account_id = ?1 AND day = ?2",
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
                       " WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
+    [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start) FROM statements WHERE account_id = ?1 AND frozen = 1",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
@@ -466,37 +467,40 @@ static int is_frozen(const struct sim *s, int64_t post_ts)
     return post_ts < s->new_closed_end;
 }
 
-static int write_statements(struct sim *s)
+static int write_statement(struct sim *s, const struct statement *m, enum pool p)
 {
     sqlite3_stmt *st = s->out->q[W_STATEMENT];
+    int64_t closing = m->opening + m->granted - m->used - m->adjusted - m->expired - m->late;
+    static const enum cat order[] = { CAT_MODEL, CAT_FINETUNE, CAT_GUARDRAIL, CAT_SCRIPT,
+                                      CAT_OCR, CAT_BROWSER };
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pool_names[p], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, tly_day_of(m->cycle_start));
+    sqlite3_bind_int64(st, 4, tly_day_of(m->cycle_end));
+    sqlite3_bind_text(st, 5, m->closed ? "closed" : "open", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, m->opening);
+    sqlite3_bind_int64(st, 7, m->granted);
+    sqlite3_bind_int64(st, 8, m->used);
+    for (int c = 0; c < NCAT; c++)
+        sqlite3_bind_int64(st, 9 + c, p == POOL_CREDITS ? m->used_cat[order[c]] : 0);
+    sqlite3_bind_int64(st, 15, p == POOL_RUNS ? m->used : 0);
+    sqlite3_bind_int64(st, 16, m->adjusted);
+    sqlite3_bind_int64(st, 17, m->expired);
+    sqlite3_bind_int64(st, 18, m->late);
+    sqlite3_bind_int64(st, 19, closing);
+    sqlite3_bind_int64(st, 20, closing < 0 ? closing : 0);
+    sqlite3_bind_int(st, 21, m->closed);
+    return tly_ledger_step_done(s->out->l, st);
+}
+
+static int write_statements(struct sim *s)
+{
     int err;
 
-    for (size_t i = 0; i < s->nstmts; i++) {
-        const struct statement *m = &s->stmts[i];
-        enum pool p = (enum pool)(i % NPOOL);
-        int64_t closing = m->opening + m->granted - m->used - m->adjusted - m->expired - m->late;
-        static const enum cat order[] = { CAT_MODEL, CAT_FINETUNE, CAT_GUARDRAIL, CAT_SCRIPT,
-                                          CAT_OCR, CAT_BROWSER };
-        sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, pool_names[p], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, tly_day_of(m->cycle_start));
-        sqlite3_bind_int64(st, 4, tly_day_of(m->cycle_end));
-        sqlite3_bind_text(st, 5, m->closed ? "closed" : "open", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 6, m->opening);
-        sqlite3_bind_int64(st, 7, m->granted);
-        sqlite3_bind_int64(st, 8, m->used);
-        for (int c = 0; c < NCAT; c++)
-            sqlite3_bind_int64(st, 9 + c, p == POOL_CREDITS ? m->used_cat[order[c]] : 0);
-        sqlite3_bind_int64(st, 15, p == POOL_RUNS ? m->used : 0);
-        sqlite3_bind_int64(st, 16, m->adjusted);
-        sqlite3_bind_int64(st, 17, m->expired);
-        sqlite3_bind_int64(st, 18, m->late);
-        sqlite3_bind_int64(st, 19, closing);
-        sqlite3_bind_int64(st, 20, closing < 0 ? closing : 0);
-        sqlite3_bind_int(st, 21, m->closed);
-        if ((err = tly_ledger_step_done(s->out->l, st)))
+    for (size_t i = 0; i < s->nstmts; i++)
+        if ((err = write_statement(s, &s->stmts[i], (enum pool)(i % NPOOL))))
             return err;
-    }
     return TLY_OK;
 }
 
@@ -960,6 +964,41 @@ static int64_t first_event(struct sim *s)
     return first;
 }
 
+/*
+ * §10: "Statements cover every cycle from the one holding the account's
+ * first event".  Events dated before the first closed cycle can arrive
+ * after it closed: they are late, posted into the earliest open cycle (§8),
+ * and the cycles they fall in held nothing when the first one closed.
+ * Those cycles are written as a run would have closed them then: closed,
+ * frozen and all zero, ending where the first closed cycle starts (its
+ * opening was 0, so the chain of closings still holds).
+ */
+static int write_empty_early_cycles(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_FIRST_CYCLE];
+    int64_t first = first_event(s), known = INT64_MIN, day;
+    int rc, err = TLY_OK;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        known = sqlite3_column_int64(st, 0);
+    reset(st);
+    if (rc != SQLITE_ROW)
+        return ledger_err(s->out, "reading statements");
+    if (first == INT64_MAX || known == INT64_MIN)
+        return TLY_OK;
+    for (day = tly_cycle_containing(s->anchor_day, tly_day_of(first)); !err && day < known;) {
+        int64_t next = tly_cycle_next(s->anchor_day, day);
+        struct statement empty = { .cycle_start = day * TLY_DAY_SECONDS, .closed = 1 };
+        next = next < known ? next : known;
+        empty.cycle_end = next * TLY_DAY_SECONDS;
+        for (int p = 0; p < NPOOL && !err; p++)
+            err = write_statement(s, &empty, (enum pool)p);
+        day = next;
+    }
+    return err;
+}
+
 static int account(struct sim_out *w, const struct tly_card *card, const char *account_id,
                    struct tly_reconcile_stats *stats)
 {
@@ -1070,7 +1109,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         err = tly_error(TLY_ERR_INPUT, "account '%s': a credit sum overflowed 64 bits", account_id);
         goto out;
     }
-    if ((err = write_results(&s)))
+    if ((err = write_results(&s)) || (marks[0] >= 0 && (err = write_empty_early_cycles(&s))))
         goto out;
     stats->accounts++;
     for (size_t i = 0; i < s.nstmts; i += NPOOL)
