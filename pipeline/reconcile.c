@@ -985,7 +985,8 @@ static int write_empty_early_cycles(struct sim *s)
     reset(st);
     if (rc != SQLITE_ROW)
         return ledger_err(s->out, "reading statements");
-    if (first == INT64_MAX || known == INT64_MIN)
+    /* (with an anchor changed since, the first event's cycle may start early though the event does not) */
+    if (first == INT64_MAX || known == INT64_MIN || tly_day_of(first) >= known)
         return TLY_OK;
     for (day = tly_cycle_containing(s->anchor_day, tly_day_of(first)); !err && day < known;) {
         int64_t next = tly_cycle_next(s->anchor_day, day);

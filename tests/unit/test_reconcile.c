@@ -341,6 +341,37 @@ static void test_rate_past_int64_refused(void **state)
     done(l);
 }
 
+/*
+ * §10 "Statements cover every cycle from the one holding the account's
+ * first event": a late event before the first closed cycle adds its cycle,
+ * closed and all zero (reconcile.c write_empty_early_cycles), shaped by the
+ * anchor in force and cut where the first closed cycle starts; an anchor
+ * changed since adds nothing by itself.
+ */
+static void test_late_event_before_first_cycle_adds_its_statement(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    credit(l, "a1", "g1", "2026-10-05T00:00:00Z", "credits", "grant", 10 * TLY_MICRO, NULL);
+    reconcile(l, "2026-11-10T00:00:00Z");                       /* October closes */
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM statements WHERE state = 'closed'"), 2);
+    /* the anchor moves to the 15th: October stays as it closed, nothing before it */
+    sql(l, "UPDATE accounts SET cycle_anchor = %lld", (long long)tly_day_of(ts("2026-10-15T00:00:00Z")));
+    reconcile(l, "2026-11-11T00:00:00Z");
+    assert_int_equal(one(l, "SELECT MIN(cycle_start) FROM statements"), tly_day_of(ts("2026-10-01T00:00:00Z")));
+    /* a top-up dated Sep 20 arrives: the cycle holding it, Sep 15 to Oct 1, is listed, empty */
+    credit(l, "a1", "t1", "2026-09-20T00:00:00Z", "credits", "topup", 5 * TLY_MICRO, NULL);
+    reconcile(l, "2026-11-12T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM statements WHERE cycle_start = %lld AND cycle_end = %lld"
+                            " AND state = 'closed' AND frozen = 1 AND opening = 0 AND granted = 0 AND closing = 0",
+                         (long long)tly_day_of(ts("2026-09-15T00:00:00Z")),
+                         (long long)tly_day_of(ts("2026-10-01T00:00:00Z"))), 2);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM statements WHERE cycle_start < %lld",
+                         (long long)tly_day_of(ts("2026-09-15T00:00:00Z"))), 0);
+    done(l);
+}
+
 /* §10 "Not chargeable": the row names the hardware that was not chargeable, not the last one */
 static void test_not_chargeable_names_its_hardware(void **state)
 {
@@ -550,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_wallet_overflow_flagged_not_wrapped),
         cmocka_unit_test(test_largest_rate_charged_exactly),
         cmocka_unit_test(test_rate_past_int64_refused),
+        cmocka_unit_test(test_late_event_before_first_cycle_adds_its_statement),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
