@@ -29,7 +29,7 @@
 enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
-    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE,
+    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_UNPRICED,
     W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
@@ -80,6 +80,8 @@ static const char *const sql[NQ] = {
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
                       " WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
     [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start) FROM statements WHERE account_id = ?1 AND frozen = 1",
+    [Q_FROZEN_UNPRICED] = "SELECT DISTINCT category, deployment_id, ts FROM discrepancies"
+                          " WHERE account_id = ?1 AND kind = 'unpriced' AND frozen = 1",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
@@ -434,6 +436,23 @@ static int subtract_frozen_usage(struct sim *s)
             r->kind = NACC;             /* nothing late for that day */
     }
     return TLY_OK;
+}
+
+/* Closed days that were unpriced at their close, to be charged once priced (sim_mark_unpriced). */
+static int load_frozen_unpriced(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_FROZEN_UNPRICED];
+    int rc, err = TLY_OK;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        err = sim_mark_unpriced(s, (const char *)sqlite3_column_text(st, 0),
+                                (const char *)sqlite3_column_text(st, 1),
+                                tly_day_of(sqlite3_column_int64(st, 2)));
+    reset(st);
+    if (!err && rc != SQLITE_DONE)
+        err = ledger_err(s->out, "reading unpriced time");
+    return err;
 }
 
 /* Late runs per runnable and date, from the bundles loaded since the close ('bundle_mark'). */
@@ -887,6 +906,7 @@ static void sim_release(struct sim *s)
         tly_free(s->late_key_store[i]);
     tly_free(s->late_key_store);
     tly_strmap_release(&s->late_keys);
+    tly_strmap_release(&s->unpriced_days);
     for (size_t i = 0; i < s->nfrozen_stops; i++)
         tly_free(s->frozen_stops[i].key);
     tly_free(s->frozen_stops);
@@ -1081,7 +1101,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         goto out;
     if (marks[0] >= 0) {
         if ((err = load_snapshot(&s)) || (err = load_frozen_stops(&s)) ||
-            (err = sim_replay_closed(&s)) || (err = subtract_frozen_usage(&s)) ||
+            (err = load_frozen_unpriced(&s)) || (err = sim_replay_closed(&s)) || (err = subtract_frozen_usage(&s)) ||
             (err = load_late_runs(&s, marks[2])))
             goto out;
         start = s.open_start;

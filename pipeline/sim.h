@@ -93,9 +93,16 @@ struct dep {
     int seg_billable;                           /* charged (vs. only metered) */
     int64_t seg_consumed;
     /* phase 1: meter closed time for late-data comparison */
-    int late_flag;
+    int late_flag;                              /* enum late */
     int last_acc[NACC];
 };
+
+/*
+ * Why a deployment's closed time is metered again (sim_replay_closed): it
+ * has late events (every closed day), or closed days that were unpriced at
+ * their close and may be priced now (those days only, sim_mark_unpriced).
+ */
+enum late { LATE_NONE, LATE_EVENTS, LATE_UNPRICED };
 
 struct runnable {
     char *map_key;              /* "kind\x1fresource_id", the index's key */
@@ -176,8 +183,9 @@ struct sim {
     long quiet_days;                            /* days applied from run_day */
     struct frozen_stop *frozen_stops;           /* stops of closed cycles, by time */
     size_t nfrozen_stops;
-    struct tly_strmap late_keys;                /* deps with late events (value unused) */
-    char **late_key_store;
+    struct tly_strmap late_keys;                /* deps whose closed time is re-metered (enum late) */
+    struct tly_strmap unpriced_days;            /* "key\x1fday" of closed days that were unpriced */
+    char **late_key_store;                      /* owns the keys of both maps */
     size_t nlate_keys, late_key_cap;
     int overflow;                               /* a sum left int64: exit 65 */
     int *active;                                /* deps with an open segment */
@@ -208,6 +216,8 @@ int64_t sim_dep_multiplier(const struct dep *d);
 int sim_seg_open(const struct sim *s, const struct dep *d);
 const char *sim_dep_key_category(const struct dep_event *ev);
 int sim_replay_closed(struct sim *s);
+/* A closed day 'day' on which deployment (category, deployment_id) ran unpriced. */
+int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t day);
 int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struct runnable **out);
 
 /* enforce.c */

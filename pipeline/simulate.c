@@ -150,10 +150,21 @@ struct late_ctx {
     int err;
 };
 
+static int was_unpriced(const struct sim *s, const struct dep *d, int64_t day)
+{
+    char key[512];
+    snprintf(key, sizeof key, "%s\x1f%lld", d->key, (long long)day);
+    return tly_strmap_get(&s->unpriced_days, key) >= 0;
+}
+
 static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
 {
     struct late_ctx *c = ctx;
+    const struct dep *d = &c->s->deps[c->dep];
     if (charge == TLY_UNPRICED || c->err)
+        return;
+    /* a day that was priced when it closed is not priced again (decisions, pipeline/README.md) */
+    if (d->late_flag == LATE_UNPRICED && !was_unpriced(c->s, d, tly_day_of(from)))
         return;
     c->err = sim_acc(c->s, ACC_LATE, c->dep, -1, from, charge, to - from, 0, 1, c->s->open_start);
 }
@@ -383,7 +394,9 @@ static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_
     d->chargeable = edition_has(s, d->category);
     d->last_deployed = d->last_updated = -1;
     d->first_ts = ev->ts;
-    d->late_flag = tly_strmap_get(&s->late_keys, key) >= 0;
+    d->late_flag = tly_strmap_get(&s->late_keys, key);
+    if (d->late_flag < 0)
+        d->late_flag = LATE_NONE;
     for (int k = 0; k < NACC; k++)
         d->last_acc[k] = -1;
     s->ndeps++;                         /* owns 'key' from here: freed with the sim */
@@ -1067,6 +1080,17 @@ static int apply_frozen_stops(struct sim *s, size_t *si, int64_t upto)
     return TLY_OK;
 }
 
+/* The maps borrow their keys; the sim owns them in late_key_store, freed with it. */
+static int keep_key(struct sim *s, char *key)
+{
+    if (tly_grow(&s->late_key_store, &s->late_key_cap, s->nlate_keys + 1, sizeof *s->late_key_store)) {
+        tly_free(key);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    s->late_key_store[s->nlate_keys++] = key;
+    return TLY_OK;
+}
+
 static int mark_late_keys(struct sim *s)
 {
     for (size_t i = 0; i < s->ndevs; i++) {
@@ -1077,29 +1101,50 @@ static int mark_late_keys(struct sim *s)
             continue;
         if ((err = join_key(&key, sim_dep_key_category(ev), ev->deployment_id)))
             return err;
-        if (tly_strmap_get(&s->late_keys, key) >= 0) {
+        if (tly_strmap_get(&s->late_keys, key) == LATE_EVENTS) {
             tly_free(key);
             continue;
         }
-        /* the map borrows its keys; the sim owns them in late_key_store */
-        if (tly_grow(&s->late_key_store, &s->late_key_cap, s->nlate_keys + 1,
-                     sizeof *s->late_key_store)) {
-            tly_free(key);
-            return tly_error(TLY_ERR_NOMEM, "out of memory");
-        }
-        s->late_key_store[s->nlate_keys++] = key;
-        if ((err = tly_strmap_put(&s->late_keys, key, 1)))
+        if ((err = keep_key(s, key)) || (err = tly_strmap_put(&s->late_keys, key, LATE_EVENTS)))
             return err;
     }
     return TLY_OK;
 }
 
 /*
- * Closed time (before the first open cycle) is replayed for the lifecycle
- * only: which deployments run at the open start, with what, and their stops
- * (frozen actions).  Deployments with late events are also metered, so the
- * caller can compare with what their closed cycles charged (§8).
+ * inputs.md "rates.csv": unpriced time is charged by the first run after
+ * the rate card covers it, as a late charge when its cycle has closed.
+ * reconcile.c names the closed days that were unpriced at their close;
+ * those days alone are metered again (late_segment), and what they cost
+ * now beyond their frozen usage is the late charge (§8).
  */
+int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t day)
+{
+    char *key, *day_key;
+    size_t n;
+    int err;
+
+    if ((err = join_key(&key, category, deployment_id)))
+        return err;
+    n = strlen(key) + 24;
+    if (!(day_key = tly_malloc(n))) {
+        tly_free(key);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    }
+    snprintf(day_key, n, "%s\x1f%lld", key, (long long)day);
+    if ((err = keep_key(s, day_key)) || (err = tly_strmap_put(&s->unpriced_days, day_key, 1))) {
+        tly_free(key);
+        return err;
+    }
+    if (tly_strmap_get(&s->late_keys, key) >= 0) {
+        tly_free(key);
+        return TLY_OK;
+    }
+    if ((err = keep_key(s, key)))
+        return err;
+    return tly_strmap_put(&s->late_keys, key, LATE_UNPRICED);
+}
+
 int sim_replay_closed(struct sim *s)
 {
     size_t di = 0, si = 0;

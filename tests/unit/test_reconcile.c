@@ -372,6 +372,50 @@ static void test_late_event_before_first_cycle_adds_its_statement(void **state)
     done(l);
 }
 
+/*
+ * inputs.md "rates.csv": unpriced time is charged by "the first run after
+ * the rate card covers it ... as a late charge when that cycle has
+ * closed" (§8).  gr-1 ran Sep 29 00:00-04:00 on unpriced cpu.late; gr-2
+ * ran Sep 28 00:00-01:00 on cpu.std at 1/h.  September closes at Oct 3.
+ * A card pricing cpu.late at 0.25/h and raising cpu.std to 2/h charges
+ * 4 h x 0.25 = 1 credit late into October, once, and leaves the priced
+ * day of gr-2 as it closed.
+ */
+static void test_unpriced_closed_time_charged_late_once_priced(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "cpu.std", "guardrail", 1000000);
+    credit(l, "a1", "g1", "2026-09-01T00:00:00Z", "credits", "topup", 10 * TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-09-28T00:00:00Z", "guardrail", "deploy", "gr-2", "cpu.std");
+    dep(l, "a1", "e2", "2026-09-28T01:00:00Z", "guardrail", "undeploy", "gr-2", NULL);
+    dep(l, "a1", "e3", "2026-09-29T00:00:00Z", "guardrail", "deploy", "gr-1", "cpu.late");
+    dep(l, "a1", "e4", "2026-09-29T04:00:00Z", "guardrail", "undeploy", "gr-1", NULL);
+    reconcile(l, "2026-10-03T00:00:00Z");
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits' AND state = 'closed'"),
+                     9 * TLY_MICRO);
+    /* the new card */
+    sql(l, "UPDATE rates SET credits_per_hour = 2000000 WHERE hardware = 'cpu.std'");
+    rate(l, "cpu.late", "guardrail", 250000);
+    reconcile(l, "2026-10-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT late FROM statements WHERE pool = 'credits' AND state = 'open'"), TLY_MICRO);
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits' AND state = 'open'"),
+                     8 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'late_charge' AND credits = %lld"
+                            " AND deployment_id = 'gr-1'", (long long)TLY_MICRO), 1);
+    /* October closes with it; November does not charge it again */
+    reconcile(l, "2026-11-03T00:00:00Z");
+    reconcile(l, "2026-11-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT late FROM statements WHERE pool = 'credits' AND cycle_start = %lld",
+                         (long long)tly_day_of(ts("2026-10-01T00:00:00Z"))), TLY_MICRO);
+    assert_int_equal(one(l, "SELECT late FROM statements WHERE pool = 'credits' AND cycle_start = %lld",
+                         (long long)tly_day_of(ts("2026-11-01T00:00:00Z"))), 0);
+    assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits' AND cycle_start = %lld",
+                         (long long)tly_day_of(ts("2026-11-01T00:00:00Z"))), 8 * TLY_MICRO);
+    done(l);
+}
+
 /* §10 "Not chargeable": the row names the hardware that was not chargeable, not the last one */
 static void test_not_chargeable_names_its_hardware(void **state)
 {
@@ -582,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_largest_rate_charged_exactly),
         cmocka_unit_test(test_rate_past_int64_refused),
         cmocka_unit_test(test_late_event_before_first_cycle_adds_its_statement),
+        cmocka_unit_test(test_unpriced_closed_time_charged_late_once_priced),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
