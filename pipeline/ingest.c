@@ -795,7 +795,7 @@ static int insert_staged_runs(struct ing *g)
     sqlite3_stmt *q = g->stage_sel;
     struct bind b[MAX_BINDS];
     struct tly_csv_row row;
-    int rc = SQLITE_DONE, err = TLY_OK;
+    int rc = SQLITE_DONE, err = TLY_OK, restored;
 
     if (!g->staged)
         return TLY_OK;
@@ -804,8 +804,10 @@ static int insert_staged_runs(struct ing *g)
      * is faster and holds 60 MiB less at night than in lists of the cache's size */
     if ((err = tly_ledger_exec(g->l, "PRAGMA cache_size = -4096")))
         return err;
-    rc = sqlite3_step(q);
-    if ((err = tly_ledger_exec(g->l, "PRAGMA cache_size = " TLY_LEDGER_CACHE)))
+    if ((rc = sqlite3_step(q)) != SQLITE_ROW && rc != SQLITE_DONE)
+        err = tly_ledger_error(g->l, "sorting staged runs");  /* before the pragma resets the message */
+    restored = tly_ledger_exec(g->l, "PRAGMA cache_size = " TLY_LEDGER_CACHE);
+    if (!err && (err = restored))
         rc = SQLITE_DONE;
     for (; !err && rc == SQLITE_ROW; rc = sqlite3_step(q)) {
         for (int i = 0; i < R_BINDS; i++)
@@ -1574,8 +1576,8 @@ static int load_row_by_row(struct ing *g)
  * One pass over the bundle in its own transaction: committed when it
  * loaded; rolled back when it was rejected (g->rej_code) or a bulk pass
  * met duplicate ids (g->bulk_duplicates).  A bulk pass runs under the
- * rollback journal (tly_ledger_append_journal), and the ledger is back in
- * WAL mode whatever its outcome.
+ * rollback journal when it can (tly_ledger_append_journal), and the ledger
+ * goes back to WAL mode whatever its outcome.
  */
 static int load_pass(struct ing *g, const char *path, const char *hex, struct tly_ingest_stats *st)
 {
@@ -1605,17 +1607,15 @@ fail:
 
 static int load(struct ing *g, const char *path, const char *hex, struct tly_ingest_stats *st)
 {
-    int err, restored;
+    int err, journal;
 
     if ((err = bulk_plan(g)))
         return err;
-    if (!is_bulk(g))
-        return load_pass(g, path, hex, st);
-    if ((err = tly_ledger_append_journal(g->l, 1)))
-        return err;
+    journal = is_bulk(g) && tly_ledger_append_journal(g->l);
     err = load_pass(g, path, hex, st);
-    restored = tly_ledger_append_journal(g->l, 0);
-    return err ? err : restored;
+    if (journal)
+        tly_ledger_wal_again(g->l);
+    return err;
 }
 
 static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)

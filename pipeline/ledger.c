@@ -463,15 +463,39 @@ void tly_ledger_rollback(struct tly_ledger *l)
  * load of 10M runs is 2 GB of new pages, so it takes 17% less time this
  * way.  It is as safe: a killed load leaves a hot journal that the next
  * open rolls back before anything reads the file, and synchronous=FULL
- * gives the journal the power-loss safety WAL has with NORMAL.  What it
- * costs is concurrency, and there is none to lose: every Tally command
- * holds the writer lock, and an outside reader (the sqlite3 shell) waits
- * out a first load instead of reading beside it.
+ * gives the journal the power-loss safety WAL has with NORMAL.
+ *
+ * It is only an optimisation, so it never fails a load.  Leaving WAL needs
+ * the file to itself: with another connection open (a sqlite3 shell) the
+ * pragma reports "wal" or an error, and the load runs in WAL as before.
+ * Going back can meet a reader too, after the bundle is committed: that is
+ * a warning, and the next open goes back to WAL.
  */
-int tly_ledger_append_journal(struct tly_ledger *l, int on)
+static int journal_mode(struct tly_ledger *l, const char *pragma, const char *want)
 {
-    return tly_ledger_exec(l, on ? "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL"
-                                 : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL");
+    sqlite3_stmt *st;
+    int got;
+
+    if (sqlite3_prepare_v2(l->db, pragma, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    got = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+          !strcmp((const char *)sqlite3_column_text(st, 0), want);
+    sqlite3_finalize(st);
+    return got;
+}
+
+int tly_ledger_append_journal(struct tly_ledger *l)
+{
+    return journal_mode(l, "PRAGMA journal_mode=DELETE", "delete") &&
+           sqlite3_exec(l->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) == SQLITE_OK;
+}
+
+void tly_ledger_wal_again(struct tly_ledger *l)
+{
+    if (!journal_mode(l, "PRAGMA journal_mode=WAL", "wal") ||
+        sqlite3_exec(l->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        tly_warn("'%s' stays in rollback-journal mode until the next run: %s", l->path,
+                 sqlite3_errmsg(l->db));
 }
 
 int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out)

@@ -49,10 +49,13 @@ void tly_ledger_rollback(struct tly_ledger *l);
 
 /*
  * A load of mostly new pages (a first load) runs faster under a rollback
- * journal: on = 1 switches to it, on = 0 back to WAL.  Outside a
- * transaction only; see ledger.c for why it is safe.
+ * journal.  tly_ledger_append_journal switches to it when nothing else
+ * has the file open, and says whether it did; tly_ledger_wal_again goes
+ * back, warning if it cannot.  Outside a transaction only; neither fails
+ * the caller (ledger.c says why it is safe).
  */
-int tly_ledger_append_journal(struct tly_ledger *l, int on);
+int tly_ledger_append_journal(struct tly_ledger *l);
+void tly_ledger_wal_again(struct tly_ledger *l);
 
 /* Statements: prepare (error reported), and step-and-check helpers. */
 int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out);

@@ -7,7 +7,8 @@
 # and `balance` on the same ledger each exit 75 at once (under a second),
 # with a message, write nothing (the second run's DIR is not created); the
 # first run is still running when they are refused, then completes with its
-# normal exit and the reports of an undisturbed run.
+# normal exit and the reports of an undisturbed run.  A first load with an
+# outside sqlite3 reader open still loads (in WAL mode).
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -75,6 +76,23 @@ for stage in ingest report; do
     "$TALLY" --db "$db" ingest "$first_bundle" </dev/null >/dev/null 2>"$tmp/stderr"; rc=$?
     [ "$rc" = 0 ] || { problems=$((problems + 1)); echo "FAIL: [$stage] ingest after the run exited $rc: $(tail -2 "$tmp/stderr")"; }
 done
+
+# an outside reader (a sqlite3 shell) open during a first load: the load
+# still happens, in WAL mode instead of the rollback journal (ledger.c)
+if command -v sqlite3 >/dev/null 2>&1; then
+    db=$tmp/reader.db
+    "$TALLY" --db "$db" rates "$RATES" </dev/null >/dev/null 2>&1
+    { echo 'SELECT count(*) FROM rates;'; sleep 3; } | sqlite3 "$db" >/dev/null &
+    reader=$!
+    sleep 0.5
+    "$TALLY" --db "$db" ingest "$first_bundle" </dev/null >/dev/null 2>"$tmp/stderr"; rc=$?
+    wait "$reader"
+    case $rc in 0|3) ;; *) problems=$((problems + 1)); echo "FAIL: first load beside a reader exited $rc: $(tail -2 "$tmp/stderr")" ;; esac
+    [ "$(sqlite3 "$db" 'SELECT count(*) FROM bundles')" = 1 ] ||
+        { problems=$((problems + 1)); echo "FAIL: first load beside a reader loaded nothing"; }
+    [ "$(sqlite3 "$db" 'PRAGMA journal_mode')" = wal ] ||
+        { problems=$((problems + 1)); echo "FAIL: the ledger is not in WAL mode after the load"; }
+fi
 
 [ "$problems" = 0 ] || fail "$problems problems (above)"
 echo "ok"
