@@ -276,7 +276,7 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
     }
     if ((err = tly_resolve_as_of(ctx, as_of_text, &as_of)))
         return err;
-    if ((err = tly_stage_reconcile(ctx, as_of, 0, 0, &rs)))
+    if ((err = tly_stage_reconcile(ctx, as_of, 0, 0, argv[0], &rs)))
         return err;
     err = print_overview(ctx->ledger, argv[0], &found);
     if (!err && !found)

@@ -55,7 +55,7 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     ro.account = account;
     ro.scratch_dir = tly_scratch_dir(ctx);
-    if ((err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, &rs)))
+    if ((err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)))
         return err;
     if ((err = tly_outdir_begin(out, &dir)))
         return err;

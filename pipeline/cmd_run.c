@@ -207,7 +207,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
 
     tly_clock(&t0);
     tly_progress("run: reconcile");
-    if ((err = tly_stage_reconcile(ctx, r.as_of, 1, 1, &r.recon)))
+    if ((err = tly_stage_reconcile(ctx, r.as_of, 1, 1, NULL, &r.recon)))
         goto done;
     r.stages[ST_RECONCILE] = (struct tly_runjson_stage){ "reconcile", tly_elapsed(&t0) };
     r.stages[ST_REPORT].name = "report";

@@ -1083,11 +1083,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         err = ledger_err(w, "reading closes");
         goto out;
     }
-    /*
-     * §10: the current cycle holds as-of − 1 s.  A closed cycle keeps only
-     * its final figures (§8), so an as-of inside one cannot be explained:
-     * say so rather than show the next cycle's figures as if current.
-     */
+    /* as_of_after_closes: the same rule for the one account balance asks about */
     if (s.open_start != INT64_MIN && o->as_of < s.open_start) {
         char when[TLY_TS_LEN];
         tly_format_ts(when, s.open_start);
@@ -1161,6 +1157,34 @@ static int max_rowid(struct tly_ledger *l, const char *table, int64_t *out)
     return TLY_OK;
 }
 
+/*
+ * §10: the current cycle holds as-of − 1 s.  A closed cycle keeps only its
+ * final figures (§8), so an as-of inside one cannot be explained: say so,
+ * once, with the as-of that every account can take, rather than show the
+ * next cycle's figures as if current.
+ */
+static int as_of_after_closes(struct tly_ledger *l, int64_t as_of)
+{
+    sqlite3_stmt *st;
+    char when[TLY_TS_LEN];
+    int rc, err;
+
+    if ((err = tly_ledger_prepare(l, "SELECT count(*), max(closed_end), min(account_id) FROM closes"
+                                     " WHERE closed_end > ?1", &st)))
+        return err;
+    sqlite3_bind_int64(st, 1, as_of);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+        tly_format_ts(when, sqlite3_column_int64(st, 1));
+        err = tly_error(TLY_ERR_USAGE, "the as-of is inside a closed cycle of %lld accounts (first '%s');"
+                        " closed cycles keep only their final statements, so the as-of must be %s or later",
+                        (long long)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 2), when);
+    } else if (rc != SQLITE_ROW) {
+        err = tly_ledger_error(l, "reading closes");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
 int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
                   struct tly_reconcile_stats *stats)
 {
@@ -1173,6 +1197,8 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
     memset(stats, 0, sizeof *stats);
     w.l = l;
     w.o = o;
+    if (!o->only_account && (err = as_of_after_closes(l, o->as_of)))
+        return err;
     if ((err = tly_card_load(l, &card)))
         return err;
     if ((err = max_rowid(l, "credits", &w.marks[0])) || (err = max_rowid(l, "deployments", &w.marks[1])) ||
@@ -1195,7 +1221,8 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
             err = tly_error(TLY_ERR_NOMEM, "out of memory");
             break;
         }
-        err = account(&w, &card, id, stats);
+        if (!o->only_account || !strcmp(id, o->only_account))
+            err = account(&w, &card, id, stats);
         tly_free(id);
         if (err)
             break;

@@ -25,6 +25,7 @@ struct tly_reconcile_opts {
     int64_t finetune_min;       /* semantics §6, micro-credits */
     int close_cycles;           /* run and report close cycles; balance does not */
     int every_run;              /* replay quiet days run by run (the differential test) */
+    const char *only_account;   /* balance: reconcile this account alone (NULL: every one) */
 };
 
 struct tly_reconcile_stats {

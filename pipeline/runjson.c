@@ -3,6 +3,7 @@
  */
 #include "runjson.h"
 #include "alloc.h"
+#include "csvread.h"
 #include "error.h"
 #include "timeutil.h"
 
@@ -92,6 +93,29 @@ static int list_outputs(const char *root, const char *rel, json_t *out)
     return err;
 }
 
+/*
+ * A JSON string holds UTF-8 only, and jansson refuses anything else (an
+ * append of that NULL is silently nothing).  Paths and file names from
+ * outside may be Latin-1: their bytes past ASCII become '?', so the entry
+ * is still listed.
+ */
+static json_t *text(const char *s)
+{
+    json_t *j;
+    char *copy;
+
+    if (tly_utf8_valid(s, strlen(s)))
+        return json_string(s);
+    if (!(copy = tly_strdup(s)))
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    tly_free(copy);
+    return j;
+}
+
 int tly_runjson_write(const char *dir, int64_t as_of,
                       const struct tly_runjson_count *counts, int ncounts,
                       char *const *bundles, char *const *bundle_sha, int nbundles,
@@ -111,10 +135,10 @@ int tly_runjson_write(const char *dir, int64_t as_of,
     for (int i = 0; i < ncounts; i++)
         json_object_set_new(c, counts[i].name, json_integer(counts[i].value));
     for (int i = 0; i < nbundles; i++)
-        json_array_append_new(in, json_pack("{s:s, s:s}", "bundle", bundles[i], "sha256",
+        json_array_append_new(in, json_pack("{s:o, s:s}", "bundle", text(bundles[i]), "sha256",
                                             bundle_sha[i] ? bundle_sha[i] : ""));
     for (long i = 0; i < nskipped; i++)
-        json_array_append_new(sk, json_string(skipped[i]));
+        json_array_append_new(sk, text(skipped[i]));
     for (int i = 0; i < nstages; i++)
         json_array_append_new(st, json_pack("{s:s, s:f}", "stage", stages[i].name, "seconds",
                                             stages[i].seconds));

@@ -44,7 +44,7 @@ static int replay_every_run(void)
 }
 
 int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commit,
-                        struct tly_reconcile_stats *st)
+                        const char *only_account, struct tly_reconcile_stats *st)
 {
     struct tly_reconcile_opts o = {
         .as_of = as_of,
@@ -53,6 +53,7 @@ int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commi
         .close_cycles = close,
         /* test hook: the quiet-day shortcut must not change any output */
         .every_run = replay_every_run(),
+        .only_account = only_account,
     };
     int err;
 

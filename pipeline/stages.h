@@ -16,9 +16,12 @@
 int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of);
 /* --grace HOURS over the setting. */
 int tly_apply_grace(struct tly_ctx *ctx, const char *text);
-/* Reconcile as one committed stage ('close' = run/report), or rolled back later (balance). */
+/*
+ * Reconcile as one committed stage ('close' = run/report), or rolled back
+ * later (balance, which names its one account in 'only_account').
+ */
 int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commit,
-                        struct tly_reconcile_stats *st);
+                        const char *only_account, struct tly_reconcile_stats *st);
 
 /*
  * Where workbooks are assembled: report.scratch_dir, else $TMPDIR, else

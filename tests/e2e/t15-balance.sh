@@ -32,6 +32,11 @@ rc=0
 "$TALLY" --db "$tmp/t.db" balance ap-contoso --as-of "$inside" >"$tmp/in.txt" 2>"$tmp/in.err" || rc=$?
 [ "$rc" = 64 ] || { echo "balance inside a closed cycle: exit $rc"; cat "$tmp/in.txt"; exit 1; }
 grep -q "the as-of is inside a closed cycle" "$tmp/in.err" || { cat "$tmp/in.err"; exit 1; }
+# ... which concerns that account alone: gale-tailspin's last close is earlier
+[ "$(sqlite3 "$tmp/t.db" "SELECT closed_end < $closed - 86400 FROM closes WHERE account_id = 'gale-tailspin'")" = 1 ] ||
+    { echo "the fixtures changed: gale-tailspin closes too late for this check"; exit 1; }
+"$TALLY" --db "$tmp/t.db" balance gale-tailspin --as-of "$inside" >/dev/null 2>"$tmp/in.err" ||
+    { echo "balance of another account refused for ap-contoso's close: $(cat "$tmp/in.err")"; exit 1; }
 # a debt row (acct-debt owes 21 credits on Oct 10) has no grant instant: '-', not 1970-01-01
 case=tests/e2e/cases/debt-chain-three-cycles
 "$TALLY" --db "$tmp/d.db" run --rates $case/rates.csv --as-of 2026-10-10T00:00:00Z --out "$tmp/d" \
