@@ -188,7 +188,10 @@ static int print_overview(struct tly_ledger *l, const char *account, int *found)
     if ((err = tly_ledger_prepare(l,
             "SELECT name, edition, admin_email, as_of, cycle_start, cycle_end, credits_used,"
             " credits_total, credits_remaining, banner_credits, runs_used, runs_total,"
-            " runs_remaining, banner_runs, stop_at FROM account_state WHERE account_id = ?1", &st)))
+            " runs_remaining, banner_runs, stop_at,"
+            " (SELECT negative_limit FROM accounts a WHERE a.account_id = s.account_id),"
+            " (SELECT low_threshold FROM accounts a WHERE a.account_id = s.account_id)"
+            " FROM account_state s WHERE account_id = ?1", &st)))
         return err;
     sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
@@ -206,6 +209,10 @@ static int print_overview(struct tly_ledger *l, const char *account, int *found)
         printf("Account %s: %s (%s), admin %s\n", account, sqlite3_column_text(st, 0),
                sqlite3_column_text(st, 1), sqlite3_column_text(st, 2));
         printf("As of %s; current cycle %s to %s (exclusive)\n", asof, cs, ce);
+        /* what decides stops and e-mails (semantics §5, §6), in force for all open time */
+        tly_format_micro(u, sqlite3_column_int64(st, 15));
+        tly_format_micro(t, sqlite3_column_int64(st, 16));
+        printf("Settings: negative limit %s, low threshold %s\n", u, t);
         tly_format_micro(u, used);
         tly_format_micro(t, total);
         tly_format_micro(r, rem);
@@ -219,7 +226,7 @@ static int print_overview(struct tly_ledger *l, const char *account, int *found)
                (long long)(rrem / TLY_MICRO), sqlite3_column_text(st, 13));
         if (sqlite3_column_type(st, 14) != SQLITE_NULL) {
             tly_format_ts(asof, sqlite3_column_int64(st, 14));
-            printf("Stopped for credits at %s (balance below the negative limit)\n", asof);
+            printf("Last stop for credits: %s (balance below the negative limit)\n", asof);
         }
     }
     sqlite3_finalize(st);

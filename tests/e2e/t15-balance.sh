@@ -18,6 +18,7 @@ before=$(sqlite3 "$tmp/t.db" "SELECT COUNT(*), SUM(frozen) FROM statements; SELE
 "$TALLY" --db "$tmp/t.db" balance ap-contoso > "$tmp/bal.txt" 2>"$tmp/bal.err"
 grep -q "balance 50.624111 (84.37%), widget green" "$tmp/bal.txt" || { cat "$tmp/bal.txt"; exit 1; }
 grep -q "2026-10-08T02:10:08Z  guardrail" "$tmp/bal.txt" || { echo "no stop line"; exit 1; }
+grep -q "^Settings: negative limit 0.000000, low threshold 20.000000$" "$tmp/bal.txt" || { echo "no settings line"; exit 1; }
 grep -q "cm-co-0004  topup" "$tmp/bal.txt" || { echo "no grant line"; exit 1; }
 tail -1 "$tmp/bal.err" | grep -q "1 account explained"
 "$TALLY" --db "$tmp/t.db" balance ap-contoso --as-of 2027-03-01T00:00:00Z >/dev/null 2>&1
