@@ -77,6 +77,7 @@ struct tly_csv {
     /* the column map, after the header */
     int ncols_file;             /* fields in the header */
     int *map;                   /* file position -> caller column, or -1 */
+    const char *const *columns; /* the caller's column names (borrowed) */
     int ncolumns;               /* caller's */
     size_t *voff, *vlen;        /* per caller column; voff NO_FIELD = absent */
     const char **val;
@@ -703,6 +704,7 @@ static int build_map(struct tly_csv *r, const char *const *columns, int ncolumns
     size_t nc = (size_t)ncolumns + 1;
 
     r->ncolumns = ncolumns;
+    r->columns = columns;
     r->map = tly_malloc(sizeof *r->map * (size_t)(n + 1));
     r->unknown = tly_malloc(sizeof *r->unknown * (size_t)(n + 1));
     r->present = tly_calloc(nc, sizeof *r->present);
@@ -768,6 +770,15 @@ const char *tly_csv_unknown_column(const struct tly_csv *r, int k)
     if (k < 0 || k >= r->nunknown)
         return NULL;
     return r->hnames + r->hoff[r->unknown[k]];
+}
+
+int tly_csv_unknown_repeats(const struct tly_csv *r, int k)
+{
+    const char *name = tly_csv_unknown_column(r, k);
+    for (int i = 0; name && i < r->ncolumns; i++)
+        if (!strcmp(r->columns[i], name))
+            return 1;
+    return 0;
 }
 
 int tly_csv_next(struct tly_csv *r, struct tly_csv_row *row)

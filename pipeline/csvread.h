@@ -104,6 +104,8 @@ int tly_csv_has_column(const struct tly_csv *r, int i);
 /* After the header: the header names that matched none of the caller's
    columns, one by one (k = 0, 1, ...; NULL past the last).  Owned by r. */
 const char *tly_csv_unknown_column(const struct tly_csv *r, int k);
+/* Is that name one of the caller's columns again (a repeat: the first counts)? */
+int tly_csv_unknown_repeats(const struct tly_csv *r, int k);
 
 int tly_csv_next(struct tly_csv *r, struct tly_csv_row *row);
 

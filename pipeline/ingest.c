@@ -1029,15 +1029,6 @@ static ssize_t source_read(void *ctx, void *buf, size_t n)
     return got;
 }
 
-/* A known name met again in a header is ignored like an unknown one: the first counts. */
-static int is_column_of(const struct filetype *ft, const char *name)
-{
-    for (int i = 0; i < ft->ncols; i++)
-        if (!strcmp(ft->cols[i].name, name))
-            return 1;
-    return 0;
-}
-
 /* The header: warns about unknown columns; 1 when a required one is missing. */
 static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_row *hdr,
                         int ev, int *missing)
@@ -1063,7 +1054,7 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
     /* inputs.md: an unknown column is ignored with one warning */
     for (int k = 0; !g->reloading && (name = tly_csv_unknown_column(r, k)); k++)
         tly_warn("'%s' entry '%s': %s column '%s' ignored", g->name, g->path,
-                 is_column_of(ft, name) ? "repeated" : "unknown", name);
+                 tly_csv_unknown_repeats(r, k) ? "repeated" : "unknown", name);
     return TLY_OK;
 }
 

@@ -14,7 +14,8 @@
 #   - every command's stderr ends with a non-empty line (the one-line
 #     summary, a "tally: " line, when the command succeeds);
 #   - a skipped file is named on stderr and in run.json's skipped_files;
-#   - a header naming a column twice warns "repeated column", and the first counts.
+#   - a header naming a column twice warns "repeated column", and the first counts;
+#   - a rate card's unknown column warns, as a bundle file's does.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -189,6 +190,13 @@ t 0 "ingest with a column named twice" --db "$db" ingest "$tmp/twice"
 grep -q "^tally: .*'runs.csv': repeated column 'kind' ignored" "$tmp/err" ||
     problem "column named twice: no 'repeated column' warning: $(head -1 "$tmp/err")"
 [ "$(sqlite3 "$db" 'select kind from runs')" = agent ] || problem "column named twice: the first did not count"
+
+# inputs.md "CSV rules (all files)": the rate card's unknown columns warn too
+rm_db "$db"
+sed '1s/$/,extra/; 2,$s/$/,x/' "$F/rates.csv" >"$tmp/extra.csv"
+t 0 "rates with an unknown column" --db "$db" rates "$tmp/extra.csv"
+grep -q "^tally: rates: warning: .*unknown column 'extra' ignored" "$tmp/err" ||
+    problem "rate card with an unknown column: no warning: $(head -1 "$tmp/err")"
 
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
