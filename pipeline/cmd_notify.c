@@ -85,7 +85,7 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
     if (stat(arg.outbox, &sb) == 0 && !S_ISDIR(sb.st_mode))
         return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': not a directory", arg.outbox);
     /* built beside DIR and swapped in whole, as --out (outputs.md "Files under --out DIR") */
-    if ((err = tly_outdir_begin(arg.outbox, &out)))
+    if ((err = tly_outdir_begin(arg.outbox, ctx->db_path, &out)))
         return err;
     if (snprintf(csv, sizeof csv, "%s/notifications.csv", out.tmp) >= (int)sizeof csv) {
         tly_outdir_abort(&out);

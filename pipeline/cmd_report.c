@@ -57,7 +57,7 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     ro.scratch_dir = tly_scratch_dir(ctx);
     if ((err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)))
         return err;
-    if ((err = tly_outdir_begin(out, &dir)))
+    if ((err = tly_outdir_begin(out, ctx->db_path, &dir)))
         return err;
     if ((err = tly_report_write(ctx->ledger, &ro, dir.tmp, &st))) {
         tly_outdir_abort(&dir);

@@ -188,6 +188,8 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
         return err;
+    if ((err = tly_outdir_check(r.a.out, ctx->db_path)))
+        return err;
     r.as_of_known = r.a.as_of != NULL;
 
     /* a refused rate card stops the run before anything is committed */
@@ -213,7 +215,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     r.stages[ST_REPORT].name = "report";
     r.stages[ST_NOTIFY].name = "notify";
 
-    if ((err = tly_outdir_begin(r.a.out, &out)))
+    if ((err = tly_outdir_begin(r.a.out, ctx->db_path, &out)))
         goto done;
     if ((err = stage_outputs(&r, out.tmp)) || (err = write_runjson(&r, out.tmp))) {
         tly_outdir_abort(&out);

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -84,7 +85,34 @@ static void remove_stale(const char *parent, const char *base)
     closedir(d);
 }
 
-int tly_outdir_begin(const char *final, struct tly_outdir *o)
+/*
+ * The swap replaces whatever is at DIR and deletes it.  A DIR that is a
+ * file, or that holds the ledger (`--out .` beside ./tally.db, a nightly
+ * directory that also keeps the database), would be destroyed: refuse.
+ */
+int tly_outdir_check(const char *final, const char *keep)
+{
+    char dir[PATH_MAX], ledger[PATH_MAX], *copy;
+    struct stat st;
+    size_t n;
+    int inside;
+
+    if (lstat(final, &st) != 0)
+        return TLY_OK;                  /* a new DIR */
+    if (!S_ISDIR(st.st_mode))
+        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it exists and is not a directory", final);
+    if (!keep || !realpath(final, dir) || !(copy = tly_strdup(keep)))
+        return TLY_OK;
+    inside = realpath(dirname(copy), ledger) != NULL;
+    tly_free(copy);
+    n = strlen(dir);
+    if (inside && !strncmp(ledger, dir, n) && (ledger[n] == '\0' || ledger[n] == '/' || n == 1))
+        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it holds the ledger '%s', and DIR is"
+                         " replaced whole; give the reports a directory of their own", final, keep);
+    return TLY_OK;
+}
+
+int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o)
 {
     char *parent, *base;
     struct stat st;
@@ -92,7 +120,7 @@ int tly_outdir_begin(const char *final, struct tly_outdir *o)
     int err;
 
     o->final = o->tmp = NULL;
-    if ((err = split(final, &parent, &base)))
+    if ((err = tly_outdir_check(final, keep)) || (err = split(final, &parent, &base)))
         return err;
     if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode)) {
         err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': parent directory '%s' does not exist",

@@ -20,7 +20,14 @@ struct tly_outdir {
     char *tmp;          /* the directory being built */
 };
 
-int tly_outdir_begin(const char *final, struct tly_outdir *o);
+/*
+ * 'keep' (the ledger's path, or NULL) must not be inside DIR, and DIR must
+ * not be a file: both are refused (TLY_ERR_OUTPUT) rather than destroyed
+ * by the swap.  tly_outdir_check is that test alone, for callers that want
+ * it before any work.
+ */
+int tly_outdir_check(const char *final, const char *keep);
+int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o);
 int tly_outdir_commit(struct tly_outdir *o);
 void tly_outdir_abort(struct tly_outdir *o);
 

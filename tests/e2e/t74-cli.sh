@@ -15,7 +15,8 @@
 #     summary, a "tally: " line, when the command succeeds);
 #   - a skipped file is named on stderr and in run.json's skipped_files;
 #   - a header naming a column twice warns "repeated column", and the first counts;
-#   - a rate card's unknown column warns, as a bundle file's does.
+#   - a rate card's unknown column warns, as a bundle file's does;
+#   - --out naming the ledger's directory, or a file, exits 73 and destroys nothing.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -197,6 +198,16 @@ sed '1s/$/,extra/; 2,$s/$/,x/' "$F/rates.csv" >"$tmp/extra.csv"
 t 0 "rates with an unknown column" --db "$db" rates "$tmp/extra.csv"
 grep -q "^tally: rates: warning: .*unknown column 'extra' ignored" "$tmp/err" ||
     problem "rate card with an unknown column: no warning: $(head -1 "$tmp/err")"
+
+# DIR is replaced whole, so a DIR that holds the ledger or is a file is refused (73), untouched
+mkdir -p "$tmp/nightly"
+t 73 "run --out the ledger's directory" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/nightly" "$F/gale.tar.gz"
+[ -e "$tmp/nightly/t.db" ] || problem "run --out the ledger's directory: the ledger is gone"
+grep -q "holds the ledger" "$tmp/err" || problem "run --out the ledger's directory: $(tail -n 1 "$tmp/err")"
+echo keep >"$tmp/afile"
+t 73 "report --out a file" --db "$tmp/nightly/t.db" report --as-of 2026-11-05T00:00:00Z --out "$tmp/afile"
+[ "$(cat "$tmp/afile")" = keep ] || problem "report --out a file: the file was replaced"
 
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
