@@ -55,17 +55,20 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     ro.account = account;
     ro.scratch_dir = tly_scratch_dir(ctx);
-    if ((err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)))
-        return err;
-    if ((err = tly_outdir_begin(out, ctx->db_path, &dir)))
-        return err;
+    memset(&rs, 0, sizeof rs);
+    /* a DIR that cannot take the reports is refused before reconcile closes a cycle */
+    if ((err = tly_outdir_check(out, ctx->db_path)) ||
+        (err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)) ||
+        (err = tly_outdir_begin(out, ctx->db_path, &dir)))
+        goto done;
     if ((err = tly_report_write(ctx->ledger, &ro, dir.tmp, &st))) {
         tly_outdir_abort(&dir);
-        return err;
+        goto done;
     }
-    if ((err = tly_outdir_commit(&dir)))
-        return err;
-    tly_note("%ld accounts reported, %ld files, %ld cycles closed, %.1f s", st.accounts, st.files,
-             rs.cycles_closed, tly_elapsed(&t0));
-    return TLY_OK;
+    err = tly_outdir_commit(&dir);
+done:
+    /* outputs.md: every command ends with a one-line summary, failed or not */
+    tly_note("%ld accounts reported, %ld files, %ld cycles closed, %.1f s", err ? 0 : st.accounts,
+             err ? 0 : st.files, rs.cycles_closed, tly_elapsed(&t0));
+    return err;
 }

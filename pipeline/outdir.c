@@ -97,8 +97,14 @@ int tly_outdir_check(const char *final, const char *keep)
     size_t n;
     int inside;
 
-    if (lstat(final, &st) != 0)
-        return TLY_OK;                  /* a new DIR */
+    if (lstat(final, &st) != 0) {       /* a new DIR: its parent must exist (outputs.md) */
+        if (!(copy = tly_strdup(final)))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        inside = stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
+        tly_free(copy);
+        return inside ? TLY_OK : tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its parent directory"
+                                           " does not exist", final);
+    }
     if (!S_ISDIR(st.st_mode))
         return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it exists and is not a directory", final);
     if (!keep || !realpath(final, dir) || !(copy = tly_strdup(keep)))

@@ -208,6 +208,10 @@ grep -q "holds the ledger" "$tmp/err" || problem "run --out the ledger's directo
 echo keep >"$tmp/afile"
 t 73 "report --out a file" --db "$tmp/nightly/t.db" report --as-of 2026-11-05T00:00:00Z --out "$tmp/afile"
 [ "$(cat "$tmp/afile")" = keep ] || problem "report --out a file: the file was replaced"
+case $(tail -n 1 "$tmp/err") in
+*"accounts reported"*) ;;
+*) problem "a failed report does not end with its summary line: $(tail -n 1 "$tmp/err")" ;;
+esac
 
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
