@@ -121,18 +121,13 @@ int tly_outdir_check(const char *final, const char *keep)
 int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o)
 {
     char *parent, *base;
-    struct stat st;
     size_t n;
     int err;
 
     o->final = o->tmp = NULL;
+    /* tly_outdir_check has refused a missing parent, a file, the ledger's directory */
     if ((err = tly_outdir_check(final, keep)) || (err = split(final, &parent, &base)))
         return err;
-    if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': parent directory '%s' does not exist",
-                        final, parent);
-        goto out;
-    }
     remove_stale(parent, base);
     n = strlen(parent) + strlen(base) + 32;
     o->final = tly_strdup(final);
