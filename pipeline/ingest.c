@@ -190,8 +190,10 @@ static const struct table {
     [TLY_FILE_RUNS] = {
         "INSERT INTO runs(account_id, event_id, ts, kind, resource_id, resource_name, owner,"
         " outcome, file_id, line, id_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        "SELECT ts, kind, resource_id, resource_name, owner, outcome, file_id, line FROM runs"
-        " WHERE id_key = ?11 AND account_id = ?1 AND event_id = ?2", 6, 1 },
+        "WITH ids(run) AS (SELECT run FROM run_ids_new WHERE id_key = ?11"
+        "  UNION ALL SELECT run FROM run_ids WHERE id_key = ?11)"
+        " SELECT r.ts, r.kind, r.resource_id, r.resource_name, r.owner, r.outcome, r.file_id, r.line"
+        " FROM ids JOIN runs r ON r.rowid = ids.run WHERE r.account_id = ?1 AND r.event_id = ?2", 6, 1 },
     [TLY_FILE_DEPLOYMENTS] = {
         "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
         " resource_name, owner, deployment_id, deployment_name, deployment_type, hardware, units,"
@@ -235,6 +237,7 @@ struct ing {
     sqlite3_stmt *ins[TLY_FILE_MANIFEST], *sel[TLY_FILE_MANIFEST];
     sqlite3_stmt *ins_acc, *sel_acc, *upd_acc, *ins_file, *ins_reject, *sel_prov;
     sqlite3_stmt *stage_ins, *stage_sel;    /* staged_runs, see stage_run */
+    sqlite3_stmt *ins_new_id;               /* run_ids_new, see insert_run */
     long staged;                            /* runs of the current file in staged_runs */
     /* counters of this bundle (added to the stats at commit) */
     long loaded, duplicates, quarantined, superseded;
@@ -248,7 +251,8 @@ struct ing {
     int known;                      /* files of a known type met */
     int has_start, has_end;         /* the manifest's period columns */
     int64_t period_start, period_end;
-    char *index_sql[2];             /* bulk load: runs_by_id, runs_by_time to rebuild */
+    int bulk;                       /* a bulk load into an empty runs table (bulk_plan) */
+    char *time_index_sql;           /* bulk load: runs_by_time, to rebuild */
     int bulk_duplicates;            /* the bulk load met duplicates: reload row by row */
     int reloading;                  /* this is that reload (see load_row_by_row) */
     struct tly_rundays *rundays;    /* run_day of the runs inserted (rundays.h) */
@@ -325,6 +329,7 @@ static void ing_release(struct ing *g)
     sqlite3_finalize(g->sel_prov);
     sqlite3_finalize(g->stage_ins);
     sqlite3_finalize(g->stage_sel);
+    sqlite3_finalize(g->ins_new_id);
     for (size_t i = 0; i < g->nseen; i++)
         tly_free(g->seen[i].path);
     tly_free(g->seen);
@@ -332,8 +337,7 @@ static void ing_release(struct ing *g)
         tly_free(g->man[i].path);
     tly_free(g->man);
     tly_free(g->skipped);
-    tly_free(g->index_sql[0]);
-    tly_free(g->index_sql[1]);
+    tly_free(g->time_index_sql);
     tly_rundays_destroy(g->rundays);
 }
 
@@ -370,6 +374,8 @@ static int prepare_all(struct ing *g)
         err = tly_ledger_prepare(g->l, "SELECT account_id, event_id, ts, kind, resource_id, resource_name,"
                                        " owner, outcome, line, raw, id_key FROM staged_runs"
                                        " ORDER BY id_key, rowid", &g->stage_sel);
+    if (!err)
+        err = tly_ledger_prepare(g->l, "INSERT INTO run_ids_new VALUES(?1, ?2)", &g->ins_new_id);
     if (!err)
         err = tly_ledger_prepare(g->l, "INSERT INTO files(bundle_id, path) VALUES(?1, ?2)",
                                  &g->ins_file);
@@ -701,7 +707,7 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
     *inserted = 0;
     b[nb].k = B_INT, b[nb].i = g->file_id;
     b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
-    if (t->keyed && !g->index_sql[0]) {
+    if (t->keyed && !g->bulk) {
         bind_all(sel, b, nbind);
         if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
             return same_or_conflict(g, row, sel, b);
@@ -744,13 +750,22 @@ static int load_credit(struct ing *g, const struct tly_csv_row *row, struct valu
 #define R_BINDS 8
 #define R_KEY (R_BINDS + 2)
 
-/* A runs row into the ledger, and into run_day when it is new. */
+/*
+ * A runs row into the ledger, and into run_day when it is new; its id key
+ * into run_ids_new, except in a bulk load (bulk_end indexes its runs).
+ */
 static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
 {
     int inserted, err;
 
     if ((err = insert_event(g, row, b, R_BINDS, &inserted)) || !inserted)
         return err;
+    if (!g->bulk) {
+        sqlite3_bind_int64(g->ins_new_id, 1, b[R_KEY].i);
+        sqlite3_bind_int64(g->ins_new_id, 2, sqlite3_last_insert_rowid(g->l->db));
+        if ((err = tly_ledger_step_done(g->l, g->ins_new_id)))
+            return err;
+    }
     return tly_rundays_add(g->rundays, b[0].s, b[0].n, b[3].s, b[3].n, b[4].s, b[4].n, b[2].i);
 }
 
@@ -840,8 +855,8 @@ static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *
     bind_text(&b[7], &v[R_OUTCOME]);
     b[R_KEY].k = B_INT;
     b[R_KEY].i = tly_ledger_run_key(v[R_ACCOUNT].s, v[R_ACCOUNT].n, v[R_EVENT].s, v[R_EVENT].n);
-    /* a bulk load has no id index to keep (bulk_begin) */
-    return g->index_sql[0] ? insert_run(g, row, b) : stage_run(g, row, b);
+    /* a bulk load has no id keys to look up (bulk_begin) */
+    return g->bulk ? insert_run(g, row, b) : stage_run(g, row, b);
 }
 
 static int load_deployment(struct ing *g, const struct tly_csv_row *row, struct value *v)
@@ -1442,19 +1457,19 @@ static int insert_bundle(struct ing *g, const char *hex)
 
 /*
  * Bulk load: into an empty runs table (a first load, a backfill, the
- * benchmark), keeping the two runs indexes row by row costs most of the
- * load.  Real exports carry random UUIDs as event ids, so every insert into
- * the id index lands on a random page: 10M runs took 148 s, against 44 s
- * with the indexes dropped for the bundle and built once, by sorting, at
- * its end.  Runs are then inserted without the lookup by key (there is no
- * index to look in), so a duplicate inside the bundle shows as two equal
- * keys once the index is built: the bundle is rolled back and read again
- * row by row (load_row_by_row), which tells duplicates from conflicts as
- * always.  bulk_plan decides before the bundle's transaction, since the
- * journal mode can change only outside one (the writer lock keeps the table
- * as it read it); the indexes are dropped inside it, so a rollback restores
- * them.  They are rebuilt from their stored definitions: ledger.c stays the
- * only place they are spelled.
+ * benchmark), keeping the id keys and the time index row by row costs most
+ * of the load.  Real exports carry random UUIDs as event ids, so every
+ * insert lands on a random page: 10M runs took 148 s, against 44 s with the
+ * time index dropped for the bundle, and both built once, by sorting, at
+ * its end.  Runs are then inserted without the lookup by key (there is
+ * nothing to look in yet), so a duplicate inside the bundle shows as two
+ * equal keys in run_ids: the bundle is rolled back and read again row by
+ * row (load_row_by_row), which tells duplicates from conflicts as always.
+ * bulk_plan decides before the bundle's transaction, since the journal mode
+ * can change only outside one (the writer lock keeps the table as it read
+ * it); the index is dropped inside it, so a rollback restores it.  It is
+ * rebuilt from its stored definition: ledger.c stays the only place it is
+ * spelled.
  */
 static int bulk_plan(struct ing *g)
 {
@@ -1463,42 +1478,24 @@ static int bulk_plan(struct ing *g)
 
     if (g->reloading)
         return TLY_OK;
-    if ((err = tly_ledger_prepare(g->l, "SELECT (SELECT count(*) FROM (SELECT 1 FROM runs LIMIT 1)),"
-                                        " (SELECT sql FROM sqlite_master WHERE name = 'runs_by_id'),"
+    if ((err = tly_ledger_prepare(g->l, "SELECT NOT EXISTS(SELECT 1 FROM runs),"
                                         " (SELECT sql FROM sqlite_master WHERE name = 'runs_by_time')",
                                   &q)))
         return err;
     rc = sqlite3_step(q);
-    for (int i = 0; rc == SQLITE_ROW && sqlite3_column_int(q, 0) == 0 && i < 2; i++) {
-        if (sqlite3_column_type(q, i + 1) != SQLITE_TEXT)
-            continue;
-        if (!(g->index_sql[i] = tly_strdup((const char *)sqlite3_column_text(q, i + 1)))) {
-            sqlite3_finalize(q);
-            return tly_error(TLY_ERR_NOMEM, "out of memory");
-        }
+    if (rc == SQLITE_ROW && (g->bulk = sqlite3_column_int(q, 0)) && sqlite3_column_type(q, 1) == SQLITE_TEXT &&
+        !(g->time_index_sql = tly_strdup((const char *)sqlite3_column_text(q, 1)))) {
+        sqlite3_finalize(q);
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
     sqlite3_finalize(q);
     return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading runs");
 }
 
-static int is_bulk(const struct ing *g)
-{
-    return g->index_sql[0] || g->index_sql[1];
-}
-
-/* Inside the bundle's transaction, so a rollback restores them. */
+/* Inside the bundle's transaction, so a rollback restores it. */
 static int bulk_begin(struct ing *g)
 {
-    static const char *const names[2] = { "runs_by_id", "runs_by_time" };
-    int err;
-
-    for (int i = 0; i < 2; i++) {
-        char drop[64];
-        snprintf(drop, sizeof drop, "DROP INDEX %s", names[i]);
-        if (g->index_sql[i] && (err = tly_ledger_exec(g->l, drop)))
-            return err;
-    }
-    return TLY_OK;
+    return g->time_index_sql ? tly_ledger_exec(g->l, "DROP INDEX runs_by_time") : TLY_OK;
 }
 
 /* Two runs of the bulk load share an id key: the same id twice, or a rare collision. */
@@ -1507,18 +1504,18 @@ static int equal_keys(struct ing *g, int *found)
     sqlite3_stmt *q;
     int rc, err;
 
-    if ((err = tly_ledger_prepare(g->l, "SELECT EXISTS(SELECT 1 FROM runs GROUP BY id_key"
+    if ((err = tly_ledger_prepare(g->l, "SELECT EXISTS(SELECT 1 FROM run_ids GROUP BY id_key"
                                         " HAVING count(*) > 1)", &q)))
         return err;
     rc = sqlite3_step(q);
     *found = rc == SQLITE_ROW && sqlite3_column_int(q, 0);
     sqlite3_finalize(q);
-    return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading runs");
+    return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading run ids");
 }
 
 /*
- * The rebuild is an external sort of every run, on two sorter threads
- * (the machine has two cores).  The sorter sorts lists of up to cache_size
+ * The builds are external sorts of every run, on two sorter threads (the
+ * machine has two cores).  The sorter sorts lists of up to cache_size
  * bytes in memory, as linked lists whose merge misses the CPU cache at
  * every step once a list outgrows it, then merges them from temporary
  * files.  So the cache is cut to 4 MiB meanwhile (SQLite's least list is
@@ -1531,15 +1528,44 @@ static int bulk_end(struct ing *g)
 {
     int err, restored;
 
-    if (!is_bulk(g))
+    if (!g->bulk)
         return TLY_OK;
-    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -4096");
-    if (!err && g->index_sql[0] && !(err = tly_ledger_exec(g->l, g->index_sql[0])))
+    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -4096;"
+                                " INSERT INTO run_ids SELECT id_key, rowid FROM runs ORDER BY 1, 2");
+    if (!err)
         err = equal_keys(g, &g->bulk_duplicates);
-    if (!err && !g->bulk_duplicates && g->index_sql[1])
-        err = tly_ledger_exec(g->l, g->index_sql[1]);
+    if (!err && !g->bulk_duplicates && g->time_index_sql)
+        err = tly_ledger_exec(g->l, g->time_index_sql);
     restored = tly_ledger_exec(g->l, "PRAGMA threads = 0; PRAGMA cache_size = " TLY_LEDGER_CACHE);
     return err ? err : restored;
+}
+
+/*
+ * A night's runs went into run_ids_new (migration 11).  Once it holds more
+ * than an eighth of the runs, it moves into run_ids in key order: a pass
+ * over every page of run_ids, about what each night cost when all keys
+ * were in one index, now paid every few nights.  The eighth keeps
+ * run_ids_new small enough that a night's inserts into it stay cheap.
+ * max(rowid) stands for the count of runs, which are never deleted.
+ */
+static int merge_new_ids(struct ing *g)
+{
+    sqlite3_stmt *q;
+    int rc, err, due;
+
+    if (g->bulk)
+        return TLY_OK;
+    if ((err = tly_ledger_prepare(g->l, "SELECT (SELECT count(*) FROM run_ids_new) * 8"
+                                        " > (SELECT COALESCE(max(rowid), 0) FROM runs)", &q)))
+        return err;
+    rc = sqlite3_step(q);
+    due = rc == SQLITE_ROW && sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW)
+        return tly_ledger_error(g->l, "counting run ids");
+    return due ? tly_ledger_exec(g->l, "INSERT INTO run_ids SELECT id_key, run FROM run_ids_new;"
+                                       " DELETE FROM run_ids_new")
+               : TLY_OK;
 }
 
 /*
@@ -1586,7 +1612,7 @@ static int load_pass(struct ing *g, const char *path, const char *hex, struct tl
         check_manifest(g);
     /* inputs.md: nothing of a rejected bundle is committed */
     if (g->rej_code[0] || (err = tly_rundays_flush(g->rundays)) || (err = bulk_end(g)) ||
-        g->bulk_duplicates)
+        g->bulk_duplicates || (err = merge_new_ids(g)))
         goto fail;
     if ((err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))
         goto fail;
@@ -1602,7 +1628,7 @@ static int load(struct ing *g, const char *path, const char *hex, struct tly_ing
 
     if ((err = bulk_plan(g)))
         return err;
-    journal = is_bulk(g) && tly_ledger_append_journal(g->l);
+    journal = g->bulk && tly_ledger_append_journal(g->l);
     err = load_pass(g, path, hex, st);
     if (journal)
         tly_ledger_wal_again(g->l);

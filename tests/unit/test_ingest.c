@@ -219,11 +219,21 @@ static void test_ingest_duplicate_and_conflict(void **state)
     assert_run_day_sums_runs(f);
 }
 
-/* Both runs indexes, as ledger.c defines them, are in place, in WAL mode. */
+/*
+ * Every run has its id key in exactly one of run_ids and run_ids_new
+ * (migration 11), nothing else is there, and the time index is in place,
+ * in WAL mode.
+ */
 static void assert_runs_indexes(struct fx *f)
 {
     assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
-                              " AND name IN ('runs_by_id', 'runs_by_time')"), 2);
+                              " AND name = 'runs_by_time'"), 1);
+    assert_int_equal(q_int(f, "SELECT (SELECT count(*) FROM run_ids) + (SELECT count(*) FROM run_ids_new)"),
+                     q_int(f, "SELECT count(*) FROM runs"));
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs r WHERE"
+                              " (SELECT count(*) FROM run_ids i WHERE i.id_key = r.id_key AND i.run = r.rowid)"
+                              " + (SELECT count(*) FROM run_ids_new i WHERE i.id_key = r.id_key"
+                              " AND i.run = r.rowid) != 1"), 0);
     assert_string_equal(q_text(f, "PRAGMA integrity_check"), "ok");
     /* even after a bulk pass, run under the rollback journal (tly_ledger_append_journal) */
     assert_string_equal(q_text(f, "PRAGMA journal_mode"), "wal");
@@ -295,7 +305,8 @@ static void test_ingest_run_key_collision(void **state)
     assert_int_equal(ingest(f, "b1"), TLY_OK);
     /* another run whose key is r9's */
     snprintf(sql, sizeof sql, "INSERT INTO runs VALUES('acc-1', 'zz', 0, 'agent', 'ag-1', NULL, NULL,"
-             " NULL, 1, 2, %lld)", (long long)tly_ledger_run_key("acc-1", 5, "r9", 2));
+             " NULL, 1, 2, %1$lld); INSERT INTO run_ids_new VALUES(%1$lld, last_insert_rowid())",
+             (long long)tly_ledger_run_key("acc-1", 5, "r9", 2));
     assert_int_equal(sqlite3_exec(f->l->db, sql, NULL, NULL, NULL), SQLITE_OK);
     put(f, "b2", "runs.csv",
         "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
@@ -306,6 +317,52 @@ static void test_ingest_run_key_collision(void **state)
     assert_int_equal(f->st.duplicates, 1);
     assert_int_equal(q_int(f, "SELECT count(*) FROM runs WHERE id_key = (SELECT id_key FROM runs"
                               " WHERE event_id = 'zz')"), 2);
+}
+
+/* A runs.csv of 'n' runs of acc-1, ids PREFIX0.., a minute apart from 10:00. */
+static void put_runs(struct fx *f, const char *b, const char *prefix, int n, const char *extra)
+{
+    char text[4096];
+    int len = snprintf(text, sizeof text, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+
+    for (int i = 0; i < n; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len,
+                        "%s%d,acc-1,2026-09-20T10:%02d:00Z,agent,ag-1,,,ok\n", prefix, i, i);
+    snprintf(text + len, sizeof text - (size_t)len, "%s", extra);
+    put(f, b, "runs.csv", text);
+}
+
+/*
+ * ingest.c merge_new_ids: a night's keys go to run_ids_new, which moves
+ * into run_ids once it holds more than an eighth of the runs; duplicates
+ * and conflicts are found in either table.
+ */
+static void test_ingest_new_run_ids_merge(void **state)
+{
+    struct fx *f = *state;
+
+    put_runs(f, "b1", "a", 16, "");                         /* a bulk load: all in run_ids */
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 16);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);
+    put_runs(f, "b2", "b", 1, "a3,acc-1,2026-09-20T10:03:00Z,agent,ag-1,,,ok\n");
+    assert_int_equal(ingest(f, "b2"), TLY_OK);
+    assert_int_equal(f->st.duplicates, 1);                   /* found in run_ids */
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 1);   /* 8 × 1 <= 17 */
+    assert_runs_indexes(f);
+    put_runs(f, "b3", "c", 2, "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
+                              "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,failed\n");
+    assert_int_equal(ingest(f, "b3"), TLY_QUARANTINED);
+    assert_int_equal(q_int(f, "SELECT duplicates FROM bundles WHERE name = 'b3'"), 1);   /* in run_ids_new */
+    assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name = 'b3'"), 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);   /* 8 × 3 > 19: merged */
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 19);
+    assert_runs_indexes(f);
+    put_runs(f, "b4", "d", 0, "c1,acc-1,2026-09-20T10:01:00Z,agent,ag-1,,,failed\n");
+    assert_int_equal(ingest(f, "b4"), TLY_QUARANTINED);      /* b3's run, now in run_ids */
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects WHERE bundle = 'b4'"),
+                        "conflict: c1 differs from the version in force (bundle b3, file runs.csv, line 3)");
+    assert_runs_indexes(f);
 }
 
 /* inputs.md "accounts.csv": the latest updated_at wins; same updated_at, other content: conflict */
@@ -767,6 +824,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_builds_indexes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_is_fixed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),
