@@ -27,6 +27,7 @@
  *     row the rules refuse, is a manifest_mismatch.
  */
 #include "ingest.h"
+#include "idfilter.h"
 #include "alloc.h"
 #include "bundle.h"
 #include "csvread.h"
@@ -236,9 +237,8 @@ struct ing {
     /* statements */
     sqlite3_stmt *ins[TLY_FILE_MANIFEST], *sel[TLY_FILE_MANIFEST];
     sqlite3_stmt *ins_acc, *sel_acc, *upd_acc, *ins_file, *ins_reject, *sel_prov;
-    sqlite3_stmt *stage_ins, *stage_sel;    /* staged_runs, see stage_run */
     sqlite3_stmt *ins_new_id;               /* run_ids_new, see insert_run */
-    long staged;                            /* runs of the current file in staged_runs */
+    struct tly_idfilter *filter;            /* loaded at the first run of a night */
     /* counters of this bundle (added to the stats at commit) */
     long loaded, duplicates, quarantined, superseded;
     long row_rejects, printed;      /* printed: named on stderr (kept by a reload) */
@@ -327,9 +327,8 @@ static void ing_release(struct ing *g)
     sqlite3_finalize(g->ins_file);
     sqlite3_finalize(g->ins_reject);
     sqlite3_finalize(g->sel_prov);
-    sqlite3_finalize(g->stage_ins);
-    sqlite3_finalize(g->stage_sel);
     sqlite3_finalize(g->ins_new_id);
+    tly_idfilter_destroy(g->filter);
     for (size_t i = 0; i < g->nseen; i++)
         tly_free(g->seen[i].path);
     tly_free(g->seen);
@@ -363,17 +362,6 @@ static int prepare_all(struct ing *g)
             "UPDATE accounts SET name = ?2, edition = ?3, admin_email = ?4, cycle_anchor = ?5,"
             " negative_limit = ?6, low_threshold = ?7, updated_at = ?8, raw = ?9, file_id = ?10,"
             " line = ?11 WHERE account_id = ?1", &g->upd_acc);
-    if (!err)
-        err = tly_ledger_exec(g->l, "CREATE TEMP TABLE IF NOT EXISTS staged_runs(account_id, event_id,"
-                                    " ts, kind, resource_id, resource_name, owner, outcome, line, raw,"
-                                    " id_key)");
-    if (!err)
-        err = tly_ledger_prepare(g->l, "INSERT INTO staged_runs VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-                                       " ?9, ?10, ?11)", &g->stage_ins);
-    if (!err)
-        err = tly_ledger_prepare(g->l, "SELECT account_id, event_id, ts, kind, resource_id, resource_name,"
-                                       " owner, outcome, line, raw, id_key FROM staged_runs"
-                                       " ORDER BY id_key, rowid", &g->stage_sel);
     if (!err)
         err = tly_ledger_prepare(g->l, "INSERT INTO run_ids_new VALUES(?1, ?2)", &g->ins_new_id);
     if (!err)
@@ -694,8 +682,9 @@ static int same_or_conflict(struct ing *g, const struct tly_csv_row *row, sqlite
 /*
  * Inserts an event row; when its (account, id) is there already, reads the
  * row in force back and counts a duplicate or quarantines a conflict.  A
- * keyed table is looked up first, except in a bulk load: it has no index
- * then, and its duplicates are found at its end (bulk_end).
+ * keyed table (runs; its key is its last bind) is looked up first when the
+ * id filter may hold the key, except in a bulk load: there is nothing to
+ * look in then, and its duplicates are found at its end (bulk_end).
  */
 static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb,
                         int *inserted)
@@ -707,7 +696,9 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
     *inserted = 0;
     b[nb].k = B_INT, b[nb].i = g->file_id;
     b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
-    if (t->keyed && !g->bulk) {
+    if (t->keyed && !g->bulk && !g->filter && (err = tly_idfilter_load(g->l, &g->filter)))
+        return err;
+    if (t->keyed && !g->bulk && tly_idfilter_may_hold(g->filter, b[nbind - 1].i)) {
         bind_all(sel, b, nbind);
         if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
             return same_or_conflict(g, row, sel, b);
@@ -752,7 +743,8 @@ static int load_credit(struct ing *g, const struct tly_csv_row *row, struct valu
 
 /*
  * A runs row into the ledger, and into run_day when it is new; its id key
- * into run_ids_new, except in a bulk load (bulk_end indexes its runs).
+ * into run_ids_new and the id filter, except in a bulk load (bulk_end
+ * indexes its runs).
  */
 static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
 {
@@ -761,84 +753,13 @@ static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind 
     if ((err = insert_event(g, row, b, R_BINDS, &inserted)) || !inserted)
         return err;
     if (!g->bulk) {
+        tly_idfilter_add(g->filter, b[R_KEY].i);
         sqlite3_bind_int64(g->ins_new_id, 1, b[R_KEY].i);
         sqlite3_bind_int64(g->ins_new_id, 2, sqlite3_last_insert_rowid(g->l->db));
         if ((err = tly_ledger_step_done(g->l, g->ins_new_id)))
             return err;
     }
     return tly_rundays_add(g->rundays, b[0].s, b[0].n, b[3].s, b[3].n, b[4].s, b[4].n, b[2].i);
-}
-
-/*
- * Runs into a ledger that holds runs already are staged, then inserted in
- * key order at the end of their file (insert_staged_runs).  Event ids are
- * random UUIDs in real exports: in file order each insert into the id
- * index lands on a random page of an index far larger than the cache, and
- * a night of 340k runs took 10 s; in key order each page is visited once.
- * The order changes no outcome: rows of one id keep their file order, so
- * the first still stays in force.
- */
-static int stage_run(struct ing *g, const struct tly_csv_row *row, const struct bind *b)
-{
-    bind_all(g->stage_ins, b, R_BINDS);
-    sqlite3_bind_int64(g->stage_ins, 9, row->line);
-    sqlite3_bind_blob(g->stage_ins, 10, row->raw, (int)row->raw_len, SQLITE_STATIC);
-    sqlite3_bind_int64(g->stage_ins, 11, b[R_KEY].i);
-    g->staged++;
-    return tly_ledger_step_done(g->l, g->stage_ins);
-}
-
-static void bind_column(sqlite3_stmt *q, int col, struct bind *b)
-{
-    switch (sqlite3_column_type(q, col)) {
-    case SQLITE_NULL:
-        b->k = B_NULL;
-        break;
-    case SQLITE_INTEGER:
-        b->k = B_INT;
-        b->i = sqlite3_column_int64(q, col);
-        break;
-    default:
-        b->k = B_TEXT;
-        b->s = (const char *)sqlite3_column_text(q, col);
-        b->n = (size_t)sqlite3_column_bytes(q, col);
-    }
-}
-
-static int insert_staged_runs(struct ing *g)
-{
-    sqlite3_stmt *q = g->stage_sel;
-    struct bind b[MAX_BINDS];
-    struct tly_csv_row row;
-    int rc = SQLITE_DONE, err = TLY_OK, restored;
-
-    if (!g->staged)
-        return TLY_OK;
-    memset(&row, 0, sizeof row);
-    /* the ORDER BY sorts at the first step: in 4 MiB lists, as in bulk_end, it
-     * is faster and holds 60 MiB less at night than in lists of the cache's size */
-    if ((err = tly_ledger_exec(g->l, "PRAGMA cache_size = -4096")))
-        return err;
-    if ((rc = sqlite3_step(q)) != SQLITE_ROW && rc != SQLITE_DONE)
-        err = tly_ledger_error(g->l, "sorting staged runs");  /* before the pragma resets the message */
-    restored = tly_ledger_exec(g->l, "PRAGMA cache_size = " TLY_LEDGER_CACHE);
-    if (!err && (err = restored))
-        rc = SQLITE_DONE;
-    for (; !err && rc == SQLITE_ROW; rc = sqlite3_step(q)) {
-        for (int i = 0; i < R_BINDS; i++)
-            bind_column(q, i, &b[i]);
-        row.line = (long)sqlite3_column_int64(q, 8);
-        row.raw = sqlite3_column_blob(q, 9);
-        row.raw_len = (size_t)sqlite3_column_bytes(q, 9);
-        b[R_KEY].k = B_INT;
-        b[R_KEY].i = sqlite3_column_int64(q, 10);
-        err = insert_run(g, &row, b);
-    }
-    if (!err && rc != SQLITE_DONE)
-        err = tly_ledger_error(g->l, "reading staged runs");
-    sqlite3_reset(q);
-    g->staged = 0;
-    return err ? err : tly_ledger_exec(g->l, "DELETE FROM staged_runs");
 }
 
 static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *v)
@@ -855,8 +776,7 @@ static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *
     bind_text(&b[7], &v[R_OUTCOME]);
     b[R_KEY].k = B_INT;
     b[R_KEY].i = tly_ledger_run_key(v[R_ACCOUNT].s, v[R_ACCOUNT].n, v[R_EVENT].s, v[R_EVENT].n);
-    /* a bulk load has no id keys to look up (bulk_begin) */
-    return g->bulk ? insert_run(g, row, b) : stage_run(g, row, b);
+    return insert_run(g, row, b);
 }
 
 static int load_deployment(struct ing *g, const struct tly_csv_row *row, struct value *v)
@@ -1191,8 +1111,6 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
     }
     if (!err && ev != TLY_CSV_ERROR)
         err = load_rows(g, r, missing, &rows);
-    if (!err && !src.failed && !g->rej_code[0])
-        err = insert_staged_runs(g);
     if (src.failed || ev == TLY_CSV_ERROR || err == TLY_ERR_IO) {
         tly_csv_close(r);
         if (src.failed && tly_bundle_failure(b) == TLY_QUARANTINED) {
@@ -1498,21 +1416,6 @@ static int bulk_begin(struct ing *g)
     return g->time_index_sql ? tly_ledger_exec(g->l, "DROP INDEX runs_by_time") : TLY_OK;
 }
 
-/* Two runs of the bulk load share an id key: the same id twice, or a rare collision. */
-static int equal_keys(struct ing *g, int *found)
-{
-    sqlite3_stmt *q;
-    int rc, err;
-
-    if ((err = tly_ledger_prepare(g->l, "SELECT EXISTS(SELECT 1 FROM run_ids GROUP BY id_key"
-                                        " HAVING count(*) > 1)", &q)))
-        return err;
-    rc = sqlite3_step(q);
-    *found = rc == SQLITE_ROW && sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading run ids");
-}
-
 /*
  * The builds are external sorts of every run, on two sorter threads (the
  * machine has two cores).  The sorter sorts lists of up to cache_size
@@ -1521,8 +1424,10 @@ static int equal_keys(struct ing *g, int *found)
  * files.  So the cache is cut to 4 MiB meanwhile (SQLite's least list is
  * 250 pages, 4 MB): the lists sort inside the CPU cache, and the two builds
  * of 10M runs take 9.5 s instead of 16 s with 32 MiB lists, in less
- * memory.  Equal id keys set g->bulk_duplicates, and the time index is not
- * worth building then.
+ * memory.  The id filter is built from run_ids in key order, which finds
+ * two runs of the load sharing a key (the same id twice, or a rare
+ * collision): they set g->bulk_duplicates, and the time index is not worth
+ * building then.
  */
 static int bulk_end(struct ing *g)
 {
@@ -1533,7 +1438,7 @@ static int bulk_end(struct ing *g)
     err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -4096;"
                                 " INSERT INTO run_ids SELECT id_key, rowid FROM runs ORDER BY 1, 2");
     if (!err)
-        err = equal_keys(g, &g->bulk_duplicates);
+        err = tly_idfilter_build(g->l, &g->filter, &g->bulk_duplicates);
     if (!err && !g->bulk_duplicates && g->time_index_sql)
         err = tly_ledger_exec(g->l, g->time_index_sql);
     restored = tly_ledger_exec(g->l, "PRAGMA threads = 0; PRAGMA cache_size = " TLY_LEDGER_CACHE);
@@ -1612,7 +1517,7 @@ static int load_pass(struct ing *g, const char *path, const char *hex, struct tl
         check_manifest(g);
     /* inputs.md: nothing of a rejected bundle is committed */
     if (g->rej_code[0] || (err = tly_rundays_flush(g->rundays)) || (err = bulk_end(g)) ||
-        g->bulk_duplicates || (err = merge_new_ids(g)))
+        g->bulk_duplicates || (err = merge_new_ids(g)) || (g->filter && (err = tly_idfilter_save(g->l, g->filter))))
         goto fail;
     if ((err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))
         goto fail;

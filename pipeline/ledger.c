@@ -322,6 +322,13 @@ static const char *const migrations[] = {
      */
     "DROP INDEX runs_by_time;"
     "CREATE INDEX runs_by_time ON runs(account_id, ts);",
+
+    /*
+     * 13 (ingest): the Bloom filter of the run id keys (idfilter.h), one
+     * row.  Ingest builds it when it finds none.
+     */
+    "CREATE TABLE run_filter(id INTEGER PRIMARY KEY CHECK (id = 1), keys INTEGER NOT NULL,"
+    "  capacity INTEGER NOT NULL, bits BLOB NOT NULL);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -17,6 +17,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "idfilter.h"
 #include "ingest.h"
 #include "ledger.h"
 #include "opts.h"
@@ -219,13 +220,29 @@ static void test_ingest_duplicate_and_conflict(void **state)
     assert_run_day_sums_runs(f);
 }
 
+/* idfilter.h: the stored filter holds the key of every run. */
+static void assert_filter_holds_every_key(struct fx *f)
+{
+    struct tly_idfilter *filter;
+    sqlite3_stmt *q;
+
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    assert_int_equal(sqlite3_prepare_v2(f->l->db, "SELECT id_key FROM runs", -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        assert_true(tly_idfilter_may_hold(filter, sqlite3_column_int64(q, 0)));
+    sqlite3_finalize(q);
+    assert_false(tly_idfilter_may_hold(filter, tly_ledger_run_key("acc-1", 5, "never", 5)));
+    tly_idfilter_destroy(filter);
+}
+
 /*
  * Every run has its id key in exactly one of run_ids and run_ids_new
- * (migration 11), nothing else is there, and the time index is in place,
- * in WAL mode.
+ * (migration 11) and in the id filter, nothing else is there, and the time
+ * index is in place, in WAL mode.
  */
 static void assert_runs_indexes(struct fx *f)
 {
+    assert_filter_holds_every_key(f);
     assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
                               " AND name = 'runs_by_time'"), 1);
     assert_int_equal(q_int(f, "SELECT (SELECT count(*) FROM run_ids) + (SELECT count(*) FROM run_ids_new)"),
@@ -299,14 +316,15 @@ static void test_ingest_bulk_load_builds_indexes(void **state)
 static void test_ingest_run_key_collision(void **state)
 {
     struct fx *f = *state;
-    char sql[256];
+    char sql[320];
 
     put(f, "b1", "runs.csv", runs_csv);
     assert_int_equal(ingest(f, "b1"), TLY_OK);
     /* another run whose key is r9's */
+    /* (the filter is dropped, so the next ingest rebuilds it with this key) */
     snprintf(sql, sizeof sql, "INSERT INTO runs VALUES('acc-1', 'zz', 0, 'agent', 'ag-1', NULL, NULL,"
-             " NULL, 1, 2, %1$lld); INSERT INTO run_ids_new VALUES(%1$lld, last_insert_rowid())",
-             (long long)tly_ledger_run_key("acc-1", 5, "r9", 2));
+             " NULL, 1, 2, %1$lld); INSERT INTO run_ids_new VALUES(%1$lld, last_insert_rowid());"
+             " DELETE FROM run_filter", (long long)tly_ledger_run_key("acc-1", 5, "r9", 2));
     assert_int_equal(sqlite3_exec(f->l->db, sql, NULL, NULL, NULL), SQLITE_OK);
     put(f, "b2", "runs.csv",
         "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
@@ -317,6 +335,7 @@ static void test_ingest_run_key_collision(void **state)
     assert_int_equal(f->st.duplicates, 1);
     assert_int_equal(q_int(f, "SELECT count(*) FROM runs WHERE id_key = (SELECT id_key FROM runs"
                               " WHERE event_id = 'zz')"), 2);
+    assert_runs_indexes(f);
 }
 
 /* A runs.csv of 'n' runs of acc-1, ids PREFIX0.., a minute apart from 10:00. */

@@ -1,0 +1,48 @@
+/*
+ * idfilter.h — a Bloom filter of the run id keys, kept in the ledger.
+ *
+ * A night's runs are nearly all new, yet each was looked up in run_ids, a
+ * B-tree far larger than the cache: a fifth of a night's ingest.  The
+ * filter answers "certainly new" for all but about one key in fifty, so
+ * only those are looked up; and since the lookups are then rare, the runs
+ * go in account by account, which keeps the time index's pages together
+ * (ingest.c, stage_run).
+ *
+ * It is a split block Bloom filter (as in Apache Parquet): each key sets 8
+ * bits in one 32-byte block, so a test is one cache line.  It is sized at
+ * 16 bits per key when built and rebuilt from the key tables once the keys
+ * have doubled (8 bits per key: about 2% false positives), within 64 MiB.
+ *
+ * Invariant: the ledger's filter holds every key of run_ids and
+ * run_ids_new.  It lives in run_filter (one row) and is written in the
+ * transaction that adds the keys, so a rollback takes both back.  A
+ * missing row, a foreign byte order or a damaged blob is rebuilt, never
+ * trusted.
+ *
+ *   tly_idfilter_load       the ledger's filter, rebuilt when missing or full
+ *   tly_idfilter_build      a new filter of every key in the key tables
+ *   tly_idfilter_add        one new key
+ *   tly_idfilter_may_hold   0: the key is certainly not in the ledger
+ *   tly_idfilter_save       writes it into run_filter
+ *   tly_idfilter_destroy
+ *
+ * The caller owns the filter (create by load or build, free by destroy).
+ */
+#ifndef TLY_IDFILTER_H
+#define TLY_IDFILTER_H
+
+#include <stdint.h>
+
+#include "ledger.h"
+
+struct tly_idfilter;
+
+int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out);
+/* *repeated: run_ids holds a key twice (it is read in key order); may be NULL */
+int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *repeated);
+void tly_idfilter_add(struct tly_idfilter *f, int64_t key);
+int tly_idfilter_may_hold(const struct tly_idfilter *f, int64_t key);
+int tly_idfilter_save(struct tly_ledger *l, const struct tly_idfilter *f);
+void tly_idfilter_destroy(struct tly_idfilter *f);
+
+#endif

@@ -1,0 +1,192 @@
+/*
+ * test_idfilter.c — the Bloom filter of run id keys (idfilter.h): no key
+ * of the ledger is ever reported absent, few absent keys are reported
+ * present, and a stored filter that cannot be trusted is rebuilt.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "idfilter.h"
+#include "ledger.h"
+
+struct fx {
+    char dir[64];
+    char db[128];
+    struct tly_ledger *l;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+
+    strcpy(f->dir, "/tmp/tally-test-idfilter-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
+    assert_int_equal(tly_ledger_open(f->db, TLY_LEDGER_LOCK, &f->l), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[200];
+
+    tly_ledger_close(f->l);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void exec(struct fx *f, const char *sql)
+{
+    assert_int_equal(sqlite3_exec(f->l->db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static int64_t q_int(struct fx *f, const char *sql)
+{
+    sqlite3_stmt *q;
+    int64_t v;
+
+    assert_int_equal(sqlite3_prepare_v2(f->l->db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+/* 'n' runs with the keys of ids "k0".."k<n-1>", in run_ids (or run_ids_new). */
+static void put_keys(struct fx *f, int from, int n, const char *table)
+{
+    char sql[256], id[32];
+
+    exec(f, "BEGIN");
+    for (int i = from; i < from + n; i++) {
+        snprintf(id, sizeof id, "k%d", i);
+        snprintf(sql, sizeof sql, "INSERT INTO runs VALUES('acc', '%s', 0, 'agent', 'a', NULL, NULL, NULL,"
+                 " 1, 1, %lld); INSERT INTO %s VALUES(%lld, last_insert_rowid())", id,
+                 (long long)tly_ledger_run_key("acc", 3, id, strlen(id)), table,
+                 (long long)tly_ledger_run_key("acc", 3, id, strlen(id)));
+        exec(f, sql);
+    }
+    exec(f, "COMMIT");
+}
+
+static int holds(const struct tly_idfilter *filter, int i)
+{
+    char id[32];
+
+    snprintf(id, sizeof id, "k%d", i);
+    return tly_idfilter_may_hold(filter, tly_ledger_run_key("acc", 3, id, strlen(id)));
+}
+
+/* Every key of both tables is held; of 100k absent keys, under 1% are "maybe". */
+static void test_idfilter_no_false_negative(void **state)
+{
+    struct fx *f = *state;
+    struct tly_idfilter *filter;
+    int maybe = 0;
+
+    put_keys(f, 0, 20000, "run_ids");
+    put_keys(f, 20000, 5000, "run_ids_new");
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    for (int i = 0; i < 25000; i++)
+        assert_true(holds(filter, i));
+    for (int i = 25000; i < 125000; i++)
+        maybe += holds(filter, i);
+    assert_true(maybe < 1000);          /* 16 bits per key: about 0.1% */
+    tly_idfilter_destroy(filter);
+}
+
+/* Saved, loaded back, keys added since kept; then a foreign byte order rebuilds it. */
+static void test_idfilter_saved_and_untrusted(void **state)
+{
+    struct fx *f = *state;
+    struct tly_idfilter *filter;
+    char sql[200];
+
+    put_keys(f, 0, 100, "run_ids");
+    assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
+    snprintf(sql, sizeof sql, "k%d", 100);
+    tly_idfilter_add(filter, tly_ledger_run_key("acc", 3, sql, strlen(sql)));   /* not in the tables */
+    exec(f, "BEGIN");
+    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
+    exec(f, "COMMIT");
+    tly_idfilter_destroy(filter);
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 101);
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    assert_true(holds(filter, 100));                        /* the stored one, not a rebuild */
+    tly_idfilter_destroy(filter);
+
+    /* the first byte of the byte-order mark changed: rebuilt from the tables */
+    exec(f, "UPDATE run_filter SET bits = X'FF' || substr(bits, 2)");
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    assert_false(holds(filter, 100));
+    assert_true(holds(filter, 99));
+    tly_idfilter_destroy(filter);
+}
+
+/* Once the keys outnumber its capacity (8 bits each), the next load rebuilds it larger. */
+static void test_idfilter_rebuilt_when_full(void **state)
+{
+    struct fx *f = *state;
+    struct tly_idfilter *filter;
+    int64_t bytes;
+
+    put_keys(f, 0, 10, "run_ids");
+    assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
+    exec(f, "BEGIN");
+    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
+    exec(f, "COMMIT");
+    tly_idfilter_destroy(filter);
+    bytes = q_int(f, "SELECT length(bits) FROM run_filter");
+    assert_int_equal(bytes, 8 + 1024 * 32);                 /* the least size */
+    put_keys(f, 10, 40000, "run_ids_new");
+    exec(f, "UPDATE run_filter SET keys = keys + 40000");   /* as ingest counts them */
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    for (int i = 0; i < 40010; i++)
+        assert_true(holds(filter, i));
+    exec(f, "BEGIN");
+    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
+    exec(f, "COMMIT");
+    tly_idfilter_destroy(filter);
+    assert_int_equal(q_int(f, "SELECT length(bits) FROM run_filter"), 8 + 2501 * 32);   /* 2 × 40010 / 32 */
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 40010);
+}
+
+/* bulk_end: run_ids read in key order tells a key held twice. */
+static void test_idfilter_build_finds_repeated_key(void **state)
+{
+    struct fx *f = *state;
+    struct tly_idfilter *filter;
+    int repeated = -1;
+
+    put_keys(f, 0, 50, "run_ids");
+    assert_int_equal(tly_idfilter_build(f->l, &filter, &repeated), TLY_OK);
+    assert_int_equal(repeated, 0);
+    tly_idfilter_destroy(filter);
+    exec(f, "INSERT INTO run_ids SELECT id_key, run + 1000 FROM run_ids WHERE run = 7");
+    assert_int_equal(tly_idfilter_build(f->l, &filter, &repeated), TLY_OK);
+    assert_int_equal(repeated, 1);
+    tly_idfilter_destroy(filter);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_idfilter_no_false_negative, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idfilter_saved_and_untrusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idfilter_rebuilt_when_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idfilter_build_finds_repeated_key, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
