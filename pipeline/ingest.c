@@ -252,7 +252,7 @@ struct ing {
     int has_start, has_end;         /* the manifest's period columns */
     int64_t period_start, period_end;
     int bulk;                       /* a bulk load into an empty runs table (bulk_plan) */
-    char *time_index_sql;           /* bulk load: runs_by_time, to rebuild */
+    char *day_index_sql;            /* bulk load: runs_by_day, to rebuild */
     int bulk_duplicates;            /* the bulk load met duplicates: reload row by row */
     int reloading;                  /* this is that reload (see load_row_by_row) */
     struct tly_rundays *rundays;    /* run_day of the runs inserted (rundays.h) */
@@ -336,7 +336,7 @@ static void ing_release(struct ing *g)
         tly_free(g->man[i].path);
     tly_free(g->man);
     tly_free(g->skipped);
-    tly_free(g->time_index_sql);
+    tly_free(g->day_index_sql);
     tly_rundays_destroy(g->rundays);
 }
 
@@ -1397,12 +1397,12 @@ static int bulk_plan(struct ing *g)
     if (g->reloading)
         return TLY_OK;
     if ((err = tly_ledger_prepare(g->l, "SELECT NOT EXISTS(SELECT 1 FROM runs),"
-                                        " (SELECT sql FROM sqlite_master WHERE name = 'runs_by_time')",
+                                        " (SELECT sql FROM sqlite_master WHERE name = 'runs_by_day')",
                                   &q)))
         return err;
     rc = sqlite3_step(q);
     if (rc == SQLITE_ROW && (g->bulk = sqlite3_column_int(q, 0)) && sqlite3_column_type(q, 1) == SQLITE_TEXT &&
-        !(g->time_index_sql = tly_strdup((const char *)sqlite3_column_text(q, 1)))) {
+        !(g->day_index_sql = tly_strdup((const char *)sqlite3_column_text(q, 1)))) {
         sqlite3_finalize(q);
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
@@ -1413,7 +1413,7 @@ static int bulk_plan(struct ing *g)
 /* Inside the bundle's transaction, so a rollback restores it. */
 static int bulk_begin(struct ing *g)
 {
-    return g->time_index_sql ? tly_ledger_exec(g->l, "DROP INDEX runs_by_time") : TLY_OK;
+    return g->day_index_sql ? tly_ledger_exec(g->l, "DROP INDEX runs_by_day") : TLY_OK;
 }
 
 /*
@@ -1439,8 +1439,8 @@ static int bulk_end(struct ing *g)
                                 " INSERT INTO run_ids SELECT id_key, rowid FROM runs ORDER BY 1, 2");
     if (!err)
         err = tly_idfilter_build(g->l, &g->filter, &g->bulk_duplicates);
-    if (!err && !g->bulk_duplicates && g->time_index_sql)
-        err = tly_ledger_exec(g->l, g->time_index_sql);
+    if (!err && !g->bulk_duplicates && g->day_index_sql)
+        err = tly_ledger_exec(g->l, g->day_index_sql);
     restored = tly_ledger_exec(g->l, "PRAGMA threads = 0; PRAGMA cache_size = " TLY_LEDGER_CACHE);
     return err ? err : restored;
 }

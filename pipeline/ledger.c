@@ -313,15 +313,18 @@ static const char *const migrations[] = {
     "DROP INDEX runs_by_id;",
 
     /*
-     * 12 (ingest): runs_by_time holds the account and the instant only.
-     * The event id in it (migration 8) ordered runs of one second without
-     * a sort, but it was 36 of an entry's 64 bytes, and a night's runs land
-     * at the end of every account's range: 5.6k of the index's pages were
-     * rewritten each night.  Reconcile reads a few days run by run, in
-     * (ts, event_id) order still: SQLite sorts the ties of each second.
+     * 12 (ingest): the time index leads with the UTC day (runs_by_day).  A
+     * night's runs landed at the end of every account's range of
+     * runs_by_time, some 4 pages rewritten per account (5.6k for 1000
+     * accounts), which was 45% of a night's ingest.  Day first, they all
+     * land in the newest day's few hundred pages.  Reconcile reads an
+     * account's runs one day at a time (the days from run_day); the 36-byte
+     * event id is not in the index: SQLite sorts the ties of each second.
      */
+    "ALTER TABLE runs ADD COLUMN day INTEGER GENERATED ALWAYS AS"
+    "  (CASE WHEN ts >= 0 THEN ts / 86400 ELSE (ts - 86399) / 86400 END) VIRTUAL;"  /* floor */
     "DROP INDEX runs_by_time;"
-    "CREATE INDEX runs_by_time ON runs(account_id, ts);",
+    "CREATE INDEX runs_by_day ON runs(day, account_id, ts);",
 
     /*
      * 13 (ingest): the Bloom filter of the run id keys (idfilter.h), one

@@ -27,7 +27,7 @@
 /* ------------------------------------------------------------ statements */
 
 enum q {
-    Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_LATE_RUNS,
+    Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
     Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_UNPRICED,
     W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
@@ -52,13 +52,16 @@ static const char *const sql[NQ] = {
     [Q_CREDITS] = "SELECT ts, txn_id, pool, type, amount, expires_at FROM credits"
                   " WHERE account_id = ?1 AND ts < ?2 AND (ts >= ?3 OR rowid > ?4)"
                   " ORDER BY ts, txn_id",
+    /* runs are read one day at a time, the days with runs from run_day (migration 12) */
     [Q_RUNS] = "SELECT ts, event_id, kind, resource_id FROM runs"
-               " WHERE account_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, event_id",
+               " WHERE day = ?4 AND account_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, event_id",
+    [Q_RUN_DAYS] = "SELECT DISTINCT day FROM run_day WHERE account_id = ?1 AND day >= ?2 AND day <= ?3"
+                   " ORDER BY day",
     /* late runs summed at ingest (rundays.h), by bundles loaded since the close */
     [Q_LATE_RUNS] = "SELECT MIN(first_ts), kind, resource_id, SUM(runs) FROM late_run_day"
                     " WHERE account_id = ?1 AND bundle_id > ?2 GROUP BY day, kind, resource_id"
                     " ORDER BY day, kind, resource_id",
-    [Q_FIRST_RUN] = "SELECT MIN(ts) FROM runs WHERE account_id = ?1 AND ts < ?2",
+    [Q_FIRST_RUN] = "SELECT MIN(first_ts) FROM run_day WHERE account_id = ?1 AND first_ts < ?2",
     [Q_FROZEN_STOPS] = "SELECT category, deployment_id, stop_at FROM actions"
                        " WHERE account_id = ?1 AND frozen = 1 ORDER BY stop_at, category, deployment_id",
     [Q_FROZEN_USAGE] = "SELECT COALESCE(SUM(credits), 0), COALESCE(SUM(seconds), 0) FROM usage_day"
@@ -69,12 +72,19 @@ static const char *const sql[NQ] = {
                        " AND NOT EXISTS(SELECT 1 FROM credits WHERE account_id = ?1 AND pool = ?2"
                        "   AND type IN ('grant', 'topup') AND ts < ?3"
                        "   AND (expires_at IS NULL OR expires_at > ?3))",
-    [Q_COUNT_RUNS] = "SELECT COUNT(*), MIN(ts) FROM runs WHERE account_id = ?1 AND ts < ?2",
+    /* whole days from run_day, and the day of ?2 (= day ?3) up to it */
+    [Q_COUNT_RUNS] = "SELECT COALESCE((SELECT SUM(runs) FROM run_day WHERE account_id = ?1 AND day < ?3), 0)"
+                     " + (SELECT COUNT(*) FROM runs WHERE day = ?3 AND account_id = ?1 AND ts < ?2),"
+                     " COALESCE((SELECT MIN(first_ts) FROM run_day WHERE account_id = ?1 AND day < ?3),"
+                     "  (SELECT MIN(ts) FROM runs WHERE day = ?3 AND account_id = ?1 AND ts < ?2))",
     [Q_LAST_RUN_DAY] = "SELECT MAX(day) FROM usage_day WHERE account_id = ?1 AND category = ?2"
                        " AND resource_id = ?3 AND runs > 0",
-    [Q_RUN_NAME] = "SELECT resource_name FROM runs WHERE account_id = ?1 AND kind = ?2"
-                   " AND resource_id = ?3 AND resource_name IS NOT NULL AND ts < ?4"
-                   " ORDER BY ts DESC, event_id DESC LIMIT 1",
+    /* the runnable's days with runs, latest first (?5 = the day of ?4 - 1), until one names it */
+    [Q_RUN_NAME] = "SELECT (SELECT r.resource_name FROM runs r WHERE r.day = d.day AND r.account_id = ?1"
+                   "   AND r.ts < ?4 AND r.kind = ?2 AND r.resource_id = ?3 AND r.resource_name IS NOT NULL"
+                   "   ORDER BY r.ts DESC, r.event_id DESC LIMIT 1) AS name"
+                   " FROM run_day d WHERE d.account_id = ?1 AND d.kind = ?2 AND d.resource_id = ?3"
+                   " AND d.day <= ?5 AND name IS NOT NULL ORDER BY d.day DESC LIMIT 1",
     [Q_DAY_RUNS] = "SELECT kind, resource_id, runs, first_ts FROM run_day"
                     " WHERE account_id = ?1 AND day = ?2",
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
@@ -753,8 +763,10 @@ static int lookup_text(struct sim *s, enum q q, const struct runnable *r, char *
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->resource_id, -1, SQLITE_STATIC);
-    if (q == Q_RUN_NAME)
+    if (q == Q_RUN_NAME) {
         sqlite3_bind_int64(st, 4, s->as_of);
+        sqlite3_bind_int64(st, 5, tly_day_of(s->as_of - 1));
+    }
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL && !(*out = col_dup(st, 0))) {
         reset(st);
@@ -938,6 +950,7 @@ static int unknown_account(struct sim_out *w, const char *account_id, int64_t as
     /* held events: runs are counted with an index range; credits and deployments are few */
     sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, as_of);
+    sqlite3_bind_int64(st, 3, tly_day_of(as_of));
     rc = sqlite3_step(st);
     n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     first = rc == SQLITE_ROW && n ? sqlite3_column_int64(st, 1) : INT64_MAX;
@@ -1107,9 +1120,11 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         start = tly_cycle_containing(s.anchor_day, day) * TLY_DAY_SECONDS;
     }
     sqlite3_bind_text(w->q[Q_RUNS], 1, account_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(w->q[Q_RUNS], 2, start);
     sqlite3_bind_int64(w->q[Q_RUNS], 3, o->as_of);
+    sqlite3_bind_text(w->q[Q_RUN_DAYS], 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(w->q[Q_RUN_DAYS], 3, tly_day_of(o->as_of - 1));
     s.runs = w->q[Q_RUNS];
+    s.run_days = w->q[Q_RUN_DAYS];
     s.runs_from = start;
     s.last_run_ts = INT64_MIN;
     if (!o->every_run) {
@@ -1120,6 +1135,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
     }
     err = sim_run(&s, start);
     reset(w->q[Q_RUNS]);
+    reset(w->q[Q_RUN_DAYS]);
     if (err || (err = enforce_overruns(&s)))
         goto out;
     if (s.overflow || s.wallet[POOL_CREDITS].overflow || s.wallet[POOL_RUNS].overflow) {

@@ -175,7 +175,8 @@ struct sim {
     size_t nstops, stops_cap;
     struct sim_out *out;                        /* reconcile.c's writer */
     /* inputs streamed or preloaded by reconcile.c */
-    sqlite3_stmt *runs;                         /* open-time runs, by ts, event_id; ?2 = from */
+    sqlite3_stmt *runs;                         /* a day's runs, by ts, event_id (step_runs) */
+    sqlite3_stmt *run_days;                     /* the account's days with runs, from ?2 */
     int runs_has_row;
     int64_t runs_from;                          /* the first instant of the runs read */
     int64_t last_run_ts;                        /* the last run applied, or INT64_MIN */

@@ -723,13 +723,45 @@ static int64_t next_run_ts(struct sim *s)
     return s->runs_has_row ? sqlite3_column_int64(s->runs, 0) : INT64_MAX;
 }
 
+static int runs_error(sqlite3_stmt *st)
+{
+    return tly_error(TLY_ERR_LEDGER, "reading runs: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+}
+
+/*
+ * The runs cursor reads one day at a time (the time index leads with the
+ * day, ledger.c migration 12): s->run_days yields the account's days with
+ * runs, and s->runs the runs of one of them, from the instant sought on.
+ */
 static int step_runs(struct sim *s)
 {
-    int rc = sqlite3_step(s->runs);
+    int rc = sqlite3_step(s->runs), day_rc;
+
+    while (rc == SQLITE_DONE) {
+        if ((day_rc = sqlite3_step(s->run_days)) != SQLITE_ROW) {
+            if (day_rc != SQLITE_DONE)
+                return runs_error(s->run_days);
+            break;
+        }
+        sqlite3_reset(s->runs);
+        sqlite3_bind_int64(s->runs, 4, sqlite3_column_int64(s->run_days, 0));
+        rc = sqlite3_step(s->runs);
+    }
     s->runs_has_row = rc == SQLITE_ROW;
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return tly_error(TLY_ERR_LEDGER, "reading runs: %s", sqlite3_errmsg(sqlite3_db_handle(s->runs)));
+        return runs_error(s->runs);
     return TLY_OK;
+}
+
+/* Puts the cursor on the first run at or after 'from'. */
+static int seek_runs(struct sim *s, int64_t from)
+{
+    sqlite3_reset(s->run_days);
+    sqlite3_bind_int64(s->run_days, 2, tly_day_of(from));
+    sqlite3_reset(s->runs);
+    sqlite3_bind_int64(s->runs, 2, from);
+    sqlite3_bind_null(s->runs, 4);          /* no rows: step_runs goes to the first day */
+    return step_runs(s);
 }
 
 /*
@@ -965,9 +997,7 @@ static int apply_quiet_day(struct sim *s, int64_t day, int64_t end, int exhauste
     add(s, &s->stmt[POOL_RUNS].used, runs_micro(charged));
     s->quiet_days++;
     /* the runs cursor goes on from the next day */
-    sqlite3_reset(s->runs);
-    sqlite3_bind_int64(s->runs, 2, end);
-    return step_runs(s);
+    return seek_runs(s, end);
 }
 
 /* Applies the day of 'tr' (the next run, before the next instant) when it is quiet. */
@@ -1023,7 +1053,7 @@ int sim_run(struct sim *s, int64_t start)
             return err;
     if ((err = post_late(s)))
         return err;
-    if ((err = step_runs(s)))
+    if ((err = seek_runs(s, s->runs_from)))
         return err;
     /* credits before 'start' are late ones: they apply at 'start' */
     while (ci < s->ncevs && s->cevs[ci].ts < start)

@@ -244,7 +244,7 @@ static void assert_runs_indexes(struct fx *f)
 {
     assert_filter_holds_every_key(f);
     assert_int_equal(q_int(f, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
-                              " AND name = 'runs_by_time'"), 1);
+                              " AND name = 'runs_by_day'"), 1);
     assert_int_equal(q_int(f, "SELECT (SELECT count(*) FROM run_ids) + (SELECT count(*) FROM run_ids_new)"),
                      q_int(f, "SELECT count(*) FROM runs"));
     assert_int_equal(q_int(f, "SELECT count(*) FROM runs r WHERE"

@@ -453,6 +453,29 @@ static void test_same_instant_credits_before_runs(void **state)
     done(l);
 }
 
+/*
+ * A runnable that deployments.csv never names takes the name of its latest
+ * named run before the as-of (ties in a second: the greatest event id),
+ * found day by day from run_day.
+ */
+static void test_runnable_named_by_latest_run(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    account(l, "a1", "gale", "2026-10-01", "0");
+    dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "agent", "deploy", "ag", NULL);
+    run_event(l, "a1", "x1", "2026-10-02T01:00:00Z", "agent", "ag");
+    run_event(l, "a1", "x0", "2026-10-03T01:00:00Z", "agent", "ag");
+    run_event(l, "a1", "x2", "2026-10-03T01:00:00Z", "agent", "ag");
+    run_event(l, "a1", "x3", "2026-10-03T02:00:00Z", "agent", "ag");          /* no name */
+    run_event(l, "a1", "x4", "2026-10-05T01:00:00Z", "agent", "ag");          /* after the as-of */
+    sql(l, "UPDATE runs SET resource_name = CASE event_id WHEN 'x1' THEN 'Old' WHEN 'x0' THEN 'Tie'"
+           " WHEN 'x2' THEN 'New' WHEN 'x4' THEN 'Future' END");
+    reconcile(l, "2026-10-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT name = 'New' FROM runnable_state WHERE resource_id = 'ag'"), 1);
+    done(l);
+}
+
 /* ------------------------------------------------------- §3 expiry, §5 */
 
 static void test_free_grant_expires_and_banner(void **state)
@@ -600,20 +623,39 @@ static void test_quiet_days_equal_replay(void **state)
     assert_int_equal(got[0][6], 6);
 }
 
-/* §10 "Unknown accounts": held and listed once until the row arrives */
+/*
+ * §10 "Unknown accounts": held and listed once until the row arrives.  The
+ * count takes whole days from run_day and the as-of's own day up to it.
+ */
 static void test_unknown_account_listed_once(void **state)
 {
     struct tly_ledger *l = fresh();
     (void)state;
     run_event(l, "ghost", "x1", "2026-10-10T00:00:00Z", "agent", "ag");
     run_event(l, "ghost", "x2", "2026-10-11T00:00:00Z", "agent", "ag");
-    reconcile(l, "2026-10-12T00:00:00Z");
+    run_event(l, "ghost", "x3", "2026-10-12T05:00:00Z", "agent", "ag");
+    run_event(l, "ghost", "x4", "2026-10-12T06:00:00Z", "agent", "ag");     /* at the as-of: after it */
+    reconcile(l, "2026-10-12T06:00:00Z");
     assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'unknown_account'"), 1);
+    assert_int_equal(one(l, "SELECT detail = '3 events held until the account''s row arrives' FROM discrepancies"), 1);
+    assert_int_equal(one(l, "SELECT ts FROM discrepancies"), ts("2026-10-10T00:00:00Z"));
     assert_int_equal(one(l, "SELECT COUNT(*) FROM statements"), 0);
     account(l, "ghost", "gale", "2026-10-01", "0");
-    reconcile(l, "2026-10-12T00:00:00Z");
+    reconcile(l, "2026-10-12T06:00:00Z");
     assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'unknown_account'"), 0);
-    assert_int_equal(one(l, "SELECT used_runs FROM statements WHERE pool = 'runs'"), 2 * TLY_MICRO);
+    assert_int_equal(one(l, "SELECT used_runs FROM statements WHERE pool = 'runs'"), 3 * TLY_MICRO);
+    done(l);
+}
+
+/* A held account whose only runs are on the as-of's day, before it. */
+static void test_unknown_account_runs_on_asof_day(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    run_event(l, "ghost", "x1", "2026-10-12T05:00:00Z", "agent", "ag");
+    reconcile(l, "2026-10-12T06:00:00Z");
+    assert_int_equal(one(l, "SELECT detail = '1 events held until the account''s row arrives' FROM discrepancies"), 1);
+    assert_int_equal(one(l, "SELECT ts FROM discrepancies"), ts("2026-10-12T05:00:00Z"));
     done(l);
 }
 
@@ -636,6 +678,8 @@ int main(void)
         cmocka_unit_test(test_free_grant_expires_and_banner),
         cmocka_unit_test(test_late_usage_posted_into_open_cycle),
         cmocka_unit_test(test_unknown_account_listed_once),
+        cmocka_unit_test(test_unknown_account_runs_on_asof_day),
+        cmocka_unit_test(test_runnable_named_by_latest_run),
         cmocka_unit_test(test_quiet_days_equal_replay),
         cmocka_unit_test(test_overrun_evidence_after_close_incremental_equals_batch),
     };
