@@ -25,6 +25,7 @@ struct tly_idfilter {
     uint64_t nblocks;
     int64_t keys;               /* keys added since the build, and at it */
     int64_t capacity;           /* keys at which it is rebuilt (8 bits per key) */
+    int unsaved;                /* built since the last save */
 };
 
 /* The salts of Parquet's split block Bloom filter: one bit per word. */
@@ -148,6 +149,7 @@ int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *rep
         tly_idfilter_destroy(f);
         return err;
     }
+    f->unsaved = 1;
     *out = f;
     return TLY_OK;
 }
@@ -202,6 +204,10 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out)
 
     if ((err = read_stored(l, &f)))
         return err;
+    if (f && (err = add_all(l, f, "SELECT id_key FROM run_ids_new", NULL))) {
+        tly_idfilter_destroy(f);
+        return err;
+    }
     if (f && (f->keys <= f->capacity || f->nblocks == MAX_BLOCKS)) {
         *out = f;
         return TLY_OK;
@@ -210,8 +216,13 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out)
     return tly_idfilter_build(l, out, NULL);
 }
 
+int tly_idfilter_unsaved(const struct tly_idfilter *f)
+{
+    return f->unsaved;
+}
+
 /* The row keeps its size from night to night, so the blob is written in place. */
-int tly_idfilter_save(struct tly_ledger *l, const struct tly_idfilter *f)
+int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f)
 {
     sqlite3_stmt *q;
     sqlite3_blob *blob = NULL;
@@ -246,5 +257,8 @@ int tly_idfilter_save(struct tly_ledger *l, const struct tly_idfilter *f)
         sqlite3_blob_close(blob);
         return err;
     }
-    return sqlite3_blob_close(blob) == SQLITE_OK ? TLY_OK : tly_ledger_error(l, "writing run_filter");
+    if (sqlite3_blob_close(blob) != SQLITE_OK)
+        return tly_ledger_error(l, "writing run_filter");
+    f->unsaved = 0;
+    return TLY_OK;
 }

@@ -13,16 +13,18 @@
  * 16 bits per key when built and rebuilt from the key tables once the keys
  * have doubled (8 bits per key: about 2% false positives), within 64 MiB.
  *
- * Invariant: the ledger's filter holds every key of run_ids and
- * run_ids_new.  It lives in run_filter (one row) and is written in the
- * transaction that adds the keys, so a rollback takes both back.  A
- * missing row, a foreign byte order or a damaged blob is rebuilt, never
- * trusted.
+ * The stored filter (run_filter, one row) holds every key of run_ids; a
+ * load adds the keys of run_ids_new, which is small, in memory.  So a
+ * night writes it only when run_ids changes: a bulk load, a merge of
+ * run_ids_new, or a rebuild.  It is written in the transaction that
+ * changes run_ids, so a rollback takes both back.  A missing row, a
+ * foreign byte order or a damaged blob is rebuilt, never trusted.
  *
- *   tly_idfilter_load       the ledger's filter, rebuilt when missing or full
+ *   tly_idfilter_load       the filter of run_ids and run_ids_new
  *   tly_idfilter_build      a new filter of every key in the key tables
  *   tly_idfilter_add        one new key
  *   tly_idfilter_may_hold   0: the key is certainly not in the ledger
+ *   tly_idfilter_unsaved    built or rebuilt since the last save or load
  *   tly_idfilter_save       writes it into run_filter
  *   tly_idfilter_destroy
  *
@@ -42,7 +44,8 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out);
 int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *repeated);
 void tly_idfilter_add(struct tly_idfilter *f, int64_t key);
 int tly_idfilter_may_hold(const struct tly_idfilter *f, int64_t key);
-int tly_idfilter_save(struct tly_ledger *l, const struct tly_idfilter *f);
+int tly_idfilter_unsaved(const struct tly_idfilter *f);
+int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f);
 void tly_idfilter_destroy(struct tly_idfilter *f);
 
 #endif

@@ -1451,7 +1451,9 @@ static int bulk_end(struct ing *g)
  * over every page of run_ids, about what each night cost when all keys
  * were in one index, now paid every few nights.  The eighth keeps
  * run_ids_new small enough that a night's inserts into it stay cheap.
- * max(rowid) stands for the count of runs, which are never deleted.
+ * max(rowid) stands for the count of runs, which are never deleted.  The
+ * stored id filter covers run_ids, so it is saved with the move (it was
+ * loaded before it, with the keys that move).
  */
 static int merge_new_ids(struct ing *g)
 {
@@ -1468,9 +1470,13 @@ static int merge_new_ids(struct ing *g)
     sqlite3_finalize(q);
     if (rc != SQLITE_ROW)
         return tly_ledger_error(g->l, "counting run ids");
-    return due ? tly_ledger_exec(g->l, "INSERT INTO run_ids SELECT id_key, run FROM run_ids_new;"
-                                       " DELETE FROM run_ids_new")
-               : TLY_OK;
+    if (!due)
+        return TLY_OK;
+    if ((!g->filter && (err = tly_idfilter_load(g->l, &g->filter))) ||
+        (err = tly_ledger_exec(g->l, "INSERT INTO run_ids SELECT id_key, run FROM run_ids_new;"
+                                     " DELETE FROM run_ids_new")))
+        return err;
+    return tly_idfilter_save(g->l, g->filter);
 }
 
 /*
@@ -1517,7 +1523,8 @@ static int load_pass(struct ing *g, const char *path, const char *hex, struct tl
         check_manifest(g);
     /* inputs.md: nothing of a rejected bundle is committed */
     if (g->rej_code[0] || (err = tly_rundays_flush(g->rundays)) || (err = bulk_end(g)) ||
-        g->bulk_duplicates || (err = merge_new_ids(g)) || (g->filter && (err = tly_idfilter_save(g->l, g->filter))))
+        g->bulk_duplicates || (err = merge_new_ids(g)) ||
+        (g->filter && tly_idfilter_unsaved(g->filter) && (err = tly_idfilter_save(g->l, g->filter))))
         goto fail;
     if ((err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))
         goto fail;

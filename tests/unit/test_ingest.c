@@ -368,6 +368,7 @@ static void test_ingest_new_run_ids_merge(void **state)
     assert_int_equal(ingest(f, "b2"), TLY_OK);
     assert_int_equal(f->st.duplicates, 1);                   /* found in run_ids */
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 1);   /* 8 × 1 <= 17 */
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 16);      /* covers run_ids: not written */
     assert_runs_indexes(f);
     put_runs(f, "b3", "c", 2, "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
                               "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,failed\n");
@@ -376,6 +377,7 @@ static void test_ingest_new_run_ids_merge(void **state)
     assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name = 'b3'"), 1);
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);   /* 8 × 3 > 19: merged */
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 19);
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 19);      /* written with the move */
     assert_runs_indexes(f);
     put_runs(f, "b4", "d", 0, "c1,acc-1,2026-09-20T10:01:00Z,agent,ag-1,,,failed\n");
     assert_int_equal(ingest(f, "b4"), TLY_QUARANTINED);      /* b3's run, now in run_ids */
