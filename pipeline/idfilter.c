@@ -4,13 +4,17 @@
  * The blob in run_filter.bits is a byte-order mark (the 64-bit number
  * BYTE_ORDER_MARK as this machine stores it) and then the blocks, each
  * eight 32-bit words in this machine's order.  A ledger carried to a
- * machine of the other byte order sees a foreign mark and rebuilds.
+ * machine of the other byte order sees a foreign mark and rebuilds.  The
+ * row also holds the XXH3 of the whole blob (a damaged blob is rebuilt:
+ * one cleared bit would let a duplicate through), and run_filter.keys
+ * counts the keys of run_ids it holds, for the "full" test.
  */
 #include "idfilter.h"
 #include "alloc.h"
 #include "error.h"
 
 #include <string.h>
+#include <xxhash.h>
 
 #define BYTE_ORDER_MARK UINT64_C(0x0102030405060708)
 #define HEADER_BYTES 8
@@ -23,7 +27,7 @@ struct tly_idfilter {
     unsigned char *blob;        /* HEADER_BYTES + nblocks * BLOCK_BYTES */
     uint32_t *words;            /* blob + HEADER_BYTES */
     uint64_t nblocks;
-    int64_t keys;               /* keys added since the build, and at it */
+    int64_t keys;               /* keys it holds (a key added twice counts twice) */
     int64_t capacity;           /* keys at which it is rebuilt (8 bits per key) */
     int unsaved;                /* built since the last save */
 };
@@ -160,17 +164,19 @@ static int read_stored(struct tly_ledger *l, struct tly_idfilter **out)
     sqlite3_stmt *q;
     sqlite3_blob *blob = NULL;
     struct tly_idfilter *f = NULL;
-    int64_t keys = 0, capacity = 0, bytes = 0;
+    int64_t keys = 0, capacity = 0, bytes = 0, checksum = 0;
     uint64_t mark = BYTE_ORDER_MARK;
     int rc, err;
 
     *out = NULL;
-    if ((err = tly_ledger_prepare(l, "SELECT keys, capacity, length(bits) FROM run_filter WHERE id = 1", &q)))
+    if ((err = tly_ledger_prepare(l, "SELECT keys, capacity, length(bits), checksum FROM run_filter"
+                                     " WHERE id = 1", &q)))
         return err;
     if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         keys = sqlite3_column_int64(q, 0);
         capacity = sqlite3_column_int64(q, 1);
         bytes = sqlite3_column_int64(q, 2);
+        checksum = sqlite3_column_int64(q, 3);
     }
     sqlite3_finalize(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -188,7 +194,8 @@ static int read_stored(struct tly_ledger *l, struct tly_idfilter **out)
         return err;
     }
     sqlite3_blob_close(blob);
-    if (memcmp(f->blob, &mark, sizeof mark) || keys < 0 || capacity != f->capacity) {
+    if (memcmp(f->blob, &mark, sizeof mark) || keys < 0 || capacity != f->capacity ||
+        checksum != (int64_t)XXH3_64bits(f->blob, (size_t)bytes)) {
         tly_idfilter_destroy(f);
         return TLY_OK;
     }
@@ -221,7 +228,10 @@ int tly_idfilter_unsaved(const struct tly_idfilter *f)
     return f->unsaved;
 }
 
-/* The row keeps its size from night to night, so the blob is written in place. */
+/*
+ * The row keeps its size from night to night, so the blob is written in
+ * place.  Saved with the keys of run_ids, which a load does not add again.
+ */
 int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f)
 {
     sqlite3_stmt *q;
@@ -229,28 +239,15 @@ int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f)
     int64_t bytes = HEADER_BYTES + (int64_t)(f->nblocks * BLOCK_BYTES);
     int err;
 
-    if ((err = tly_ledger_prepare(l, "UPDATE run_filter SET keys = ?1, capacity = ?2"
-                                     " WHERE id = 1 AND length(bits) = ?3", &q)))
+    if ((err = tly_ledger_prepare(l, "INSERT INTO run_filter(id, keys, capacity, checksum, bits)"
+                                     " VALUES(1, 0, 0, 0, zeroblob(?1)) ON CONFLICT(id) DO UPDATE"
+                                     " SET bits = zeroblob(?1) WHERE length(bits) != ?1", &q)))
         return err;
-    sqlite3_bind_int64(q, 1, f->keys);
-    sqlite3_bind_int64(q, 2, f->capacity);
-    sqlite3_bind_int64(q, 3, bytes);
+    sqlite3_bind_int64(q, 1, bytes);
     err = tly_ledger_step_done(l, q);
     sqlite3_finalize(q);
     if (err)
         return err;
-    if (sqlite3_changes(l->db) == 0) {
-        if ((err = tly_ledger_prepare(l, "INSERT OR REPLACE INTO run_filter(id, keys, capacity, bits)"
-                                         " VALUES(1, ?1, ?2, zeroblob(?3))", &q)))
-            return err;
-        sqlite3_bind_int64(q, 1, f->keys);
-        sqlite3_bind_int64(q, 2, f->capacity);
-        sqlite3_bind_int64(q, 3, bytes);
-        err = tly_ledger_step_done(l, q);
-        sqlite3_finalize(q);
-        if (err)
-            return err;
-    }
     if (sqlite3_blob_open(l->db, "main", "run_filter", "bits", 1, 1, &blob) != SQLITE_OK ||
         sqlite3_blob_write(blob, f->blob, (int)bytes, 0) != SQLITE_OK) {
         err = tly_ledger_error(l, "writing run_filter");
@@ -259,6 +256,14 @@ int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f)
     }
     if (sqlite3_blob_close(blob) != SQLITE_OK)
         return tly_ledger_error(l, "writing run_filter");
-    f->unsaved = 0;
-    return TLY_OK;
+    if ((err = tly_ledger_prepare(l, "UPDATE run_filter SET keys = (SELECT count(*) FROM run_ids),"
+                                     " capacity = ?1, checksum = ?2 WHERE id = 1", &q)))
+        return err;
+    sqlite3_bind_int64(q, 1, f->capacity);
+    sqlite3_bind_int64(q, 2, (int64_t)XXH3_64bits(f->blob, (size_t)bytes));
+    err = tly_ledger_step_done(l, q);
+    sqlite3_finalize(q);
+    if (!err)
+        f->unsaved = 0;
+    return err;
 }

@@ -5,8 +5,7 @@
  * B-tree far larger than the cache: a fifth of a night's ingest.  The
  * filter answers "certainly new" for all but about one key in fifty, so
  * only those are looked up; and since the lookups are then rare, the runs
- * go in account by account, which keeps the time index's pages together
- * (ingest.c, stage_run).
+ * go in in file order, with no staging table sorted for the lookups.
  *
  * It is a split block Bloom filter (as in Apache Parquet): each key sets 8
  * bits in one 32-byte block, so a test is one cache line.  It is sized at
@@ -18,7 +17,8 @@
  * night writes it only when run_ids changes: a bulk load, a merge of
  * run_ids_new, or a rebuild.  It is written in the transaction that
  * changes run_ids, so a rollback takes both back.  A missing row, a
- * foreign byte order or a damaged blob is rebuilt, never trusted.
+ * foreign byte order or a blob whose XXH3 differs from the one stored
+ * with it is rebuilt, never trusted.
  *
  *   tly_idfilter_load       the filter of run_ids and run_ids_new
  *   tly_idfilter_build      a new filter of every key in the key tables

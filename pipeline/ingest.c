@@ -238,7 +238,7 @@ struct ing {
     sqlite3_stmt *ins[TLY_FILE_MANIFEST], *sel[TLY_FILE_MANIFEST];
     sqlite3_stmt *ins_acc, *sel_acc, *upd_acc, *ins_file, *ins_reject, *sel_prov;
     sqlite3_stmt *ins_new_id;               /* run_ids_new, see insert_run */
-    struct tly_idfilter *filter;            /* loaded at the first run of a night */
+    struct tly_idfilter *filter;            /* loaded at a night's first run, built by a bulk load */
     /* counters of this bundle (added to the stats at commit) */
     long loaded, duplicates, quarantined, superseded;
     long row_rejects, printed;      /* printed: named on stderr (kept by a reload) */
@@ -1480,6 +1480,20 @@ static int merge_new_ids(struct ing *g)
 }
 
 /*
+ * A reload (load_row_by_row) started from an empty ledger, so its filter
+ * was built for no runs and is full: build it again for the runs loaded,
+ * as a bulk load would have.
+ */
+static int refit_filter(struct ing *g)
+{
+    if (!g->reloading || !g->filter)
+        return TLY_OK;
+    tly_idfilter_destroy(g->filter);
+    g->filter = NULL;
+    return tly_idfilter_build(g->l, &g->filter, NULL);
+}
+
+/*
  * Starts the bundle over after a bulk pass met duplicate ids (bulk_begin):
  * a fresh state that keeps the indexes and says nothing twice on stderr.
  */
@@ -1523,7 +1537,7 @@ static int load_pass(struct ing *g, const char *path, const char *hex, struct tl
         check_manifest(g);
     /* inputs.md: nothing of a rejected bundle is committed */
     if (g->rej_code[0] || (err = tly_rundays_flush(g->rundays)) || (err = bulk_end(g)) ||
-        g->bulk_duplicates || (err = merge_new_ids(g)) ||
+        g->bulk_duplicates || (err = merge_new_ids(g)) || (err = refit_filter(g)) ||
         (g->filter && tly_idfilter_unsaved(g->filter) && (err = tly_idfilter_save(g->l, g->filter))))
         goto fail;
     if ((err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))

@@ -34,6 +34,11 @@
 #error "libxxhash 0.8.0 or later is needed"
 #endif
 
+/* migration 12 adds a generated column (SQLite 3.31); Debian 12 has 3.40 */
+#if SQLITE_VERSION_NUMBER < 3031000
+#error "SQLite 3.31 or later is needed"
+#endif
+
 static const char *const migrations[] = {
     /* 1: the initial schema */
     "CREATE TABLE bundles("
@@ -331,7 +336,7 @@ static const char *const migrations[] = {
      * row.  Ingest builds it when it finds none.
      */
     "CREATE TABLE run_filter(id INTEGER PRIMARY KEY CHECK (id = 1), keys INTEGER NOT NULL,"
-    "  capacity INTEGER NOT NULL, bits BLOB NOT NULL);",
+    "  capacity INTEGER NOT NULL, checksum INTEGER NOT NULL, bits BLOB NOT NULL);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

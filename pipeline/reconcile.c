@@ -80,11 +80,11 @@ static const char *const sql[NQ] = {
     [Q_LAST_RUN_DAY] = "SELECT MAX(day) FROM usage_day WHERE account_id = ?1 AND category = ?2"
                        " AND resource_id = ?3 AND runs > 0",
     /* the runnable's days with runs, latest first (?5 = the day of ?4 - 1), until one names it */
-    [Q_RUN_NAME] = "SELECT (SELECT r.resource_name FROM runs r WHERE r.day = d.day AND r.account_id = ?1"
-                   "   AND r.ts < ?4 AND r.kind = ?2 AND r.resource_id = ?3 AND r.resource_name IS NOT NULL"
-                   "   ORDER BY r.ts DESC, r.event_id DESC LIMIT 1) AS name"
-                   " FROM run_day d WHERE d.account_id = ?1 AND d.kind = ?2 AND d.resource_id = ?3"
-                   " AND d.day <= ?5 AND name IS NOT NULL ORDER BY d.day DESC LIMIT 1",
+    [Q_RUN_NAME] = "SELECT name FROM (SELECT (SELECT r.resource_name FROM runs r WHERE r.day = d.day"
+                   "   AND r.account_id = ?1 AND r.ts < ?4 AND r.kind = ?2 AND r.resource_id = ?3"
+                   "   AND r.resource_name IS NOT NULL ORDER BY r.ts DESC, r.event_id DESC LIMIT 1) AS name"
+                   "  FROM run_day d WHERE d.account_id = ?1 AND d.kind = ?2 AND d.resource_id = ?3"
+                   "  AND d.day <= ?5 ORDER BY d.day DESC) WHERE name IS NOT NULL LIMIT 1",
     [Q_DAY_RUNS] = "SELECT kind, resource_id, runs, first_ts FROM run_day"
                     " WHERE account_id = ?1 AND day = ?2",
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
@@ -981,20 +981,25 @@ out:
     return err;
 }
 
-static int64_t first_event(struct sim *s)
+/* The account's first event before the as-of, INT64_MAX when none. */
+static int first_event(struct sim *s, int64_t *out)
 {
     sqlite3_stmt *st = s->out->q[Q_FIRST_RUN];
     int64_t first = INT64_MAX;
+    int rc;
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, s->as_of);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         first = sqlite3_column_int64(st, 0);
     reset(st);
+    if (rc != SQLITE_ROW)
+        return ledger_err(s->out, "reading run_day");
     if (s->ndevs && s->devs[0].ts < first)
         first = s->devs[0].ts;
     if (s->ncevs && s->cevs[0].ts < first)
         first = s->cevs[0].ts;
-    return first;
+    *out = first;
+    return TLY_OK;
 }
 
 /*
@@ -1009,9 +1014,11 @@ static int64_t first_event(struct sim *s)
 static int write_empty_early_cycles(struct sim *s)
 {
     sqlite3_stmt *st = s->out->q[Q_FIRST_CYCLE];
-    int64_t first = first_event(s), known = INT64_MIN, day;
-    int rc, err = TLY_OK;
+    int64_t first, known = INT64_MIN, day;
+    int rc, err;
 
+    if ((err = first_event(s, &first)))
+        return err;
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         known = sqlite3_column_int64(st, 0);
@@ -1115,9 +1122,11 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
             goto out;
         start = s.open_start;
     } else {
-        int64_t first = first_event(&s);
-        int64_t day = tly_day_of(first != INT64_MAX ? first : o->as_of - 1);
-        start = tly_cycle_containing(s.anchor_day, day) * TLY_DAY_SECONDS;
+        int64_t first;
+        if ((err = first_event(&s, &first)))
+            goto out;
+        start = tly_cycle_containing(s.anchor_day, tly_day_of(first != INT64_MAX ? first : o->as_of - 1))
+                * TLY_DAY_SECONDS;
     }
     sqlite3_bind_text(w->q[Q_RUNS], 1, account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(w->q[Q_RUNS], 3, o->as_of);

@@ -81,6 +81,28 @@ static void put_keys(struct fx *f, int from, int n, const char *table)
     exec(f, "COMMIT");
 }
 
+/*
+ * Writes 'byte' at 'offset' of the stored blob; offset -1: over the first
+ * nonzero byte after the byte-order mark (a key's bits lost).
+ */
+static void poke(struct fx *f, long offset, unsigned char byte)
+{
+    sqlite3_blob *blob;
+    unsigned char c = 0;
+    int n;
+
+    assert_int_equal(sqlite3_blob_open(f->l->db, "main", "run_filter", "bits", 1, 1, &blob), SQLITE_OK);
+    n = sqlite3_blob_bytes(blob);
+    for (long i = 8; offset < 0 && i < n; i++) {
+        assert_int_equal(sqlite3_blob_read(blob, &c, 1, (int)i), SQLITE_OK);
+        if (c)
+            offset = i;
+    }
+    assert_true(offset >= 0);
+    assert_int_equal(sqlite3_blob_write(blob, &byte, 1, (int)offset), SQLITE_OK);
+    sqlite3_blob_close(blob);
+}
+
 static int holds(const struct tly_idfilter *filter, int i)
 {
     char id[32];
@@ -122,17 +144,37 @@ static void test_idfilter_saved_and_untrusted(void **state)
     assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
     exec(f, "COMMIT");
     tly_idfilter_destroy(filter);
-    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 101);
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 100);          /* the keys of run_ids */
     assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
     assert_true(holds(filter, 100));                        /* the stored one, not a rebuild */
     assert_false(tly_idfilter_unsaved(filter));
     tly_idfilter_destroy(filter);
 
     /* the first byte of the byte-order mark changed: rebuilt from the tables */
-    exec(f, "UPDATE run_filter SET bits = X'FF' || substr(bits, 2)");
+    poke(f, 0, 0xFF);
     assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
     assert_false(holds(filter, 100));
     assert_true(holds(filter, 99));
+    tly_idfilter_destroy(filter);
+}
+
+/* One byte of the blocks zeroed (a key's bit lost) does not match the checksum: rebuilt. */
+static void test_idfilter_damaged_blob_rebuilt(void **state)
+{
+    struct fx *f = *state;
+    struct tly_idfilter *filter;
+
+    put_keys(f, 0, 100, "run_ids");
+    assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
+    exec(f, "BEGIN");
+    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
+    exec(f, "COMMIT");
+    tly_idfilter_destroy(filter);
+    poke(f, -1, 0);                                                 /* checksum and mark kept */
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    assert_true(tly_idfilter_unsaved(filter));                      /* rebuilt, not trusted */
+    for (int i = 0; i < 100; i++)
+        assert_true(holds(filter, i));
     tly_idfilter_destroy(filter);
 }
 
@@ -161,7 +203,7 @@ static void test_idfilter_rebuilt_when_full(void **state)
     exec(f, "COMMIT");
     tly_idfilter_destroy(filter);
     assert_int_equal(q_int(f, "SELECT length(bits) FROM run_filter"), 8 + 2501 * 32);   /* 2 × 40010 / 32 */
-    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 40010);
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 10);           /* the keys of run_ids */
 }
 
 /* bulk_end: run_ids read in key order tells a key held twice. */
@@ -186,6 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_idfilter_no_false_negative, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idfilter_saved_and_untrusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idfilter_damaged_blob_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idfilter_rebuilt_when_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idfilter_build_finds_repeated_key, setup, teardown),
     };

@@ -296,6 +296,31 @@ static void test_ingest_bulk_load_with_duplicates(void **state)
     assert_run_day_sums_runs(f);
 }
 
+/*
+ * ingest.c refit_filter: the reload after a first load with a duplicate
+ * builds its id filter for the runs it loaded, not for the empty ledger it
+ * started from (which would be full, and rebuilt the next night).
+ */
+static void test_ingest_bulk_reload_sizes_filter(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 40000 };
+    size_t cap = 64 + (size_t)N * 64;
+    char *text = malloc(cap);
+    size_t len = (size_t)snprintf(text, cap, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(text + len, cap - len, "r%d,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n", i);
+    snprintf(text + len, cap - len, "r7,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n");      /* duplicate */
+    put(f, "b1", "runs.csv", text);
+    free(text);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), N);
+    assert_true(q_int(f, "SELECT capacity FROM run_filter") >= N);      /* not the least size, 32768 */
+    assert_runs_indexes(f);
+}
+
 /* A first load without duplicates keeps its single pass and leaves both indexes. */
 static void test_ingest_bulk_load_builds_indexes(void **state)
 {
@@ -843,6 +868,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_duplicate_and_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_with_duplicates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_load_builds_indexes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_sizes_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_is_fixed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
