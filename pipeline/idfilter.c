@@ -5,9 +5,10 @@
  * BYTE_ORDER_MARK as this machine stores it) and then the blocks, each
  * eight 32-bit words in this machine's order.  A ledger carried to a
  * machine of the other byte order sees a foreign mark and rebuilds.  The
- * row also holds the XXH3 of the whole blob (a damaged blob is rebuilt:
- * one cleared bit would let a duplicate through), and run_filter.keys
- * counts the keys of run_ids it holds, for the "full" test.
+ * state table holds the XXH3 of the whole blob (a damaged blob is
+ * rebuilt: one cleared bit would let a duplicate through) and the count of
+ * the keys of run_ids it holds (with those of run_ids_new a load reads,
+ * they decide when it is full).
  */
 #include "idfilter.h"
 #include "alloc.h"
@@ -23,11 +24,20 @@
 #define MIN_BLOCKS 1024                                /* 32 KiB */
 #define MAX_BLOCKS ((64u << 20) / BLOCK_BYTES)         /* 64 MiB */
 
+/* the filter's figures, in the state table */
+enum { META_KEYS, META_CAPACITY, META_CHECKSUM, NMETA };
+static const char *const meta_key[NMETA] = {
+    [META_KEYS] = "run_filter_keys",            /* the keys of run_ids it holds */
+    [META_CAPACITY] = "run_filter_capacity",    /* keys at which it is full */
+    [META_CHECKSUM] = "run_filter_checksum",    /* XXH3 of the blob */
+};
+
 struct tly_idfilter {
     unsigned char *blob;        /* HEADER_BYTES + nblocks * BLOCK_BYTES */
     uint32_t *words;            /* blob + HEADER_BYTES */
     uint64_t nblocks;
-    int64_t keys;               /* keys it holds (a key added twice counts twice) */
+    int64_t old_keys;           /* of run_ids (run_filter.keys) */
+    int64_t new_keys;           /* of run_ids_new, read or added since */
     int64_t capacity;           /* keys at which it is rebuilt (8 bits per key) */
     int unsaved;                /* built since the last save */
 };
@@ -56,7 +66,7 @@ void tly_idfilter_add(struct tly_idfilter *f, int64_t key)
 
     for (int i = 0; i < BLOCK_WORDS; i++)
         block[i] |= bit_of(key, i);
-    f->keys++;
+    f->new_keys++;
 }
 
 int tly_idfilter_may_hold(const struct tly_idfilter *f, int64_t key)
@@ -148,14 +158,23 @@ int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *rep
     nblocks = nblocks < MIN_BLOCKS ? MIN_BLOCKS : nblocks > MAX_BLOCKS ? MAX_BLOCKS : nblocks;
     if ((err = create(&f, nblocks)))
         return err;
-    if ((err = add_all(l, f, "SELECT id_key FROM run_ids ORDER BY id_key", repeated)) ||
-        (err = add_all(l, f, "SELECT id_key FROM run_ids_new", NULL))) {
-        tly_idfilter_destroy(f);
-        return err;
-    }
+    if ((err = add_all(l, f, "SELECT id_key FROM run_ids ORDER BY id_key", repeated)))
+        goto fail;
+    tly_idfilter_merged(f);
+    if ((err = add_all(l, f, "SELECT id_key FROM run_ids_new", NULL)))
+        goto fail;
     f->unsaved = 1;
     *out = f;
     return TLY_OK;
+fail:
+    tly_idfilter_destroy(f);
+    return err;
+}
+
+void tly_idfilter_merged(struct tly_idfilter *f)
+{
+    f->old_keys += f->new_keys;
+    f->new_keys = 0;
 }
 
 /* The stored filter, or NULL when there is none to trust. */
@@ -164,24 +183,25 @@ static int read_stored(struct tly_ledger *l, struct tly_idfilter **out)
     sqlite3_stmt *q;
     sqlite3_blob *blob = NULL;
     struct tly_idfilter *f = NULL;
-    int64_t keys = 0, capacity = 0, bytes = 0, checksum = 0;
+    int64_t bytes = 0, meta[NMETA];
     uint64_t mark = BYTE_ORDER_MARK;
-    int rc, err;
+    int rc, err, found = 1;
 
     *out = NULL;
-    if ((err = tly_ledger_prepare(l, "SELECT keys, capacity, length(bits), checksum FROM run_filter"
-                                     " WHERE id = 1", &q)))
-        return err;
-    if ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        keys = sqlite3_column_int64(q, 0);
-        capacity = sqlite3_column_int64(q, 1);
-        bytes = sqlite3_column_int64(q, 2);
-        checksum = sqlite3_column_int64(q, 3);
+    for (int i = 0; i < NMETA; i++) {
+        int here;
+        if ((err = tly_ledger_get_int(l, meta_key[i], &meta[i], &here)))
+            return err;
+        found &= here;
     }
+    if ((err = tly_ledger_prepare(l, "SELECT length(bits) FROM run_filter WHERE id = 1", &q)))
+        return err;
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        bytes = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return tly_ledger_error(l, "reading run_filter");
-    if (rc == SQLITE_DONE || bytes < HEADER_BYTES + MIN_BLOCKS * BLOCK_BYTES ||
+    if (rc == SQLITE_DONE || !found || bytes < HEADER_BYTES + MIN_BLOCKS * BLOCK_BYTES ||
         bytes > HEADER_BYTES + (int64_t)MAX_BLOCKS * BLOCK_BYTES || (bytes - HEADER_BYTES) % BLOCK_BYTES)
         return TLY_OK;
     if ((err = create(&f, (uint64_t)(bytes - HEADER_BYTES) / BLOCK_BYTES)))
@@ -194,12 +214,12 @@ static int read_stored(struct tly_ledger *l, struct tly_idfilter **out)
         return err;
     }
     sqlite3_blob_close(blob);
-    if (memcmp(f->blob, &mark, sizeof mark) || keys < 0 || capacity != f->capacity ||
-        checksum != (int64_t)XXH3_64bits(f->blob, (size_t)bytes)) {
+    if (memcmp(f->blob, &mark, sizeof mark) || meta[META_KEYS] < 0 || meta[META_CAPACITY] != f->capacity ||
+        meta[META_CHECKSUM] != (int64_t)XXH3_64bits(f->blob, (size_t)bytes)) {
         tly_idfilter_destroy(f);
         return TLY_OK;
     }
-    f->keys = keys;
+    f->old_keys = meta[META_KEYS];
     *out = f;
     return TLY_OK;
 }
@@ -215,7 +235,7 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out)
         tly_idfilter_destroy(f);
         return err;
     }
-    if (f && (f->keys <= f->capacity || f->nblocks == MAX_BLOCKS)) {
+    if (f && (f->old_keys + f->new_keys <= f->capacity || f->nblocks == MAX_BLOCKS)) {
         *out = f;
         return TLY_OK;
     }
@@ -229,25 +249,37 @@ int tly_idfilter_unsaved(const struct tly_idfilter *f)
 }
 
 /*
- * The row keeps its size from night to night, so the blob is written in
- * place.  Saved with the keys of run_ids, which a load does not add again.
+ * The row keeps its size from save to save, so the blob is written in
+ * place.  Its figures go to the state table: an UPDATE of the row would
+ * rewrite the whole 20 MB record.  Saved with the keys of run_ids, which
+ * a load does not add again.
  */
 int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f)
 {
     sqlite3_stmt *q;
     sqlite3_blob *blob = NULL;
     int64_t bytes = HEADER_BYTES + (int64_t)(f->nblocks * BLOCK_BYTES);
-    int err;
+    int rc, err, same_size;
 
-    if ((err = tly_ledger_prepare(l, "INSERT INTO run_filter(id, keys, capacity, checksum, bits)"
-                                     " VALUES(1, 0, 0, 0, zeroblob(?1)) ON CONFLICT(id) DO UPDATE"
-                                     " SET bits = zeroblob(?1) WHERE length(bits) != ?1", &q)))
+    if ((err = tly_ledger_prepare(l, "SELECT EXISTS(SELECT 1 FROM run_filter WHERE id = 1 AND length(bits) = ?1)",
+                                  &q)))
         return err;
     sqlite3_bind_int64(q, 1, bytes);
-    err = tly_ledger_step_done(l, q);
+    rc = sqlite3_step(q);
+    same_size = rc == SQLITE_ROW && sqlite3_column_int(q, 0);
     sqlite3_finalize(q);
-    if (err)
-        return err;
+    if (rc != SQLITE_ROW)
+        return tly_ledger_error(l, "reading run_filter");
+    if (!same_size) {
+        if ((err = tly_ledger_prepare(l, "INSERT OR REPLACE INTO run_filter(id, bits) VALUES(1, zeroblob(?1))",
+                                      &q)))
+            return err;
+        sqlite3_bind_int64(q, 1, bytes);
+        err = tly_ledger_step_done(l, q);
+        sqlite3_finalize(q);
+        if (err)
+            return err;
+    }
     if (sqlite3_blob_open(l->db, "main", "run_filter", "bits", 1, 1, &blob) != SQLITE_OK ||
         sqlite3_blob_write(blob, f->blob, (int)bytes, 0) != SQLITE_OK) {
         err = tly_ledger_error(l, "writing run_filter");
@@ -256,14 +288,10 @@ int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f)
     }
     if (sqlite3_blob_close(blob) != SQLITE_OK)
         return tly_ledger_error(l, "writing run_filter");
-    if ((err = tly_ledger_prepare(l, "UPDATE run_filter SET keys = (SELECT count(*) FROM run_ids),"
-                                     " capacity = ?1, checksum = ?2 WHERE id = 1", &q)))
+    if ((err = tly_ledger_set_int(l, meta_key[META_KEYS], f->old_keys)) ||
+        (err = tly_ledger_set_int(l, meta_key[META_CAPACITY], f->capacity)) ||
+        (err = tly_ledger_set_int(l, meta_key[META_CHECKSUM], (int64_t)XXH3_64bits(f->blob, (size_t)bytes))))
         return err;
-    sqlite3_bind_int64(q, 1, f->capacity);
-    sqlite3_bind_int64(q, 2, (int64_t)XXH3_64bits(f->blob, (size_t)bytes));
-    err = tly_ledger_step_done(l, q);
-    sqlite3_finalize(q);
-    if (!err)
-        f->unsaved = 0;
-    return err;
+    f->unsaved = 0;
+    return TLY_OK;
 }

@@ -22,7 +22,8 @@
  *
  *   tly_idfilter_load       the filter of run_ids and run_ids_new
  *   tly_idfilter_build      a new filter of every key in the key tables
- *   tly_idfilter_add        one new key
+ *   tly_idfilter_add        one new key (it goes to run_ids_new)
+ *   tly_idfilter_merged     run_ids_new moved into run_ids
  *   tly_idfilter_may_hold   0: the key is certainly not in the ledger
  *   tly_idfilter_unsaved    built or rebuilt since the last save or load
  *   tly_idfilter_save       writes it into run_filter
@@ -43,6 +44,7 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out);
 /* *repeated: run_ids holds a key twice (it is read in key order); may be NULL */
 int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *repeated);
 void tly_idfilter_add(struct tly_idfilter *f, int64_t key);
+void tly_idfilter_merged(struct tly_idfilter *f);
 int tly_idfilter_may_hold(const struct tly_idfilter *f, int64_t key);
 int tly_idfilter_unsaved(const struct tly_idfilter *f);
 int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f);

@@ -1476,6 +1476,7 @@ static int merge_new_ids(struct ing *g)
         (err = tly_ledger_exec(g->l, "INSERT INTO run_ids SELECT id_key, run FROM run_ids_new;"
                                      " DELETE FROM run_ids_new")))
         return err;
+    tly_idfilter_merged(g->filter);
     return tly_idfilter_save(g->l, g->filter);
 }
 

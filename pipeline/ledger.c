@@ -333,10 +333,9 @@ static const char *const migrations[] = {
 
     /*
      * 13 (ingest): the Bloom filter of the run id keys (idfilter.h), one
-     * row.  Ingest builds it when it finds none.
+     * row; its figures are in state.  Ingest builds it when it finds none.
      */
-    "CREATE TABLE run_filter(id INTEGER PRIMARY KEY CHECK (id = 1), keys INTEGER NOT NULL,"
-    "  capacity INTEGER NOT NULL, checksum INTEGER NOT NULL, bits BLOB NOT NULL);",
+    "CREATE TABLE run_filter(id INTEGER PRIMARY KEY CHECK (id = 1), bits BLOB NOT NULL);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -95,6 +95,10 @@ static int ingest(struct fx *f, const char *bundle)
 }
 
 /* First column of the first row of 'sql' as an integer. */
+/* the id filter's figures (idfilter.c) */
+#define FILTER_KEYS "SELECT value FROM state WHERE key = 'run_filter_keys'"
+#define FILTER_CAPACITY "SELECT value FROM state WHERE key = 'run_filter_capacity'"
+
 static int64_t q_int(struct fx *f, const char *sql)
 {
     sqlite3_stmt *st;
@@ -316,8 +320,8 @@ static void test_ingest_bulk_reload_sizes_filter(void **state)
     free(text);
     assert_int_equal(ingest(f, "b1"), TLY_OK);
     assert_int_equal(f->st.duplicates, 1);
-    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), N);
-    assert_true(q_int(f, "SELECT capacity FROM run_filter") >= N);      /* not the least size, 32768 */
+    assert_int_equal(q_int(f, FILTER_KEYS), N);
+    assert_true(q_int(f, FILTER_CAPACITY) >= N);  /* not the least size, 32768 */
     assert_runs_indexes(f);
 }
 
@@ -393,7 +397,7 @@ static void test_ingest_new_run_ids_merge(void **state)
     assert_int_equal(ingest(f, "b2"), TLY_OK);
     assert_int_equal(f->st.duplicates, 1);                   /* found in run_ids */
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 1);   /* 8 × 1 <= 17 */
-    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 16);      /* covers run_ids: not written */
+    assert_int_equal(q_int(f, FILTER_KEYS), 16);  /* covers run_ids: not written */
     assert_runs_indexes(f);
     put_runs(f, "b3", "c", 2, "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
                               "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,failed\n");
@@ -402,7 +406,7 @@ static void test_ingest_new_run_ids_merge(void **state)
     assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name = 'b3'"), 1);
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);   /* 8 × 3 > 19: merged */
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 19);
-    assert_int_equal(q_int(f, "SELECT keys FROM run_filter"), 19);      /* written with the move */
+    assert_int_equal(q_int(f, FILTER_KEYS), 19);  /* written with the move */
     assert_runs_indexes(f);
     put_runs(f, "b4", "d", 0, "c1,acc-1,2026-09-20T10:01:00Z,agent,ag-1,,,failed\n");
     assert_int_equal(ingest(f, "b4"), TLY_QUARANTINED);      /* b3's run, now in run_ids */
