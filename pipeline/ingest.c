@@ -696,15 +696,17 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
     *inserted = 0;
     b[nb].k = B_INT, b[nb].i = g->file_id;
     b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
-    if (t->keyed && !g->bulk && !g->filter && (err = tly_idfilter_load(g->l, &g->filter)))
-        return err;
-    if (t->keyed && !g->bulk && tly_idfilter_may_hold(g->filter, b[nbind - 1].i)) {
-        bind_all(sel, b, nbind);
-        if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
-            return same_or_conflict(g, row, sel, b);
-        sqlite3_reset(sel);
-        if (rc != SQLITE_DONE)
-            return tly_ledger_error(g->l, "reading the row in force");
+    if (t->keyed && !g->bulk) {
+        if (!g->filter && (err = tly_idfilter_load(g->l, &g->filter)))
+            return err;
+        if (tly_idfilter_may_hold(g->filter, b[nbind - 1].i)) {
+            bind_all(sel, b, nbind);
+            if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
+                return same_or_conflict(g, row, sel, b);
+            sqlite3_reset(sel);
+            if (rc != SQLITE_DONE)
+                return tly_ledger_error(g->l, "reading the row in force");
+        }
     }
     bind_all(ins, b, nbind);
     if ((err = tly_ledger_step_done(g->l, ins)))

@@ -106,6 +106,15 @@ static void poke(struct fx *f, long offset, unsigned char byte)
     sqlite3_blob_close(blob);
 }
 
+/* Saves 'filter' in a transaction of its own, as ingest does in a bundle's, and frees it. */
+static void save_and_free(struct fx *f, struct tly_idfilter *filter)
+{
+    exec(f, "BEGIN");
+    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
+    exec(f, "COMMIT");
+    tly_idfilter_destroy(filter);
+}
+
 static int holds(const struct tly_idfilter *filter, int i)
 {
     char id[32];
@@ -143,10 +152,7 @@ static void test_idfilter_saved_and_untrusted(void **state)
     assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
     snprintf(sql, sizeof sql, "k%d", 100);
     tly_idfilter_add(filter, tly_ledger_run_key("acc", 3, sql, strlen(sql)));   /* not in the tables */
-    exec(f, "BEGIN");
-    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
-    exec(f, "COMMIT");
-    tly_idfilter_destroy(filter);
+    save_and_free(f, filter);
     assert_int_equal(q_int(f, FILTER_KEYS), 100);  /* the keys of run_ids */
     assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
     assert_true(holds(filter, 100));                        /* the stored one, not a rebuild */
@@ -169,10 +175,7 @@ static void test_idfilter_damaged_blob_rebuilt(void **state)
 
     put_keys(f, 0, 100, "run_ids");
     assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
-    exec(f, "BEGIN");
-    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
-    exec(f, "COMMIT");
-    tly_idfilter_destroy(filter);
+    save_and_free(f, filter);
     poke(f, -1, 0);                                                 /* checksum and mark kept */
     assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
     assert_true(tly_idfilter_unsaved(filter));                      /* rebuilt, not trusted */
@@ -190,10 +193,7 @@ static void test_idfilter_rebuilt_when_full(void **state)
 
     put_keys(f, 0, 10, "run_ids");
     assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
-    exec(f, "BEGIN");
-    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
-    exec(f, "COMMIT");
-    tly_idfilter_destroy(filter);
+    save_and_free(f, filter);
     bytes = q_int(f, "SELECT length(bits) FROM run_filter");
     assert_int_equal(bytes, 8 + 1024 * 32);                 /* the least size */
     put_keys(f, 10, 40000, "run_ids_new");                  /* a load adds them: now full */
@@ -201,10 +201,7 @@ static void test_idfilter_rebuilt_when_full(void **state)
     assert_true(tly_idfilter_unsaved(filter));
     for (int i = 0; i < 40010; i++)
         assert_true(holds(filter, i));
-    exec(f, "BEGIN");
-    assert_int_equal(tly_idfilter_save(f->l, filter), TLY_OK);
-    exec(f, "COMMIT");
-    tly_idfilter_destroy(filter);
+    save_and_free(f, filter);
     assert_int_equal(q_int(f, "SELECT length(bits) FROM run_filter"), 8 + 2501 * 32);   /* 2 × 40010 / 32 */
     assert_int_equal(q_int(f, FILTER_KEYS), 10);  /* the keys of run_ids */
 }
