@@ -2,7 +2,7 @@
 # POSIX sh.  Expects $here (the tests/e2e directory) to be set; sets $root
 # and $TALLY when the runner did not export them.
 #
-#   e2e_init NAME       make $tmp (removed on exit); set $PY (python3)
+#   e2e_init NAME       make $tmp (removed on exit, and the TMPDIR); set $PY
 #   is_san              true when $TALLY is the ASan/UBSan build
 #   fail MSG            print "FAIL: MSG" and exit 1
 #   note MSG            print MSG (shown by the runner on failure only)
@@ -39,6 +39,10 @@ is_san() {
 
 e2e_init() {
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/tally-$1.XXXXXX") || exit 1
+    # tally's workbook scratch files too: a run killed between libxlsxwriter's
+    # creating one and unlinking it leaves it behind, here and not in /dev/shm
+    TMPDIR=$tmp
+    export TMPDIR
     # a test may add its own cleanup (an unmount) in $e2e_cleanup
     e2e_cleanup=:
     trap 'eval "$e2e_cleanup"; rm -rf "$tmp"' EXIT
