@@ -98,13 +98,13 @@ int64_t tly_div_half_even(__int128 num, int64_t den)
     return (int64_t)q;
 }
 
-int64_t tly_div_half_up(__int128 num, int64_t den)
+__int128 tly_div_half_up(__int128 num, int64_t den)
 {
     int neg = num < 0;
     __int128 a = neg ? -num : num;
     /* half away from zero: q = floor((2a + den) / (2 den)) */
     __int128 q = (2 * a + den) / (2 * (__int128)den);
-    return (int64_t)(neg ? -q : q);
+    return neg ? -q : q;
 }
 
 int64_t tly_charge(int64_t rate_per_hour, int64_t seconds)
@@ -141,14 +141,14 @@ int tly_segment_rate(int64_t per_hour, int64_t multiplier, int64_t *rate)
     return 0;
 }
 
-int64_t tly_pct_used(int64_t part, int64_t whole)
+__int128 tly_pct_used(int64_t part, int64_t whole)
 {
     if (whole <= 0)
         return part > 0 ? 10000 : 0;
     return tly_div_half_up((__int128)part * 10000, whole);
 }
 
-int64_t tly_pct_remaining(int64_t part, int64_t whole)
+__int128 tly_pct_remaining(int64_t part, int64_t whole)
 {
     if (whole <= 0)
         return 0;
@@ -167,16 +167,27 @@ void tly_format_micro(char *buf, int64_t micro)
              (unsigned long long)(a / TLY_MICRO), (unsigned long long)(a % TLY_MICRO));
 }
 
-void tly_format_pct(char *buf, int64_t hundredths)
+/* printf has no 128-bit conversion: the digits are written from the right */
+void tly_format_pct(char *buf, __int128 hundredths)
 {
-    uint64_t a = hundredths < 0 ? 0 - (uint64_t)hundredths : (uint64_t)hundredths;
-    snprintf(buf, TLY_MONEY_LEN, "%s%llu.%02llu", hundredths < 0 ? "-" : "",
-             (unsigned long long)(a / 100), (unsigned long long)(a % 100));
+    unsigned __int128 a = hundredths < 0 ? -(unsigned __int128)hundredths
+                                         : (unsigned __int128)hundredths;
+    char digits[48], *p = digits + sizeof digits;
+    int n = 0;
+
+    *--p = '\0';
+    do {
+        if (n++ == 2)
+            *--p = '.';
+        *--p = (char)('0' + (int)(a % 10));
+        a /= 10;
+    } while (a || n < 3);
+    snprintf(buf, TLY_MONEY_LEN, "%s%s", hundredths < 0 ? "-" : "", p);
 }
 
 const char *tly_widget(int64_t remaining, int64_t total)
 {
-    int64_t pct = tly_pct_remaining(remaining, total);
+    __int128 pct = tly_pct_remaining(remaining, total);
     if (remaining <= 0)
         return "exhausted";
     if (pct > 7500)

@@ -29,7 +29,7 @@ int tly_parse_int(const char *s, size_t len, int64_t lo, int64_t hi, int64_t *ou
 /* round_half_even(num / den), den > 0. */
 int64_t tly_div_half_even(__int128 num, int64_t den);
 /* round half away from zero (num / den), den > 0. */
-int64_t tly_div_half_up(__int128 num, int64_t den);
+__int128 tly_div_half_up(__int128 num, int64_t den);
 
 /* Charge of 's' seconds at 'rate' micro-credits per hour: rhe(rate*s/3600). */
 int64_t tly_charge(int64_t rate_per_hour, int64_t seconds);
@@ -44,9 +44,12 @@ int tly_segment_rate(int64_t per_hour, int64_t multiplier, int64_t *rate);
  * Percentage in hundredths: 100 * part / whole, half-up to 2 decimals.
  * A whole <= 0 gives 10000 when part > 0 (used) else 0 (spec §10); callers
  * of "remaining" percentages pass used=0 semantics via tly_pct_remaining.
+ * The result is 128 bits wide: a large debit against a tiny allocation
+ * (a 1 µ grant, a 10^9 credit adjust) makes a percentage whose hundredths
+ * pass int64, and spec §1 wants it exact, not wrapped.
  */
-int64_t tly_pct_used(int64_t part, int64_t whole);
-int64_t tly_pct_remaining(int64_t part, int64_t whole);
+__int128 tly_pct_used(int64_t part, int64_t whole);
+__int128 tly_pct_remaining(int64_t part, int64_t whole);
 
 /*
  * The Usage page widget from the 2-decimal remaining percentage (spec §4,
@@ -60,6 +63,6 @@ int tly_add_checked(int64_t a, int64_t b, int64_t *out);
 
 /* "12.500000", "-0.000063"; "96.80" for hundredths; runs as "301". */
 void tly_format_micro(char *buf, int64_t micro);
-void tly_format_pct(char *buf, int64_t hundredths);
+void tly_format_pct(char *buf, __int128 hundredths);
 
 #endif

@@ -188,13 +188,13 @@ void tly_overview_cells(const struct tly_rmodel *m, struct tly_rcell *c)
     /* outputs.md: run counts are plain integers here (the ledger holds runs × 10^6) */
     c[i++] = tly_rcell_num(m->runs_used / TLY_MICRO);
     c[i++] = tly_rcell_num(m->runs_total / TLY_MICRO);
-    c[i++] = tly_rcell_num(m->runs_used_pct);
+    c[i++] = tly_rcell_pct(m->runs_used_pct);
     c[i++] = tly_rcell_num(m->runs_remaining / TLY_MICRO);
     c[i++] = tly_rcell_num(m->credits_used);
     c[i++] = tly_rcell_num(m->credits_total);
-    c[i++] = tly_rcell_num(m->credits_used_pct);
+    c[i++] = tly_rcell_pct(m->credits_used_pct);
     c[i++] = tly_rcell_num(m->credits_remaining);
-    c[i++] = tly_rcell_num(m->credits_remaining_pct);
+    c[i++] = tly_rcell_pct(m->credits_remaining_pct);
     c[i++] = tly_rcell_text(m->widget);
     c[i++] = tly_rcell_text(m->banner_credits);
     c[i++] = tly_rcell_text(m->banner_runs);

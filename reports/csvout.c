@@ -172,7 +172,7 @@ void csvout_micro(struct csvout *w, int64_t micro)
     fputs(buf, w->f);
 }
 
-void csvout_pct(struct csvout *w, int64_t hundredths)
+void csvout_pct(struct csvout *w, __int128 hundredths)
 {
     char buf[TLY_MONEY_LEN];
     tly_format_pct(buf, hundredths);

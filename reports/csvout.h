@@ -35,7 +35,7 @@ void csvout_textn(struct csvout *w, const char *s, size_t n);
 void csvout_raw(struct csvout *w, const char *s, size_t n);  /* rejects' raw: \xNN, 1,024-byte cut */
 void csvout_int(struct csvout *w, int64_t v);
 void csvout_micro(struct csvout *w, int64_t micro);          /* 12.500000 */
-void csvout_pct(struct csvout *w, int64_t hundredths);       /* 96.80 */
+void csvout_pct(struct csvout *w, __int128 hundredths);      /* 96.80 */
 void csvout_date(struct csvout *w, int64_t day);             /* YYYY-MM-DD */
 void csvout_ts(struct csvout *w, int64_t ts);                /* YYYY-MM-DDThh:mm:ssZ */
 void csvout_empty(struct csvout *w);

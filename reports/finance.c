@@ -315,13 +315,13 @@ void tly_finance_account(struct tly_finance *f, const struct tly_rmodel *m)
     c[i++] = tly_rcell_num(m->cycle_end);
     c[i++] = tly_rcell_num(m->credits_total);
     c[i++] = tly_rcell_num(m->credits_used);
-    c[i++] = tly_rcell_num(m->credits_used_pct);
+    c[i++] = tly_rcell_pct(m->credits_used_pct);
     c[i++] = tly_rcell_num(m->credits_remaining);
     c[i++] = tly_rcell_text(m->widget);
     c[i++] = tly_rcell_num(m->carried_to_next);
     c[i++] = tly_rcell_num(m->runs_used / TLY_MICRO);
     c[i++] = tly_rcell_num(m->runs_total / TLY_MICRO);
-    c[i++] = tly_rcell_num(m->runs_used_pct);
+    c[i++] = tly_rcell_pct(m->runs_used_pct);
     tly_rtable_row(&f->summary, c);
     /* the widget state as a coloured cell, as on the Usage page */
     tly_xsheet_text(f->summary_xs, f->summary.row - 1, SUMMARY_WIDGET, m->widget,

@@ -88,7 +88,7 @@ struct tly_rmodel {
     int64_t credits_used, credits_total, credits_remaining; /* micro-credits */
     int64_t carried_to_next;    /* the current credits statement's */
     /* derived for display (semantics §1 percentages, §4 widget) */
-    int64_t runs_used_pct, credits_used_pct, credits_remaining_pct;
+    __int128 runs_used_pct, credits_used_pct, credits_remaining_pct;   /* money.h */
     const char *widget;
     /* the window (semantics §7) and its usage */
     int64_t from, to;

@@ -11,19 +11,25 @@
 
 struct tly_rcell tly_rcell_text(const char *s)
 {
-    struct tly_rcell c = { s, s ? strlen(s) : 0, 0, s == NULL };
+    struct tly_rcell c = { .s = s, .n = s ? strlen(s) : 0, .null = s == NULL };
     return c;
 }
 
 struct tly_rcell tly_rcell_num(int64_t v)
 {
-    struct tly_rcell c = { NULL, 0, v, 0 };
+    struct tly_rcell c = { .v = v };
+    return c;
+}
+
+struct tly_rcell tly_rcell_pct(__int128 hundredths)
+{
+    struct tly_rcell c = { .pct = hundredths };
     return c;
 }
 
 struct tly_rcell tly_rcell_null(void)
 {
-    struct tly_rcell c = { NULL, 0, 0, 1 };
+    struct tly_rcell c = { .null = 1 };
     return c;
 }
 
@@ -63,9 +69,6 @@ static double sheet_value(enum tly_rkind kind, int64_t v, enum tly_xfmt *f, int 
         /* semantics §1: the only place a credit figure becomes a double */
         *f = total ? TLY_XF_TOTAL_CREDITS : TLY_XF_CREDITS;
         return (double)v / TLY_MICRO;
-    case TLY_RK_PCT:
-        *f = TLY_XF_PCT;
-        return (double)v / 10000;
     case TLY_RK_DATE:
         *f = TLY_XF_DATE;
         return tly_xlsx_date(v);
@@ -115,8 +118,10 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
         break;
     case TLY_RK_PCT:
         if (t->csv)
-            csvout_pct(t->csv, c->v);
-        break;
+            csvout_pct(t->csv, c->pct);
+        if (t->xs)
+            tly_xsheet_number(t->xs, t->row, col, (double)c->pct / 10000, TLY_XF_PCT);
+        return;
     case TLY_RK_DATE:
         if (t->csv)
             csvout_date(t->csv, c->v);

@@ -47,11 +47,12 @@ struct tly_rcol {
     int field;                  /* the caller's id of the value shown (reports/account.c) */
 };
 
-/* One cell: 'null' = empty; text in s/n, numbers in v. */
+/* One cell: 'null' = empty; text in s/n, numbers in v, percentages in pct. */
 struct tly_rcell {
     const char *s;
     size_t n;
     int64_t v;
+    __int128 pct;               /* hundredths, which may pass int64 (money.h) */
     int null;
 };
 
@@ -69,6 +70,7 @@ struct tly_rtable {
 /* Cell constructors. */
 struct tly_rcell tly_rcell_text(const char *s);             /* NULL = empty */
 struct tly_rcell tly_rcell_num(int64_t v);
+struct tly_rcell tly_rcell_pct(__int128 hundredths);
 struct tly_rcell tly_rcell_null(void);
 
 /*

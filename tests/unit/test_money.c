@@ -91,6 +91,26 @@ static void test_pct_half_up(void **state)
     assert_int_equal(tly_pct_remaining(-1, 20000), -1);  /* away from zero */
 }
 
+/*
+ * Spec §1: a product that could overflow 64 bits is computed in 128 bits.
+ * A 999,000,000 credit debit against a 1 µ allocation is -99,899,999,999,
+ * 999,900.00 %: its hundredths pass int64, and used to wrap to a positive
+ * figure.
+ */
+static void test_pct_past_int64(void **state)
+{
+    char buf[TLY_MONEY_LEN];
+    (void)state;
+    tly_format_pct(buf, tly_pct_remaining(-998999999999999LL, 1));
+    assert_string_equal(buf, "-99899999999999900.00");
+    tly_format_pct(buf, tly_pct_used(INT64_MAX, 1));
+    assert_string_equal(buf, "922337203685477580700.00");
+    tly_format_pct(buf, tly_pct_remaining(INT64_MIN, 1));
+    assert_string_equal(buf, "-922337203685477580800.00");
+    assert_string_equal(tly_widget(-998999999999999LL, 1), "exhausted");
+    assert_string_equal(tly_widget(INT64_MAX, 1), "green");
+}
+
 static void test_format(void **state)
 {
     char buf[TLY_MONEY_LEN];
@@ -103,6 +123,10 @@ static void test_format(void **state)
     assert_string_equal(buf, "96.80");
     tly_format_pct(buf, 5);
     assert_string_equal(buf, "0.05");
+    tly_format_pct(buf, 0);
+    assert_string_equal(buf, "0.00");
+    tly_format_pct(buf, -100);
+    assert_string_equal(buf, "-1.00");
 }
 
 int main(void)
@@ -113,6 +137,7 @@ int main(void)
         cmocka_unit_test(test_round_half_even_ties),
         cmocka_unit_test(test_charge_at_the_largest_rate),
         cmocka_unit_test(test_pct_half_up),
+        cmocka_unit_test(test_pct_past_int64),
         cmocka_unit_test(test_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
