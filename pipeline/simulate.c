@@ -576,8 +576,14 @@ static int end_running(struct sim *s, struct dep *d, int64_t t)
 static int on_end(struct sim *s, struct dep *d, const struct dep_event *ev)
 {
     int err;
-    if (!d->running)
-        return TLY_OK;                  /* stopped for credits: overrun evidence */
+    if (!d->running) {
+        /*
+         * Stopped for credits: this is the overrun's evidence and its end
+         * (enforce.c), so a later undeploy or scale is odd again (§2 table).
+         */
+        d->stopped = 0;
+        return TLY_OK;
+    }
     if ((err = end_running(s, d, ev->ts)))
         return err;
     if (!strcmp(ev->action, "undeploy"))
