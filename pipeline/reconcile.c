@@ -585,7 +585,7 @@ static int row_discrepancy(struct sim *s, const struct acc_row *r)
     switch (r->kind) {
     case ACC_UNPRICED:
         snprintf(detail, sizeof detail, "%lld s on hardware '%.64s' with no price",
-                 (long long)r->seconds, d->hardware ? d->hardware : "");
+                 (long long)r->seconds, r->hardware ? r->hardware : "");
         break;
     case ACC_NOT_CHARGEABLE:
         if (!d->chargeable)

@@ -48,7 +48,7 @@ struct acc_row {
     int64_t credits, seconds, count;
     int priced;         /* credits is meaningful (else the cell is empty) */
     int64_t post_ts;    /* the instant that decides frozen-ness */
-    /* not_chargeable hosting: the hardware of the date's first segment */
+    /* not_chargeable and unpriced hosting: the hardware of the date's first segment */
     const char *hardware;
     const struct tly_hardware *hw;
 };

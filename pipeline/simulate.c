@@ -169,16 +169,22 @@ static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
     c->err = sim_acc(c->s, ACC_LATE, c->dep, -1, from, charge, to - from, 0, 1, c->s->open_start);
 }
 
-/* A not-chargeable segment; its row names the hardware of the date's first one. */
-static int acc_not_chargeable(struct sim *s, struct dep *d, int64_t charge, int64_t secs)
+/*
+ * A not-chargeable or unpriced segment.  Its row names the hardware of the
+ * date's first such segment: the deployment's hardware at the end of the
+ * replay may be another (a scale onto priced hardware since), and a nightly
+ * run that froze the row must agree with a batch one (spec §9.2).
+ */
+static int acc_with_hardware(struct sim *s, struct dep *d, enum acc_kind kind, int64_t charge,
+                             int64_t secs)
 {
     struct acc_row *r;
-    int err = sim_acc(s, ACC_NOT_CHARGEABLE, (int)(d - s->deps), -1, d->seg_start, charge, secs, 0, 1,
-                      d->seg_start);
+    int err = sim_acc(s, kind, (int)(d - s->deps), -1, d->seg_start, charge, secs, 0,
+                      kind == ACC_NOT_CHARGEABLE, d->seg_start);
 
     if (err)
         return err;
-    r = &s->rows[d->last_acc[ACC_NOT_CHARGEABLE]];
+    r = &s->rows[d->last_acc[kind]];
     if (!r->hardware) {
         r->hardware = d->hardware ? d->hardware : "";
         r->hw = d->hw;
@@ -215,9 +221,9 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
         int64_t secs = t - d->seg_start;
         charge = d->seg_rate == TLY_UNPRICED ? 0 : tly_charge(d->seg_rate, secs);
         if (!d->seg_billable)
-            err = acc_not_chargeable(s, d, charge, secs);
+            err = acc_with_hardware(s, d, ACC_NOT_CHARGEABLE, charge, secs);
         else if (d->seg_rate == TLY_UNPRICED)
-            err = sim_acc(s, ACC_UNPRICED, idx, -1, d->seg_start, 0, secs, 0, 0, d->seg_start);
+            err = acc_with_hardware(s, d, ACC_UNPRICED, 0, secs);
         else
             err = sim_acc(s, ACC_USAGE, idx, -1, d->seg_start, charge, secs, 0, 1, d->seg_start);
     }
