@@ -691,22 +691,34 @@ static int write_crossings(struct sim *s)
     return TLY_OK;
 }
 
+/* What a tab shows of a resource as a whole, whichever deployment it ran as. */
+struct resource_text {
+    const char *name, *owner, *model_type, *language_version;
+};
+
 /*
  * outputs.md "Where each tab column comes from": name and owner are the
- * latest non-empty values in the resource's deployments.csv events.
+ * latest non-empty values in the resource's deployments.csv events.  A
+ * model's type and a script's language version are columns of the resource
+ * too (models.csv, scripts.csv), so they follow the same rule rather than
+ * whichever deployment changed last (decisions, pipeline/README.md).
  */
-static void resource_names(const struct sim *s, const char *category, const char *resource_id,
-                           const char **name, const char **owner)
+static void resource_text(const struct sim *s, const char *category, const char *resource_id,
+                          struct resource_text *t)
 {
-    *name = *owner = NULL;
+    memset(t, 0, sizeof *t);
     for (size_t i = 0; i < s->ndevs; i++) {
         const struct dep_event *ev = &s->devs[i];
         if (strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
             continue;
         if (ev->resource_name)
-            *name = ev->resource_name;
+            t->name = ev->resource_name;
         if (ev->owner)
-            *owner = ev->owner;
+            t->owner = ev->owner;
+        if (ev->model_type)
+            t->model_type = ev->model_type;
+        if (ev->language_version)
+            t->language_version = ev->language_version;
     }
 }
 
@@ -725,21 +737,21 @@ static int write_dep_states(struct sim *s)
 
     for (size_t i = 0; i < s->ndeps; i++) {
         const struct dep *d = &s->deps[i];
-        const char *name, *owner;
+        struct resource_text t;
         if (!d->started || !d->billed)
             continue;                   /* not chargeable usage makes no tab row (§10) */
-        resource_names(s, d->is_job ? "model" : d->category, d->resource_id, &name, &owner);
+        resource_text(s, d->is_job ? "model" : d->category, d->resource_id, &t);
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, d->resource_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, d->deployment_id, -1, SQLITE_STATIC);
-        tly_bind_text_or_null(st, 5, name, -1);
+        tly_bind_text_or_null(st, 5, t.name, -1);
         tly_bind_text_or_null(st, 6, d->deployment_name, -1);
         tly_bind_text_or_null(st, 7, d->deployment_type, -1);
-        tly_bind_text_or_null(st, 8, owner, -1);
-        tly_bind_text_or_null(st, 9, d->model_type, -1);
+        tly_bind_text_or_null(st, 8, t.owner, -1);
+        tly_bind_text_or_null(st, 9, t.model_type, -1);
         tly_bind_text_or_null(st, 10, d->language, -1);
-        tly_bind_text_or_null(st, 11, d->language_version, -1);
+        tly_bind_text_or_null(st, 11, t.language_version, -1);
         tly_bind_text_or_null(st, 12, d->endpoint, -1);
         tly_bind_text_or_null(st, 13, d->hardware, -1);
         sqlite3_bind_int64(st, 14, d->units);
@@ -785,13 +797,13 @@ static int write_runnable_states(struct sim *s)
 
     for (size_t i = 0; i < s->nrunnables; i++) {
         struct runnable *r = &s->runnables[i];
-        const char *name, *owner;
+        struct resource_text t;
         char *fallback = NULL, *day = NULL;
         int64_t last = r->last_active;
         if (!r->deployed || !r->chargeable)
             continue;                   /* runs tabs list what was deployed at least once */
-        resource_names(s, r->kind, r->resource_id, &name, &owner);
-        if (!name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
+        resource_text(s, r->kind, r->resource_id, &t);
+        if (!t.name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
             return err;
         if (last < 0) {
             if ((err = lookup_text(s, Q_LAST_RUN_DAY, r, &day)))
@@ -802,8 +814,8 @@ static int write_runnable_states(struct sim *s)
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, r->resource_id, -1, SQLITE_STATIC);
-        tly_bind_text_or_null(st, 4, name ? name : fallback, -1);
-        tly_bind_text_or_null(st, 5, owner, -1);
+        tly_bind_text_or_null(st, 4, t.name ? t.name : fallback, -1);
+        tly_bind_text_or_null(st, 5, t.owner, -1);
         sqlite3_bind_text(st, 6, r->status, -1, SQLITE_STATIC);
         bind_opt_day(st, 7, last);
         err = tly_ledger_step_done(s->out->l, st);

@@ -83,9 +83,8 @@ struct dep {
     const char *hardware;
     const struct tly_hardware *hw;
     int64_t units, replicas;
-    /* display (deployment_state) */
-    const char *resource_name, *deployment_name, *deployment_type, *model_type, *language;
-    const char *language_version, *endpoint;
+    /* display (deployment_state; the resource's own columns: reconcile.c resource_text) */
+    const char *resource_name, *deployment_name, *deployment_type, *language, *endpoint;
     int64_t last_deployed, last_updated;        /* days, -1 = never */
     int64_t first_ts;
     /* the open segment */

@@ -503,9 +503,7 @@ static void take_display(struct dep *d, const struct dep_event *ev)
     TAKE(resource_name);
     TAKE(deployment_name);
     TAKE(deployment_type);
-    TAKE(model_type);
     TAKE(language);
-    TAKE(language_version);
     TAKE(endpoint);
 #undef TAKE
 }
@@ -529,6 +527,9 @@ static int script_item(struct sim *s, const struct dep *d, const struct dep_even
 static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
 {
     int err;
+    /* outputs.md: "the date of the latest `deploy`", one acting as scale too */
+    if (!d->is_job)
+        d->last_deployed = tly_day_of(ev->ts);
     if (d->running) {
         if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")))
             return err;
@@ -542,8 +543,6 @@ static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
     d->hw = tly_card_find(s->card, d->hardware);
     d->running = d->started = 1;
     d->stopped = 0;
-    if (!d->is_job)
-        d->last_deployed = tly_day_of(ev->ts);
     if (s->charging) {
         if ((err = enforce_check_deploy(s, ev, d)))
             return err;
