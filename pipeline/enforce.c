@@ -31,7 +31,8 @@ int enforce_check_deploy(struct sim *s, const struct dep_event *ev, const struct
     int64_t balance = tly_wallet_balance(&s->wallet[POOL_CREDITS]);
     char detail[160], b[TLY_MONEY_LEN], lim[TLY_MONEY_LEN];
 
-    if (!d->chargeable)
+    /* not chargeable usage is "not charged or counted" (§10): nothing to list */
+    if (!sim_dep_charged(s, d, ev->ts))
         return TLY_OK;
     money(b, balance);
     if (!strcmp(ev->action, "deploy")) {
