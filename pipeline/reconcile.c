@@ -457,8 +457,7 @@ static int load_frozen_unpriced(struct sim *s)
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW)
         err = sim_mark_unpriced(s, (const char *)sqlite3_column_text(st, 0),
-                                (const char *)sqlite3_column_text(st, 1),
-                                tly_day_of(sqlite3_column_int64(st, 2)));
+                                (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
     reset(st);
     if (!err && rc != SQLITE_DONE)
         err = ledger_err(s->out, "reading unpriced time");

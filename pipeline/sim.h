@@ -93,13 +93,15 @@ struct dep {
     int64_t seg_consumed;
     /* phase 1: meter closed time for late-data comparison */
     int late_flag;                              /* enum late */
+    int64_t late_from;                          /* its first late event (LATE_EVENTS) */
     int last_acc[NACC];
 };
 
 /*
  * Why a deployment's closed time is metered again (sim_replay_closed): it
- * has late events (every closed day), or closed days that were unpriced at
- * their close and may be priced now (those days only, sim_mark_unpriced).
+ * has late events (the closed days from the first one on), or closed days
+ * that were unpriced at their close and may be priced now (those days,
+ * sim_mark_unpriced).
  */
 enum late { LATE_NONE, LATE_EVENTS, LATE_UNPRICED };
 
@@ -216,8 +218,8 @@ int64_t sim_dep_multiplier(const struct dep *d);
 int sim_seg_open(const struct sim *s, const struct dep *d);
 const char *sim_dep_key_category(const struct dep_event *ev);
 int sim_replay_closed(struct sim *s);
-/* A closed day 'day' on which deployment (category, deployment_id) ran unpriced. */
-int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t day);
+/* A closed day on which deployment (category, deployment_id) ran unpriced from instant 'from'. */
+int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t from);
 int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struct runnable **out);
 
 /* enforce.c */

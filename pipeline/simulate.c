@@ -150,23 +150,69 @@ struct late_ctx {
     int err;
 };
 
-static int was_unpriced(const struct sim *s, const struct dep *d, int64_t day)
+/* The second of a closed day from which it ran unpriced at its close, or -1. */
+static int unpriced_since(const struct sim *s, const struct dep *d, int64_t day)
 {
     char key[512];
     snprintf(key, sizeof key, "%s\x1f%lld", d->key, (long long)day);
-    return tly_strmap_get(&s->unpriced_days, key) >= 0;
+    return tly_strmap_get(&s->unpriced_days, key);
 }
 
+/*
+ * The first instant of a closed day's late usage (spec §10: a late_charge
+ * row's ts), or INT64_MAX when it can have none: from the deployment's
+ * first late event on, since before it the lifecycle is the one its closed
+ * cycle charged, and from the first second the day ran unpriced at its
+ * close, since a card may price that now.  A day that was priced when it
+ * closed is not priced again (decisions, pipeline/README.md).
+ */
+static int64_t late_start(const struct sim *s, const struct dep *d, int64_t day)
+{
+    int64_t day_start = day * TLY_DAY_SECONDS, start = INT64_MAX;
+    int unpriced = unpriced_since(s, d, day);
+
+    if (d->late_flag == LATE_EVENTS && day >= tly_day_of(d->late_from))
+        start = d->late_from > day_start ? d->late_from : day_start;
+    if (unpriced >= 0 && day_start + unpriced < start)
+        start = day_start + unpriced;
+    return start;
+}
+
+static int acc_with_hardware(struct sim *s, struct dep *d, enum acc_kind kind, int64_t ts,
+                             int64_t charge, int64_t secs, int64_t post_ts);
+
+/*
+ * Closed time metered again.  The whole day is summed, since its frozen
+ * usage is subtracted whole (reconcile.c subtract_frozen_usage); the row's
+ * instant is where the late usage starts.  Late time with no price, on a
+ * day that had none at its close, is listed as unpriced like open time:
+ * a later card charges it (§8), and it is never dropped silently.
+ */
 static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
 {
     struct late_ctx *c = ctx;
-    const struct dep *d = &c->s->deps[c->dep];
-    if (charge == TLY_UNPRICED || c->err)
+    struct dep *d = &c->s->deps[c->dep];
+    int64_t day = tly_day_of(from), start;
+
+    if (c->err || (start = late_start(c->s, d, day)) == INT64_MAX)
         return;
-    /* a day that was priced when it closed is not priced again (decisions, pipeline/README.md) */
-    if (d->late_flag == LATE_UNPRICED && !was_unpriced(c->s, d, tly_day_of(from)))
+    if (charge != TLY_UNPRICED)
+        c->err = sim_acc(c->s, ACC_LATE, c->dep, -1, from > start ? from : start, charge, to - from, 0, 1,
+                         c->s->open_start);
+    else if (d->late_flag == LATE_EVENTS && from >= d->late_from && unpriced_since(c->s, d, day) < 0)
+        c->err = acc_with_hardware(c->s, d, ACC_UNPRICED, from, 0, to - from, c->s->open_start);
+}
+
+/* Late closed time that is not chargeable: listed with what it would have cost (§10). */
+static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t charge)
+{
+    struct late_ctx *c = ctx;
+    struct dep *d = &c->s->deps[c->dep];
+
+    if (c->err || d->late_flag != LATE_EVENTS || from < d->late_from)
         return;
-    c->err = sim_acc(c->s, ACC_LATE, c->dep, -1, from, charge, to - from, 0, 1, c->s->open_start);
+    c->err = acc_with_hardware(c->s, d, ACC_NOT_CHARGEABLE, from, charge == TLY_UNPRICED ? 0 : charge,
+                               to - from, c->s->open_start);
 }
 
 /*
@@ -175,12 +221,12 @@ static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
  * replay may be another (a scale onto priced hardware since), and a nightly
  * run that froze the row must agree with a batch one (spec §9.2).
  */
-static int acc_with_hardware(struct sim *s, struct dep *d, enum acc_kind kind, int64_t charge,
-                             int64_t secs)
+static int acc_with_hardware(struct sim *s, struct dep *d, enum acc_kind kind, int64_t ts,
+                             int64_t charge, int64_t secs, int64_t post_ts)
 {
     struct acc_row *r;
-    int err = sim_acc(s, kind, (int)(d - s->deps), -1, d->seg_start, charge, secs, 0,
-                      kind == ACC_NOT_CHARGEABLE, d->seg_start);
+    int err = sim_acc(s, kind, (int)(d - s->deps), -1, ts, charge, secs, 0,
+                      kind == ACC_NOT_CHARGEABLE, post_ts);
 
     if (err)
         return err;
@@ -204,9 +250,10 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
     int64_t charge;
 
     if (!s->charging) {
-        if (d->late_flag && segment_billable(d, d->seg_start) && t > d->seg_start) {
+        if (d->late_flag && t > d->seg_start) {
             struct late_ctx c = { s, idx, TLY_OK };
-            if (tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t, late_segment, &c))
+            if (tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t,
+                               segment_billable(d, d->seg_start) ? late_segment : late_not_chargeable, &c))
                 s->overflow = 1;
             return c.err;
         }
@@ -221,9 +268,9 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
         int64_t secs = t - d->seg_start;
         charge = d->seg_rate == TLY_UNPRICED ? 0 : tly_charge(d->seg_rate, secs);
         if (!d->seg_billable)
-            err = acc_with_hardware(s, d, ACC_NOT_CHARGEABLE, charge, secs);
+            err = acc_with_hardware(s, d, ACC_NOT_CHARGEABLE, d->seg_start, charge, secs, d->seg_start);
         else if (d->seg_rate == TLY_UNPRICED)
-            err = acc_with_hardware(s, d, ACC_UNPRICED, 0, secs);
+            err = acc_with_hardware(s, d, ACC_UNPRICED, d->seg_start, 0, secs, d->seg_start);
         else
             err = sim_acc(s, ACC_USAGE, idx, -1, d->seg_start, charge, secs, 0, 1, d->seg_start);
     }
@@ -382,6 +429,18 @@ static struct dep *find_dep(struct sim *s, const char *category, const char *dep
     return idx >= 0 ? &s->deps[idx] : NULL;
 }
 
+/* The instant of the first event of 'd' that arrived after its cycle closed (mark_late_keys). */
+static int64_t first_late_event(const struct sim *s, const struct dep *d)
+{
+    for (size_t i = 0; i < s->ndevs; i++) {
+        const struct dep_event *ev = &s->devs[i];
+        if (ev->late && strcmp(ev->action, "delete") && !strcmp(sim_dep_key_category(ev), d->category) &&
+            !strcmp(ev->deployment_id, d->deployment_id))
+            return ev->ts;
+    }
+    return INT64_MAX;
+}
+
 static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_job, struct dep **out)
 {
     struct dep *d;
@@ -403,6 +462,7 @@ static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_
     d->late_flag = tly_strmap_get(&s->late_keys, key);
     if (d->late_flag < 0)
         d->late_flag = LATE_NONE;
+    d->late_from = d->late_flag == LATE_EVENTS ? first_late_event(s, d) : INT64_MAX;
     for (int k = 0; k < NACC; k++)
         d->last_acc[k] = -1;
     s->ndeps++;                         /* owns 'key' from here: freed with the sim */
@@ -1155,12 +1215,14 @@ static int mark_late_keys(struct sim *s)
 /*
  * inputs.md "rates.csv": unpriced time is charged by the first run after
  * the rate card covers it, as a late charge when its cycle has closed.
- * reconcile.c names the closed days that were unpriced at their close;
- * those days alone are metered again (late_segment), and what they cost
- * now beyond their frozen usage is the late charge (§8).
+ * reconcile.c names the closed days that were unpriced at their close, and
+ * from which second; those days are metered again (late_segment), and what
+ * they cost now beyond their frozen usage is the late charge (§8).
  */
-int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t day)
+int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t from)
 {
+    int64_t day = tly_day_of(from);
+    int since = (int)(from - day * TLY_DAY_SECONDS);
     char *key, *day_key;
     size_t n;
     int err;
@@ -1173,7 +1235,7 @@ int sim_mark_unpriced(struct sim *s, const char *category, const char *deploymen
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
     snprintf(day_key, n, "%s\x1f%lld", key, (long long)day);
-    if ((err = keep_key(s, day_key)) || (err = tly_strmap_put(&s->unpriced_days, day_key, 1))) {
+    if ((err = keep_key(s, day_key)) || (err = tly_strmap_put(&s->unpriced_days, day_key, since))) {
         tly_free(key);
         return err;
     }
