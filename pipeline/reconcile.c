@@ -29,8 +29,8 @@
 enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
-    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_UNPRICED,
-    W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
+    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_UNPRICED, Q_CLOSED_STMT,
+    Q_CLOSED_CROSSINGS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
 
@@ -92,6 +92,11 @@ static const char *const sql[NQ] = {
     [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start) FROM statements WHERE account_id = ?1 AND frozen = 1",
     [Q_FROZEN_UNPRICED] = "SELECT DISTINCT category, deployment_id, ts FROM discrepancies"
                           " WHERE account_id = ?1 AND kind = 'unpriced' AND frozen = 1",
+    /* the last closed cycle (days), when the as-of is its end: closed_current() */
+    [Q_CLOSED_STMT] = "SELECT pool, cycle_start, opening, granted, used FROM statements"
+                      " WHERE account_id = ?1 AND frozen = 1 AND cycle_end = ?2",
+    [Q_CLOSED_CROSSINGS] = "SELECT pool, threshold FROM crossings"
+                           " WHERE account_id = ?1 AND cycle_start = ?2",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
@@ -462,6 +467,55 @@ static int load_frozen_unpriced(struct sim *s)
     if (!err && rc != SQLITE_DONE)
         err = ledger_err(s->out, "reading unpriced time");
     return err;
+}
+
+/*
+ * §10: the current cycle holds as-of − 1 s.  When the as-of is the very end
+ * of the account's last closed cycle (with --grace 0, the run that closed
+ * it, then a re-run or a report at that as-of), there is no open time
+ * before the as-of and the current cycle is the closed one.  Its figures
+ * are its frozen statement and crossings, the ones the closing run showed,
+ * so the reports come out the same (§9.1).  Late data found by the replay
+ * waits for a later as-of, as an event at the as-of does.
+ */
+static int closed_current(struct sim *s)
+{
+    sqlite3_stmt *st = s->out->q[Q_CLOSED_STMT];
+    int64_t cycle_start = 0;
+    int rc, pools = 0;
+
+    for (size_t i = 0; i < s->nrows; i++)
+        s->rows[i].kind = NACC;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, tly_day_of(s->open_start));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int p = strcmp((const char *)sqlite3_column_text(st, 0), pool_names[POOL_RUNS]) ? POOL_CREDITS
+                                                                                        : POOL_RUNS;
+        struct statement *m = &s->stmt[p];
+        memset(m, 0, sizeof *m);
+        cycle_start = sqlite3_column_int64(st, 1);
+        m->cycle_start = cycle_start * TLY_DAY_SECONDS;
+        m->cycle_end = s->open_start;
+        m->opening = sqlite3_column_int64(st, 2);
+        m->granted = sqlite3_column_int64(st, 3);
+        m->used = sqlite3_column_int64(st, 4);
+        m->closed = 1;
+        pools++;
+    }
+    reset(st);
+    if (rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading the closed statement");
+    if (pools != NPOOL)
+        return tly_error(TLY_ERR_LEDGER, "account '%s': the cycle closed at the as-of has no statement",
+                         s->account_id);
+    st = s->out->q[Q_CLOSED_CROSSINGS];
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, cycle_start);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        thresholds_mark(s, strcmp((const char *)sqlite3_column_text(st, 0), pool_names[POOL_RUNS])
+                               ? POOL_CREDITS : POOL_RUNS, sqlite3_column_int(st, 1));
+    reset(st);
+    return rc == SQLITE_DONE ? TLY_OK : ledger_err(s->out, "reading the closed crossings");
 }
 
 /* Late runs per runnable and date, from the bundles loaded since the close ('bundle_mark'). */
@@ -1128,8 +1182,15 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         goto out;
     if (marks[0] >= 0) {
         if ((err = load_snapshot(&s)) || (err = load_frozen_stops(&s)) ||
-            (err = load_frozen_unpriced(&s)) || (err = sim_replay_closed(&s)) || (err = subtract_frozen_usage(&s)) ||
-            (err = load_late_runs(&s, marks[2])))
+            (err = load_frozen_unpriced(&s)) || (err = sim_replay_closed(&s)))
+            goto out;
+        if (s.open_start == o->as_of) {
+            if ((err = closed_current(&s)) || (err = enforce_overruns(&s)) || (err = write_results(&s)))
+                goto out;
+            stats->accounts++;
+            goto out;
+        }
+        if ((err = subtract_frozen_usage(&s)) || (err = load_late_runs(&s, marks[2])))
             goto out;
         start = s.open_start;
     } else {

@@ -236,6 +236,7 @@ int thresholds_check(struct sim *s, int64_t t);
 int thresholds_check_pool(struct sim *s, enum pool pool, int64_t t);
 int thresholds_would_cross(const struct sim *s, enum pool pool, int64_t used);
 void thresholds_new_cycle(struct sim *s);
+void thresholds_mark(struct sim *s, enum pool pool, int threshold);
 const char *thresholds_banner(struct sim *s, enum pool pool, char *buf, int free_expired);
 
 #endif

@@ -27,6 +27,14 @@ void thresholds_new_cycle(struct sim *s)
     s->negative_raised = 0;
 }
 
+/* A crossing of 'threshold' % already recorded for the cycle (reconcile.c closed_current). */
+void thresholds_mark(struct sim *s, enum pool pool, int threshold)
+{
+    for (int k = 0; k < 6; k++)
+        if (levels[k] == threshold)
+            s->crossed[pool][k] = 1;
+}
+
 static int64_t total_of(const struct sim *s, enum pool pool)
 {
     return s->stmt[pool].opening + s->stmt[pool].granted;
