@@ -532,9 +532,9 @@ static int load_late_runs(struct sim *s, int64_t bundle_mark)
         if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 1),
                                 (const char *)sqlite3_column_text(st, 2), &r)))
             break;
-        if (r->chargeable)
-            err = sim_acc(s, ACC_LATE, -1, (int)(r - s->runnables), sqlite3_column_int64(st, 0),
-                          0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
+        /* runs the edition lacks are listed, never charged (§10 "Not chargeable") */
+        err = sim_acc(s, r->chargeable ? ACC_LATE : ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables),
+                      sqlite3_column_int64(st, 0), 0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
     }
     reset(st);
     if (!err && rc != SQLITE_DONE)

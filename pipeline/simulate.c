@@ -534,12 +534,17 @@ static int resource_deleted(const struct sim *s, const char *category, const cha
 
 /* ----------------------------------------------------------- lifecycle */
 
+/*
+ * Closed time is replayed without listing what its cycles already listed;
+ * an event that arrived after its cycle closed is listed now, and frozen
+ * with the late charges of the open cycle (§8).
+ */
 static int odd(struct sim *s, const struct dep_event *ev, const char *why)
 {
-    if (!s->charging)
+    if (!s->charging && !ev->late)
         return TLY_OK;
     return sim_discrepancy(s, "odd_lifecycle", ev->ts, sim_dep_key_category(ev), ev->resource_id,
-                           ev->deployment_id, 0, 0, why, ev->ts);
+                           ev->deployment_id, 0, 0, why, ev->late ? s->open_start : ev->ts);
 }
 
 static void take_params(struct dep *d, const struct dep_event *ev, int first)
