@@ -544,6 +544,7 @@ static int load_late_runs(struct sim *s, int64_t bundle_mark)
 
 /* -------------------------------------------------------------- writing */
 
+/* new_closed_end is INT64_MIN when this run closes nothing: no instant is before it */
 static int is_frozen(const struct sim *s, int64_t post_ts)
 {
     return post_ts < s->new_closed_end;
@@ -777,7 +778,7 @@ static void resource_text(const struct sim *s, const char *category, const char 
 
 static void bind_opt_day(sqlite3_stmt *st, int col, int64_t day)
 {
-    if (day >= 0)
+    if (day != TLY_NO_DAY)
         sqlite3_bind_int64(st, col, day);
     else
         sqlite3_bind_null(st, col);
@@ -858,10 +859,10 @@ static int write_runnable_states(struct sim *s)
         resource_text(s, r->kind, r->resource_id, &t);
         if (!t.name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
             return err;
-        if (last < 0) {
+        if (last == TLY_NO_DAY) {
             if ((err = lookup_text(s, Q_LAST_RUN_DAY, r, &day)))
                 return err;
-            last = day ? strtoll(day, NULL, 10) : -1;
+            last = day ? strtoll(day, NULL, 10) : TLY_NO_DAY;
             tly_free(day);
         }
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
@@ -926,7 +927,7 @@ static int write_account_state(struct sim *s)
 static int write_close(struct sim *s)
 {
     sqlite3_stmt *st = s->out->q[W_CLOSE];
-    if (!s->new_closed_end)
+    if (s->new_closed_end == INT64_MIN)
         return TLY_OK;
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, s->new_closed_end);
@@ -1025,7 +1026,7 @@ static int unknown_account(struct sim_out *w, const char *account_id, int64_t as
     memset(&s, 0, sizeof s);
     s.account_id = account_id;
     s.as_of = as_of;
-    s.open_start = INT64_MIN;
+    s.open_start = s.new_closed_end = INT64_MIN;
     s.out = w;
     if ((err = load_devs(&s, -1)) || (err = load_credits(&s, INT64_MAX)))
         goto out;
@@ -1153,7 +1154,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
             s.runnable_kind = runnable_of[i][1];
     for (int p = 0; p < NPOOL; p++)
         tly_wallet_init(&s.wallet[p]);
-    s.open_start = INT64_MIN;
+    s.open_start = s.new_closed_end = INT64_MIN;
 
     /* the frozen state of the last closed cycle */
     sqlite3_bind_text(w->q[Q_CLOSE], 1, account_id, -1, SQLITE_STATIC);

@@ -85,7 +85,7 @@ struct dep {
     int64_t units, replicas;
     /* display (deployment_state; the resource's own columns: reconcile.c resource_text) */
     const char *resource_name, *deployment_name, *deployment_type, *language, *endpoint;
-    int64_t last_deployed, last_updated;        /* days, -1 = never */
+    int64_t last_deployed, last_updated;        /* days, TLY_NO_DAY = never */
     int64_t first_ts;
     /* the open segment */
     int64_t seg_start, seg_end, seg_rate;       /* rate TLY_UNPRICED when no price */
@@ -111,7 +111,7 @@ struct runnable {
     const char *kind, *resource_id;
     int chargeable, deployed, status_set;
     const char *status;
-    int64_t last_active;        /* day, -1 */
+    int64_t last_active;        /* day, TLY_NO_DAY */
     int last_acc[NACC];
 };
 

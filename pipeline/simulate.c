@@ -457,7 +457,7 @@ static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_
     d->resource_id = ev->resource_id;
     d->deployment_id = ev->deployment_id;
     d->chargeable = edition_has(s, d->category);
-    d->last_deployed = d->last_updated = -1;
+    d->last_deployed = d->last_updated = TLY_NO_DAY;
     d->first_ts = ev->ts;
     d->late_flag = tly_strmap_get(&s->late_keys, key);
     if (d->late_flag < 0)
@@ -512,7 +512,7 @@ int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struc
     r->resource_id = r->ids + lk + 1;
     r->chargeable = !strcmp(kind, s->runnable_kind);
     r->status = "Undeployed";
-    r->last_active = -1;
+    r->last_active = TLY_NO_DAY;
     for (int k = 0; k < NACC; k++)
         r->last_acc[k] = -1;
     s->nrunnables++;                    /* owned from here: freed with the sim */

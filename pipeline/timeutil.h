@@ -15,6 +15,8 @@
 #define TLY_DAY_SECONDS 86400
 #define TLY_TS_LEN 32          /* "YYYY-MM-DDThh:mm:ssZ" + NUL, with room */
 #define TLY_DATE_LEN 24        /* "YYYY-MM-DD" + NUL, with room */
+/* A date that never happened: day numbers before 1970 are negative, so not -1. */
+#define TLY_NO_DAY INT64_MIN
 
 /* Calendar. */
 int64_t tly_days_from_civil(int64_t y, unsigned m, unsigned d);

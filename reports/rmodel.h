@@ -26,8 +26,8 @@
 
 #include "ledger.h"
 #include "report.h"
+#include "timeutil.h"
 
-#define TLY_NO_DAY INT64_MIN     /* a date that never happened (empty cell) */
 #define TLY_NO_INT INT64_MIN     /* an empty whole number (units, replicas) */
 
 /* The editions (spec README "The three editions"). */
