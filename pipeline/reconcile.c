@@ -29,7 +29,7 @@
 enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
-    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_UNPRICED, Q_CLOSED_STMT,
+    Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_DAY_ROWS, Q_CLOSED_STMT,
     Q_CLOSED_CROSSINGS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
@@ -90,8 +90,9 @@ static const char *const sql[NQ] = {
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
                       " WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
     [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start) FROM statements WHERE account_id = ?1 AND frozen = 1",
-    [Q_FROZEN_UNPRICED] = "SELECT DISTINCT category, deployment_id, ts FROM discrepancies"
-                          " WHERE account_id = ?1 AND kind = 'unpriced' AND frozen = 1",
+    [Q_FROZEN_DAY_ROWS] = "SELECT DISTINCT kind, category, COALESCE(deployment_id, resource_id), ts"
+                          " FROM discrepancies WHERE account_id = ?1 AND frozen = 1"
+                          " AND kind IN ('unpriced', 'not_chargeable')",
     /* the last closed cycle (days), when the as-of is its end: closed_current() */
     [Q_CLOSED_STMT] = "SELECT pool, cycle_start, opening, granted, used FROM statements"
                       " WHERE account_id = ?1 AND frozen = 1 AND cycle_end = ?2",
@@ -453,19 +454,28 @@ static int subtract_frozen_usage(struct sim *s)
     return TLY_OK;
 }
 
-/* Closed days that were unpriced at their close, to be charged once priced (sim_mark_unpriced). */
-static int load_frozen_unpriced(struct sim *s)
+/*
+ * Closed days that were unpriced at their close, to be charged once priced
+ * (sim_mark_unpriced), and closed days already listed as not chargeable.
+ */
+static int load_frozen_day_rows(struct sim *s)
 {
-    sqlite3_stmt *st = s->out->q[Q_FROZEN_UNPRICED];
+    sqlite3_stmt *st = s->out->q[Q_FROZEN_DAY_ROWS];
     int rc, err = TLY_OK;
 
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
-    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        err = sim_mark_unpriced(s, (const char *)sqlite3_column_text(st, 0),
-                                (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2));
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *category = (const char *)sqlite3_column_text(st, 1);
+        const char *id = (const char *)sqlite3_column_text(st, 2);
+        int64_t ts = sqlite3_column_int64(st, 3);
+        if (!strcmp((const char *)sqlite3_column_text(st, 0), "unpriced"))
+            err = sim_mark_unpriced(s, category, id, ts);
+        else
+            err = sim_mark_listed(s, category, id, ts);
+    }
     reset(st);
     if (!err && rc != SQLITE_DONE)
-        err = ledger_err(s->out, "reading unpriced time");
+        err = ledger_err(s->out, "reading frozen discrepancies");
     return err;
 }
 
@@ -515,7 +525,15 @@ static int closed_current(struct sim *s)
         thresholds_mark(s, strcmp((const char *)sqlite3_column_text(st, 0), pool_names[POOL_RUNS])
                                ? POOL_CREDITS : POOL_RUNS, sqlite3_column_int(st, 1));
     reset(st);
-    return rc == SQLITE_DONE ? TLY_OK : ledger_err(s->out, "reading the closed crossings");
+    if (rc != SQLITE_DONE)
+        return ledger_err(s->out, "reading the closed crossings");
+    /* t* on the as-of, as the closing run judged it (simulate.c instant) */
+    s->charging = 1;
+    s->now = s->open_start;
+    if (tly_wallet_balance(&s->wallet[POOL_CREDITS]) < -s->negative_limit &&
+        sim_anything_charged_running(s))
+        return enforce_stop_all(s, s->open_start);
+    return TLY_OK;
 }
 
 /* Late runs per runnable and date, from the bundles loaded since the close ('bundle_mark'). */
@@ -527,14 +545,16 @@ static int load_late_runs(struct sim *s, int64_t bundle_mark)
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, bundle_mark);
     while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t first = sqlite3_column_int64(st, 0);
         struct runnable *r;
         /* a runnable may be first seen in late data: the lookup creates it */
         if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 1),
                                 (const char *)sqlite3_column_text(st, 2), &r)))
             break;
-        /* runs the edition lacks are listed, never charged (§10 "Not chargeable") */
-        err = sim_acc(s, r->chargeable ? ACC_LATE : ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables),
-                      sqlite3_column_int64(st, 0), 0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
+        /* runs the edition lacks are listed, never charged (§10 "Not chargeable"), once a date */
+        if (r->chargeable || !sim_listed(s, r->map_key, tly_day_of(first)))
+            err = sim_acc(s, r->chargeable ? ACC_LATE : ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables),
+                          first, 0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
     }
     reset(st);
     if (!err && rc != SQLITE_DONE)
@@ -985,6 +1005,7 @@ static void sim_release(struct sim *s)
     tly_free(s->late_key_store);
     tly_strmap_release(&s->late_keys);
     tly_strmap_release(&s->unpriced_days);
+    tly_strmap_release(&s->listed_days);
     for (size_t i = 0; i < s->nfrozen_stops; i++)
         tly_free(s->frozen_stops[i].key);
     tly_free(s->frozen_stops);
@@ -1183,7 +1204,7 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         goto out;
     if (marks[0] >= 0) {
         if ((err = load_snapshot(&s)) || (err = load_frozen_stops(&s)) ||
-            (err = load_frozen_unpriced(&s)) || (err = sim_replay_closed(&s)))
+            (err = load_frozen_day_rows(&s)) || (err = sim_replay_closed(&s)))
             goto out;
         if (s.open_start == o->as_of) {
             if ((err = closed_current(&s)) || (err = enforce_overruns(&s)) || (err = write_results(&s)))

@@ -187,6 +187,7 @@ struct sim {
     size_t nfrozen_stops;
     struct tly_strmap late_keys;                /* deps whose closed time is re-metered (enum late) */
     struct tly_strmap unpriced_days;            /* "key\x1fday" of closed days that were unpriced */
+    struct tly_strmap listed_days;              /* "key\x1fday" with a frozen not_chargeable row */
     char **late_key_store;                      /* owns the keys of both maps */
     size_t nlate_keys, late_key_cap;
     int overflow;                               /* a sum left int64: exit 65 */
@@ -220,6 +221,13 @@ const char *sim_dep_key_category(const struct dep_event *ev);
 int sim_replay_closed(struct sim *s);
 /* A closed day on which deployment (category, deployment_id) ran unpriced from instant 'from'. */
 int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t from);
+/*
+ * The day of 'ts' has a frozen not_chargeable row for a deployment
+ * (category, deployment_id) or a runnable (kind, resource_id): late data
+ * adds no second one (§10: one row per deployment or runnable and date).
+ */
+int sim_mark_listed(struct sim *s, const char *category, const char *id, int64_t ts);
+int sim_listed(const struct sim *s, const char *key, int64_t day);
 int sim_runnable(struct sim *s, const char *kind, const char *resource_id, struct runnable **out);
 
 /* enforce.c */

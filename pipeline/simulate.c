@@ -150,12 +150,23 @@ struct late_ctx {
     int err;
 };
 
+/* Ids are at most 128 bytes (inputs.md, checked at ingest): "cat\x1fid\x1fday" fits. */
+static int day_value(const struct tly_strmap *m, const char *key, int64_t day)
+{
+    char probe[512];
+    snprintf(probe, sizeof probe, "%s\x1f%lld", key, (long long)day);
+    return tly_strmap_get(m, probe);
+}
+
 /* The second of a closed day from which it ran unpriced at its close, or -1. */
 static int unpriced_since(const struct sim *s, const struct dep *d, int64_t day)
 {
-    char key[512];
-    snprintf(key, sizeof key, "%s\x1f%lld", d->key, (long long)day);
-    return tly_strmap_get(&s->unpriced_days, key);
+    return day_value(&s->unpriced_days, d->key, day);
+}
+
+int sim_listed(const struct sim *s, const char *key, int64_t day)
+{
+    return day_value(&s->listed_days, key, day) >= 0;
 }
 
 /*
@@ -209,7 +220,8 @@ static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t cha
     struct late_ctx *c = ctx;
     struct dep *d = &c->s->deps[c->dep];
 
-    if (c->err || d->late_flag != LATE_EVENTS || from < d->late_from)
+    if (c->err || d->late_flag != LATE_EVENTS || from < d->late_from ||
+        sim_listed(c->s, d->key, tly_day_of(from)))
         return;
     c->err = acc_with_hardware(c->s, d, ACC_NOT_CHARGEABLE, from, charge == TLY_UNPRICED ? 0 : charge,
                                to - from, c->s->open_start);
@@ -942,7 +954,12 @@ static int instant(struct sim *s, int64_t t, size_t *ci, size_t *di)
     }
     if (t < s->as_of && (err = events_at(s, t, ci, di)))
         return err;
-    if ((err = thresholds_check(s, t)))
+    /*
+     * An as-of on the cycle's end is the next cycle's first second, whose
+     * crossings and negative balance a later as-of judges (in a batch run
+     * too); t* is no cycle's, and is judged now.
+     */
+    if (!(t == s->as_of && t == s->stmt[0].cycle_end) && (err = thresholds_check(s, t)))
         return err;
     /* accrual up to t is consumed: the wallet's balance is balance(t) */
     if (tly_wallet_balance(&s->wallet[POOL_CREDITS]) < -s->negative_limit &&
@@ -1224,23 +1241,42 @@ static int mark_late_keys(struct sim *s)
  * from which second; those days are metered again (late_segment), and what
  * they cost now beyond their frozen usage is the late charge (§8).
  */
+/* Puts "key\x1fday" in 'm' (the sim keeps the string) with 'value'. */
+static int put_day(struct sim *s, struct tly_strmap *m, const char *key, int64_t day, int value)
+{
+    size_t n = strlen(key) + 24;
+    char *day_key = tly_malloc(n);
+    int err;
+
+    if (!day_key)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    snprintf(day_key, n, "%s\x1f%lld", key, (long long)day);
+    if ((err = keep_key(s, day_key)))
+        return err;
+    return tly_strmap_put(m, day_key, value);
+}
+
+int sim_mark_listed(struct sim *s, const char *category, const char *id, int64_t ts)
+{
+    char *key;
+    int err;
+
+    if ((err = join_key(&key, category, id)))
+        return err;
+    err = put_day(s, &s->listed_days, key, tly_day_of(ts), 1);
+    tly_free(key);
+    return err;
+}
+
 int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t from)
 {
     int64_t day = tly_day_of(from);
-    int since = (int)(from - day * TLY_DAY_SECONDS);
-    char *key, *day_key;
-    size_t n;
+    char *key;
     int err;
 
     if ((err = join_key(&key, category, deployment_id)))
         return err;
-    n = strlen(key) + 24;
-    if (!(day_key = tly_malloc(n))) {
-        tly_free(key);
-        return tly_error(TLY_ERR_NOMEM, "out of memory");
-    }
-    snprintf(day_key, n, "%s\x1f%lld", key, (long long)day);
-    if ((err = keep_key(s, day_key)) || (err = tly_strmap_put(&s->unpriced_days, day_key, since))) {
+    if ((err = put_day(s, &s->unpriced_days, key, day, (int)(from - day * TLY_DAY_SECONDS)))) {
         tly_free(key);
         return err;
     }

@@ -30,7 +30,7 @@ void thresholds_new_cycle(struct sim *s)
 /* A crossing of 'threshold' % already recorded for the cycle (reconcile.c closed_current). */
 void thresholds_mark(struct sim *s, enum pool pool, int threshold)
 {
-    for (int k = 0; k < 6; k++)
+    for (size_t k = 0; k < sizeof levels / sizeof *levels; k++)
         if (levels[k] == threshold)
             s->crossed[pool][k] = 1;
 }

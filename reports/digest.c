@@ -272,7 +272,8 @@ static void group_digits(char *out, size_t cap, uint64_t v)
  */
 static void fmt_credits(char *buf, size_t cap, int64_t micro)
 {
-    int64_t cents = tly_div_half_up(micro, 10000);
+    /* |micro| < 2^63, so its hundredths fit int64 */
+    int64_t cents = (int64_t)tly_div_half_up(micro, 10000);
     uint64_t mag;
     char whole[40];
 
