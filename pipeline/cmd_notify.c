@@ -4,11 +4,13 @@
  *
  *   tally [--db FILE] notify [--as-of TS] --outbox DIR [--sendmail CMD]
  *
- * notify never reconciles.  It delivers the items that the last `run` or
- * `report` wrote into the ledger, up to the as-of; to include new bundles,
- * run `tally run` (whose notify stage is this same code, reports/digest.h).
- * --as-of defaults to the latest manifest period_end in the ledger; with
- * none it is a usage error (64).
+ * notify computes at its as-of (the spec's "a run of the pipeline"): it
+ * reconciles the ledger there first, without closing a cycle (semantics.md
+ * §8: "balance and notify never close a cycle"), so the items up to the
+ * as-of are known, then delivers them; to include new bundles, run `tally
+ * run` (whose notify stage is this same code, reports/digest.h).  --as-of
+ * defaults to the latest manifest period_end in the ledger; with none it is
+ * a usage error (64).
  *
  * DIR gets the digests of this as-of (ACCOUNT.eml) and notifications.csv.
  * Like `--out`, it is replaced as a whole (pipeline/outdir.h): everything is
@@ -54,6 +56,7 @@ static const struct tly_option notify_options[] = {
 int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
 {
     struct tly_notify_stats st;
+    struct tly_reconcile_stats rs;
     struct tly_outdir out = { NULL, NULL };
     struct timespec t0;
     struct stat sb;
@@ -78,7 +81,8 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
     if (arg.sendmail &&
         (err = tly_settings_set(ctx->settings, "notify", "sendmail", arg.sendmail, TLY_SRC_OPTION)))
         return err;
-    if ((err = tly_resolve_as_of(ctx, arg.as_of, &as_of)))
+    if ((err = tly_resolve_as_of(ctx, arg.as_of, &as_of)) ||
+        (err = tly_stage_reconcile(ctx, as_of, 0, 1, NULL, &rs)))
         return err;
 
     /* the swap would replace anything at DIR: only ever a directory (of ours) */

@@ -30,7 +30,7 @@ enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
     Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_DAY_ROWS, Q_CLOSED_STMT,
-    Q_CLOSED_CROSSINGS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_DEP_STATE, W_RUNNABLE_STATE,
+    Q_CLOSED_CROSSINGS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_ITEMS_CLEAR, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
 
@@ -113,6 +113,7 @@ static const char *const sql[NQ] = {
                    " VALUES(?1,?2,?3,?4,?5,?6)",
     [W_ITEM] = "INSERT OR IGNORE INTO items(account_id, item, pool, threshold, ts, key, detail)"
                " VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [W_ITEMS_CLEAR] = "DELETE FROM items WHERE account_id = ?1 AND digest_id IS NULL AND ts >= ?2",
     [W_DEP_STATE] = "INSERT OR REPLACE INTO deployment_state(account_id, category, resource_id,"
                     " deployment_id, resource_name, deployment_name, deployment_type, owner,"
                     " model_type, language, language_version, endpoint, hardware, units, replicas,"
@@ -1236,6 +1237,16 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
         s.day_runs = w->q[Q_DAY_RUNS];
         s.day_charged = w->q[Q_DAY_CHARGED];
     }
+    /*
+     * Open time is recomputed (§8), and so are its items not yet in a
+     * digest: one that new data moved or undid (a top-up before a crossing)
+     * must not be sent as it was.  A delivered item stays, and is not sent
+     * again (INSERT OR IGNORE by its key).
+     */
+    sqlite3_bind_text(w->q[W_ITEMS_CLEAR], 1, account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(w->q[W_ITEMS_CLEAR], 2, start);
+    if ((err = tly_ledger_step_done(w->l, w->q[W_ITEMS_CLEAR])))
+        goto out;
     err = sim_run(&s, start);
     reset(w->q[Q_RUNS]);
     reset(w->q[Q_RUN_DAYS]);

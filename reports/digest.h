@@ -24,7 +24,7 @@
  *     next run sends it again (receivers can deduplicate on the Message-ID).
  *
  * Not this module's job: reconciling.  tly_notify_run() delivers the items
- * the last reconcile (run or report) wrote; `tally notify` never reconciles.
+ * the last reconcile wrote (`tally notify` reconciles at its as-of first).
  */
 #ifndef TLY_DIGEST_H
 #define TLY_DIGEST_H

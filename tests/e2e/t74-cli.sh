@@ -16,7 +16,8 @@
 #   - a skipped file is named on stderr and in run.json's skipped_files;
 #   - a header naming a column twice warns "repeated column", and the first counts;
 #   - a rate card's unknown column warns, as a bundle file's does;
-#   - --out naming the ledger's directory, or a file, exits 73 and destroys nothing.
+#   - --out naming the ledger's directory, or a file, exits 73 and destroys nothing;
+#   - notify computes at its own as-of, and a run there shows its digest again.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -212,6 +213,23 @@ case $(tail -n 1 "$tmp/err") in
 *"accounts reported"*) ;;
 *) problem "a failed report does not end with its summary line: $(tail -n 1 "$tmp/err")" ;;
 esac
+
+# notify computes at its as-of (spec README: a run of the pipeline "computes at an
+# as-of"): after a run at Oct 2, notify at Oct 3 delivers the runs crossings of
+# Oct 2, and a run at Oct 3 shows that digest again and creates none
+rm_db "$db"; rm -rf "$tmp/dir" "$tmp/box"
+N=$here/data/notify-asof
+t 0 "run before a notify" --db "$db" run --rates "$N/rates.csv" --as-of 2026-10-02T00:00:00Z \
+    --out "$tmp/dir" "$N/bundle"
+t 0 "notify at a later as-of" --db "$db" notify --as-of 2026-10-03T00:00:00Z --outbox "$tmp/box"
+items=$(tail -n +2 "$tmp/box/notifications.csv" | cut -d, -f2,4,5 | tr '\n' ' ')
+[ "$items" = "threshold,50,2026-10-02T10:00:00Z threshold,70,2026-10-02T12:00:00Z " ] ||
+    problem "notify at a later as-of: items '$items'"
+t 0 "run at the notify's as-of" --db "$db" run --rates "$N/rates.csv" --as-of 2026-10-03T00:00:00Z \
+    --out "$tmp/dir" "$N/bundle"
+cmp -s "$tmp/box/notifications.csv" "$tmp/dir/notifications.csv" ||
+    problem "run at the notify's as-of: not the notify's digest"
+grep -q "1 digests (0 new)" "$tmp/err" || problem "run at the notify's as-of: $(tail -n 1 "$tmp/err")"
 
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
