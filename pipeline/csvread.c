@@ -549,14 +549,84 @@ static int drain(struct tly_csv *r)
 }
 
 /*
+ * A row too long for libcsv, read byte by byte as libcsv reads a row in
+ * strict mode: a quote opens a field (after spaces) or is stray, "" inside
+ * quotes is one quote, and only spaces may follow a closing quote.  It
+ * counts the fields and keeps the longest, so the row gets the reason an
+ * ordinary row would (field_too_long or field_count, csvread.h order).
+ */
+struct long_row {
+    int quoted, quote_seen, closed, started, nul;
+    size_t field_len, max_len;
+    int fields;
+};
+
+static void long_row_field_end(struct long_row *w)
+{
+    if (w->field_len > w->max_len)
+        w->max_len = w->field_len;
+    w->fields++;
+    w->field_len = 0;
+    w->started = w->closed = 0;
+}
+
+/* 1 at the row's end (a LF outside quotes), -1 at a stray quote, else 0. */
+static int long_row_step(struct long_row *w, char c)
+{
+    if (c == '\0')
+        w->nul = 1;
+    if (w->quote_seen) {
+        w->quote_seen = 0;
+        if (c == '"') {
+            w->field_len++;
+            return 0;
+        }
+        w->quoted = 0;
+        w->closed = 1;
+    }
+    if (w->quoted) {
+        if (c == '"')
+            w->quote_seen = 1;
+        else
+            w->field_len++;
+        return 0;
+    }
+    switch (c) {
+    case '"':
+        if (w->started || w->closed)
+            return -1;
+        w->quoted = 1;
+        return 0;
+    case ',':
+        long_row_field_end(w);
+        return 0;
+    case '\n':
+        long_row_field_end(w);
+        return 1;
+    case ' ':
+    case '\r':
+        if (w->started)
+            w->field_len++;
+        return 0;
+    default:
+        if (w->closed)
+            return -1;
+        w->started = 1;
+        w->field_len++;
+        return 0;
+    }
+}
+
+/*
  * The pending row outgrew the cap: keep its first TLY_CSV_RAW_MAX bytes,
- * then walk to its end by quote parity without libcsv.  Returns
- * TLY_CSV_ROW (field_too_long), TLY_CSV_QUOTE_ERROR or TLY_CSV_ERROR.
+ * then walk to its end without libcsv.  Returns TLY_CSV_ROW (its reason
+ * set), TLY_CSV_QUOTE_ERROR or TLY_CSV_ERROR.
  */
 static int skip_long_row(struct tly_csv *r, struct tly_csv_row *row)
 {
-    size_t keep = r->end - r->row_start;
-    int odd = 0;
+    size_t keep = r->end - r->row_start, from = r->row_start;
+    struct long_row w = { 0 };
+    int step;
 
     if (keep > TLY_CSV_RAW_MAX)
         keep = TLY_CSV_RAW_MAX;
@@ -566,19 +636,20 @@ static int skip_long_row(struct tly_csv *r, struct tly_csv_row *row)
     }
     memcpy(r->side, r->buf + r->row_start, keep);
     r->side_len = keep ? keep : 1;
-    for (size_t i = r->row_start; i < r->pos; i++)   /* lines already fed */
-        odd ^= r->buf[i] == '"';
+    /* the lines libcsv was fed are walked again; their LFs are counted already */
+    for (; from < r->pos; from++)
+        if (long_row_step(&w, r->buf[from]) < 0)
+            goto quote;
     for (;;) {
         for (; r->pos < r->end; r->pos++) {
             char c = r->buf[r->pos];
-            if (c == '"')
-                odd ^= 1;
-            else if (c == '\n') {
+            if (c == '\n')
                 r->line++;
-                if (!odd) {
-                    r->pos++;
-                    goto ended;
-                }
+            if ((step = long_row_step(&w, c)) < 0)
+                goto quote;
+            if (step > 0) {
+                r->pos++;
+                goto ended;
             }
         }
         r->pending = 0;                          /* nothing to keep */
@@ -588,8 +659,9 @@ static int skip_long_row(struct tly_csv *r, struct tly_csv_row *row)
             return TLY_CSV_ERROR;
         if (rc == 0) {
             r->line++;                            /* the last line had no LF */
-            if (odd)
+            if (w.quoted && !w.quote_seen)
                 goto quote;
+            long_row_field_end(&w);
             goto ended;
         }
     }
@@ -602,8 +674,11 @@ ended:
         return TLY_CSV_ERROR;
     }
     row_finish(r, 0, row);
-    row->reject = TLY_CSV_FIELD_TOO_LONG;      /* raw is cut: no UTF-8 verdict */
-    row->nfields = 0;
+    /* raw is cut: no UTF-8 verdict; a row of all-maximal fields fits the cap */
+    row->reject = w.nul ? TLY_CSV_NUL_BYTE
+                  : w.max_len > r->max_field || w.fields == r->ncols_file ? TLY_CSV_FIELD_TOO_LONG
+                                                                          : TLY_CSV_FIELD_COUNT;
+    row->nfields = w.fields;
     for (int i = 0; i < r->ncolumns; i++)
         r->val[i] = NULL, r->len[i] = 0;
     return TLY_CSV_ROW;

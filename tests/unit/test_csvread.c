@@ -288,6 +288,57 @@ static void test_csv_huge_row_bounded(void **state)
     free(text);
 }
 
+/*
+ * A long row gets the reason an ordinary row would: inputs.md's stray quote
+ * rejects the rest of the file from the row's line (it used to close the
+ * quote parity of a later stray quote, loading a row after it), and a row
+ * long only by its number of fields is field_count, not field_too_long.
+ * Each is read in one read and in reads of 7 bytes.
+ */
+static void test_csv_long_row_reasons(void **state)
+{
+    size_t big = 1100000, n, chunks[] = { 0, 7 };       /* past the 1 MiB least cap */
+    char *text = malloc(big + 4096);
+    struct mem m;
+    struct tly_csv *r;
+    struct tly_csv_row row;
+    (void)state;
+    for (int c = 0; c < 2; c++) {
+        /* line 2: a long field of x, then x"x: a stray quote */
+        n = (size_t)sprintf(text, "a,b\n1,");
+        memset(text + n, 'x', big - 100);
+        n += big - 100;
+        n += (size_t)sprintf(text + n, "x\"x\n3,4\n5,\"6\n7,8\n");
+        r = open_text(&m, text, n, chunks[c], 1000);
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_QUOTE_ERROR);
+        assert_int_equal(row.line, 2);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        tly_csv_close(r);
+
+        /* line 2: 1200 fields of 900 bytes against a header of 2 (limit 1000) */
+        n = (size_t)sprintf(text, "a,b\n");
+        for (int f = 0; f < 1200; f++) {
+            memset(text + n, 'y', 900);
+            n += 900;
+            text[n++] = f < 1199 ? ',' : '\n';
+        }
+        n += (size_t)sprintf(text + n, "5,\"6\"\"\"\n");
+        r = open_text(&m, text, n, chunks[c], 1000);
+        assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.reject, TLY_CSV_FIELD_COUNT);
+        assert_int_equal(row.nfields, 1200);
+        assert_int_equal(row.line, 2);
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+        assert_int_equal(row.reject, TLY_CSV_OK);
+        assert_val(&row, 1, "6\"");
+        assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
+        tly_csv_close(r);
+    }
+    free(text);
+}
+
 static void test_csv_duplicate_header_name(void **state)
 {
     static const char text[] = "a,a,b\n1,2,3\n";
@@ -325,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_csv_bare_cr_is_data),
         cmocka_unit_test(test_csv_empty_file),
         cmocka_unit_test(test_csv_huge_row_bounded),
+        cmocka_unit_test(test_csv_long_row_reasons),
         cmocka_unit_test(test_csv_duplicate_header_name),
         cmocka_unit_test(test_utf8_validator),
     };
