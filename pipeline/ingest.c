@@ -966,6 +966,14 @@ static ssize_t source_read(void *ctx, void *buf, size_t n)
     return got;
 }
 
+/* What a row rule the reader found says after its code (the field count has its own). */
+static const char *reject_detail(enum tly_csv_reject reject)
+{
+    return reject == TLY_CSV_FIELD_TOO_LONG ? "a field is longer than the limit"
+           : reject == TLY_CSV_BAD_UTF8     ? "invalid UTF-8"
+                                            : "a NUL byte";
+}
+
 /* The header: warns about unknown columns; 1 when a required one is missing. */
 static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_row *hdr,
                         int ev, int *missing)
@@ -974,6 +982,17 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
     const char *name;
 
     *missing = 0;
+    /* a header that breaks a row rule has no usable names: say why, not which one is "missing" */
+    if (ev == TLY_CSV_ROW && hdr->reject != TLY_CSV_OK) {
+        *missing = 1;
+        if (g->type == TLY_FILE_MANIFEST) {
+            bundle_reject(g, "manifest_mismatch", g->path, "header: %s",
+                          tly_csv_reject_code(hdr->reject));
+            return TLY_OK;
+        }
+        return quarantine(g, 1, hdr->raw, hdr->raw_len, "%s: %s in the header, so the file is not loaded",
+                          tly_csv_reject_code(hdr->reject), reject_detail(hdr->reject));
+    }
     for (int i = 0; i < ft->ncols; i++) {
         if (ft->cols[i].required && !tly_csv_has_column(r, i)) {
             *missing = 1;
@@ -1036,10 +1055,7 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
                                  tly_csv_header_fields(r));
             else
                 err = quarantine(g, row.line, row.raw, row.raw_len, "%s: %s",
-                                 tly_csv_reject_code(row.reject),
-                                 row.reject == TLY_CSV_FIELD_TOO_LONG ? "a field is longer than the limit"
-                                 : row.reject == TLY_CSV_BAD_UTF8 ? "invalid UTF-8"
-                                                                  : "a NUL byte");
+                                 tly_csv_reject_code(row.reject), reject_detail(row.reject));
             continue;
         }
         err = load_row(g, &row);

@@ -115,7 +115,8 @@ size_t csvout_escape_raw(const char *s, size_t n, char *buf, size_t cap)
             len = 1;
         else if (c == '\t')
             len = 1;
-        else if (c >= 0xc2 && c <= 0xdf && i + 1 < n && (u[i + 1] & 0xc0) == 0x80)
+        else if (c >= 0xc2 && c <= 0xdf && i + 1 < n && (u[i + 1] & 0xc0) == 0x80 &&
+                 !(c == 0xc2 && u[i + 1] < 0xa0))      /* U+0080-U+009F: C1 controls */
             len = 2;
         else if (c >= 0xe0 && c <= 0xef && i + 2 < n && (u[i + 1] & 0xc0) == 0x80 &&
                  (u[i + 2] & 0xc0) == 0x80 && !(c == 0xe0 && u[i + 1] < 0xa0) &&
