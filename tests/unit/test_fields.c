@@ -197,7 +197,7 @@ static void test_fields_email(void **state)
     static const char *const bad[] = {
         "plain", "a@", "@b.c", "a..b@c", ".a@b", "a.@b", "a@b..c", "a@.b", "a b@c",
         "a@b\r\nBcc: x@y", "\"a\nb\"@c", "a@b@c", "a(comment)@b", "<a@b>", "\"unterminated@b",
-        "caf\xc3\xa9@example.com", "a@b c",
+        "caf\xc3\xa9@example.com", "a@b c", "\"a\tb\"@example.com", "\"a\\\tb\"@example.com",
     };
     char local[80];
     (void)state;
