@@ -998,6 +998,7 @@ static void sim_release(struct sim *s)
     }
     tly_free(s->runnables);
     tly_strmap_release(&s->runnable_index);
+    tly_strmap_release(&s->runnable_deps);
     for (size_t i = 0; i < s->ndeleted; i++)
         tly_free(s->deleted[i]);
     tly_free(s->deleted);

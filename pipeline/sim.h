@@ -110,6 +110,7 @@ struct runnable {
     char *ids;                  /* "kind\0resource_id": kind and resource_id point here */
     const char *kind, *resource_id;
     int chargeable, deployed, status_set;
+    int running;                /* its deployments running (§10: keyed by deployment_id) */
     const char *status;
     int64_t last_active;        /* day, TLY_NO_DAY */
     int last_acc[NACC];
@@ -166,6 +167,7 @@ struct sim {
     struct runnable *runnables;
     size_t nrunnables, runnables_cap;
     struct tly_strmap runnable_index;
+    struct tly_strmap runnable_deps;            /* "kind\x1fdeployment_id": 1 running, 0 not */
     char **deleted;                             /* "category\x1fresource_id" */
     size_t ndeleted, deleted_cap;
     int64_t next_cut;                           /* min seg_end of running deps */

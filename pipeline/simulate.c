@@ -699,29 +699,45 @@ static int on_delete(struct sim *s, const struct dep_event *ev)
     return TLY_OK;
 }
 
+static int keep_key(struct sim *s, char *key);
+
+/*
+ * An agent, tool or workflow may have several deployments (§10: keyed by
+ * category and deployment_id); it is Deployed while any of them runs
+ * (outputs.md), and the odd-lifecycle table applies to each one.
+ */
 static int runnable_event(struct sim *s, const struct dep_event *ev)
 {
     struct runnable *r;
-    int err;
+    char *key;
+    int err, running, deploy = !strcmp(ev->action, "deploy");
 
     if ((err = sim_runnable(s, ev->category, ev->resource_id, &r)))
         return err;
-    if (!strcmp(ev->action, "deploy")) {
-        if (r->deployed && !strcmp(r->status, "Deployed") && (err = odd(s, ev, "deploy of a running deployment")))
-            return err;
-        r->deployed = 1;
-        r->status = "Deployed";
-    } else if (!strcmp(ev->action, "undeploy")) {
-        if (strcmp(r->status, "Deployed"))
-            return odd(s, ev, "undeploy of a deployment not running: ignored");
-        r->status = "Undeployed";
-    } else if (!strcmp(ev->action, "delete")) {
+    if (!strcmp(ev->action, "delete")) {
         r->status = "Deleted";
         return on_delete(s, ev);
-    } else if (!strcmp(ev->action, "scale") && strcmp(r->status, "Deployed")) {
-        return odd(s, ev, "scale of a deployment not running: ignored");
     }
-    return TLY_OK;
+    if ((err = join_key(&key, ev->category, ev->deployment_id)))
+        return err;
+    running = tly_strmap_get(&s->runnable_deps, key) == 1;
+    if (deploy == running) {            /* a deploy of a running one; anything else of one not running */
+        tly_free(key);
+        return odd(s, ev, running ? "deploy of a running deployment"
+                          : !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
+                                                         : "undeploy of a deployment not running: ignored");
+    }
+    if (!strcmp(ev->action, "scale")) {
+        tly_free(key);                  /* nothing a runs tab shows changes */
+        return TLY_OK;
+    }
+    running = !running;
+    r->running += running ? 1 : -1;
+    r->deployed |= running;
+    r->status = r->running ? "Deployed" : "Undeployed";
+    if ((err = keep_key(s, key)))
+        return err;
+    return tly_strmap_put(&s->runnable_deps, key, running);
 }
 
 static int is_runnable_category(const char *c)
