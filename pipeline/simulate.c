@@ -608,7 +608,9 @@ static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
     if (!d->is_job)
         d->last_deployed = tly_day_of(ev->ts);
     if (d->running) {
-        if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")))
+        /* still a deploy (§6 lists every deploy while disabled), acting as scale (§2) */
+        if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")) ||
+            (s->charging && (err = enforce_check_deploy(s, ev, d))))
             return err;
         if (s->charging && sim_seg_open(s, d) && (err = sim_close_segment(s, d, ev->ts)))
             return err;
