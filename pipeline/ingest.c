@@ -993,6 +993,21 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
         return quarantine(g, 1, hdr->raw, hdr->raw_len, "%s: %s in the header, so the file is not loaded",
                           tly_csv_reject_code(hdr->reject), reject_detail(hdr->reject));
     }
+    /*
+     * A CR inside the header (other than a CRLF's) is most likely a file with
+     * CR-only line ends, which inputs.md does not allow: read as one long
+     * header, its rows would vanish behind "unknown column" warnings.
+     */
+    if (ev == TLY_CSV_ROW && hdr->raw_len > 1 &&
+        memchr(hdr->raw, '\r', hdr->raw_len - (hdr->raw[hdr->raw_len - 1] == '\r'))) {
+        *missing = 1;
+        if (g->type == TLY_FILE_MANIFEST) {
+            bundle_reject(g, "manifest_mismatch", g->path, "header: a CR inside it");
+            return TLY_OK;
+        }
+        return quarantine(g, 1, hdr->raw, hdr->raw_len, "missing_column: the header holds a CR"
+                          " (line ends must be CRLF or LF), so the file is not loaded");
+    }
     for (int i = 0; i < ft->ncols; i++) {
         if (ft->cols[i].required && !tly_csv_has_column(r, i)) {
             *missing = 1;
