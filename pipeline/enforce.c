@@ -86,7 +86,7 @@ int enforce_running_list(const struct sim *s, void *json_array)
         if (!d->running || !sim_dep_charged(s, d, s->now))
             continue;
         o = json_pack("{s:s, s:s, s:s, s:s?}", "category", d->category, "resource_id",
-                      d->resource_id, "deployment_id", d->deployment_id, "name", d->resource_name);
+                      d->resource_id, "deployment_id", d->deployment_id, "name", sim_resource_name(s, d));
         if (!o || json_array_append_new(json_array, o))
             return tly_error(TLY_ERR_NOMEM, "out of memory");
     }

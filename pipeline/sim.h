@@ -84,7 +84,7 @@ struct dep {
     const struct tly_hardware *hw;
     int64_t units, replicas;
     /* display (deployment_state; the resource's own columns: reconcile.c resource_text) */
-    const char *resource_name, *deployment_name, *deployment_type, *language, *endpoint;
+    const char *deployment_name, *deployment_type, *language, *endpoint;
     int64_t last_deployed, last_updated;        /* days, TLY_NO_DAY = never */
     int64_t first_ts;
     /* the open segment */
@@ -218,6 +218,7 @@ int64_t sim_used_at(const struct sim *s, int64_t t);
 int sim_anything_charged_running(const struct sim *s);
 int sim_dep_charged(const struct sim *s, const struct dep *d, int64_t t);
 int64_t sim_dep_multiplier(const struct dep *d);
+const char *sim_resource_name(const struct sim *s, const struct dep *d);
 int sim_seg_open(const struct sim *s, const struct dep *d);
 const char *sim_dep_key_category(const struct dep_event *ev);
 int sim_replay_closed(struct sim *s);

@@ -577,12 +577,28 @@ static void take_params(struct dep *d, const struct dep_event *ev, int first)
 static void take_display(struct dep *d, const struct dep_event *ev)
 {
 #define TAKE(f) if (ev->f) d->f = ev->f
-    TAKE(resource_name);
     TAKE(deployment_name);
     TAKE(deployment_type);
     TAKE(language);
     TAKE(endpoint);
 #undef TAKE
+}
+
+/*
+ * The name an e-mail gives a resource: the latest non-empty resource_name
+ * of its events so far, as the tabs name it (outputs.md), since an undeploy
+ * or a fine-tuning job's events seldom repeat it.  Items are few: a scan.
+ */
+const char *sim_resource_name(const struct sim *s, const struct dep *d)
+{
+    const char *category = d->is_job ? "model" : d->category, *name = NULL;
+    for (size_t i = 0; i < s->ndevs && s->devs[i].ts <= s->now; i++) {
+        const struct dep_event *ev = &s->devs[i];
+        if (ev->resource_name && !strcmp(ev->category, category) &&
+            !strcmp(ev->resource_id, d->resource_id))
+            name = ev->resource_name;
+    }
+    return name;
 }
 
 static int script_item(struct sim *s, const struct dep *d, const struct dep_event *ev, const char *item)
@@ -593,7 +609,7 @@ static int script_item(struct sim *s, const struct dep *d, const struct dep_even
     if (!s->charging || d->cat != CAT_SCRIPT || !d->chargeable)
         return TLY_OK;
     j = json_pack("{s:s, s:s, s:s?, s:s?}", "resource_id", d->resource_id, "deployment_id",
-                  d->deployment_id, "name", ev->resource_name, "endpoint", d->endpoint);
+                  d->deployment_id, "name", sim_resource_name(s, d), "endpoint", d->endpoint);
     if (!j)
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     snprintf(key, sizeof key, "%s:%.200s", item, ev->event_id);
