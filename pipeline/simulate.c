@@ -616,6 +616,21 @@ static int script_item(struct sim *s, const struct dep *d, const struct dep_even
     return sim_item(s, item, NULL, 0, ev->ts, key, j);
 }
 
+/*
+ * A running deployment takes a scale's (or a redeploy's) parameters from
+ * its instant on.  Its segment ends there in both passes: the closed replay
+ * meters it too, for late data (a late deploy before an in-time one).
+ */
+static int scale_running(struct sim *s, struct dep *d, const struct dep_event *ev)
+{
+    int err;
+    if ((s->charging ? sim_seg_open(s, d) : 1) && (err = sim_close_segment(s, d, ev->ts)))
+        return err;
+    take_params(d, ev, 0);
+    d->hw = tly_card_find(s->card, d->hardware);
+    return start_segment(s, d, ev->ts);
+}
+
 /* deploy / finetune_start: starts a deployment, or acts as scale when it runs (§2 table). */
 static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
 {
@@ -628,11 +643,7 @@ static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
         if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")) ||
             (s->charging && (err = enforce_check_deploy(s, ev, d))))
             return err;
-        if (s->charging && sim_seg_open(s, d) && (err = sim_close_segment(s, d, ev->ts)))
-            return err;
-        take_params(d, ev, 0);
-        d->hw = tly_card_find(s->card, d->hardware);
-        return start_segment(s, d, ev->ts);
+        return scale_running(s, d, ev);
     }
     take_params(d, ev, 1);
     d->hw = tly_card_find(s->card, d->hardware);
@@ -649,19 +660,12 @@ static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
 
 static int on_scale(struct sim *s, struct dep *d, const struct dep_event *ev)
 {
-    int err;
     if (!d->running) {
         take_params(d, ev, 0);          /* a stopped one scaling is overrun evidence */
         d->hw = tly_card_find(s->card, d->hardware);
         return TLY_OK;
     }
-    if (s->charging && sim_seg_open(s, d) && (err = sim_close_segment(s, d, ev->ts)))
-        return err;
-    if (!s->charging && (err = sim_close_segment(s, d, ev->ts)))
-        return err;
-    take_params(d, ev, 0);
-    d->hw = tly_card_find(s->card, d->hardware);
-    return start_segment(s, d, ev->ts);
+    return scale_running(s, d, ev);
 }
 
 static int end_running(struct sim *s, struct dep *d, int64_t t)
