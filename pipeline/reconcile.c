@@ -1223,6 +1223,14 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
             goto out;
         start = tly_cycle_containing(s.anchor_day, tly_day_of(first != INT64_MAX ? first : o->as_of - 1))
                 * TLY_DAY_SECONDS;
+        /*
+         * With no event yet, the all-zero current cycle (§10) only stands in
+         * for statements to come: closing starts with the first event's cycle
+         * (decisions, pipeline/README.md), or a --grace 0 run on a cycle end
+         * would freeze a row a batch run never lists (§9.2).
+         */
+        if (first == INT64_MAX)
+            s.close_cycles = 0;
     }
     sqlite3_bind_text(w->q[Q_RUNS], 1, account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(w->q[Q_RUNS], 3, o->as_of);
