@@ -169,7 +169,7 @@ static int event_of(const struct sim *s, const struct dep *d, const struct dep_e
 
 /*
  * spec §10 "Overrun needs evidence": after t*, a scale, undeploy or delete
- * (a finetune_end for a job) shows the stopped deployment kept running.  The
+ * (only a finetune_end for a job) shows the stopped deployment kept running.  The
  * overrun runs from t* to the first undeploy/delete/finetune_end; after a
  * scale with nothing else yet, to the next deploy or the as-of.  A deploy
  * with no evidence before it is a plain restart.
@@ -188,6 +188,9 @@ static int one_overrun(struct sim *s, const struct stop_record *st)
         const struct dep_event *ev = &s->devs[i];
         if (ev->ts <= st->at || !event_of(s, d, ev))
             continue;
+        /* a job's only evidence is its finetune_end (§10), which ends the overrun itself */
+        if (d->is_job && !strcmp(ev->action, "delete"))
+            return TLY_OK;
         if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start")) {
             if (!evidence)
                 return TLY_OK;

@@ -776,7 +776,8 @@ struct resource_text {
  * latest non-empty values in the resource's deployments.csv events.  A
  * model's type and a script's language version are columns of the resource
  * too (models.csv, scripts.csv), so they follow the same rule rather than
- * whichever deployment changed last (decisions, pipeline/README.md).
+ * whichever deployment changed last (decisions, pipeline/README.md).  An
+ * event the odd-lifecycle table ignored counts for none (§10).
  */
 static void resource_text(const struct sim *s, const char *category, const char *resource_id,
                           struct resource_text *t)
@@ -784,7 +785,7 @@ static void resource_text(const struct sim *s, const char *category, const char 
     memset(t, 0, sizeof *t);
     for (size_t i = 0; i < s->ndevs; i++) {
         const struct dep_event *ev = &s->devs[i];
-        if (strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
+        if (ev->ignored || strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
             continue;
         if (ev->resource_name)
             t->name = ev->resource_name;

@@ -56,6 +56,7 @@ struct acc_row {
 struct dep_event {
     int64_t ts;
     int late;                     /* arrived after its cycle closed (§8) */
+    int ignored;                  /* by the odd-lifecycle table: in no tab column (§10) */
     char *event_id, *category, *action, *resource_id, *resource_name, *owner;
     char *deployment_id, *deployment_name, *deployment_type, *hardware;
     int64_t units, replicas;      /* 0 = absent */

@@ -559,6 +559,24 @@ static int odd(struct sim *s, const struct dep_event *ev, const char *why)
                            ev->deployment_id, 0, 0, why, ev->late ? s->open_start : ev->ts);
 }
 
+/*
+ * An event the odd-lifecycle table ignores (§2): listed, and kept out of
+ * every tab column, names included (§10 "Ignored events ... appear only in
+ * discrepancies.csv").  'ev' is one of s->devs.
+ */
+static int ignored(struct sim *s, const struct dep_event *ev, const char *why)
+{
+    s->devs[ev - s->devs].ignored = 1;
+    return odd(s, ev, why);
+}
+
+static int ignored_not_running(struct sim *s, const struct dep_event *ev)
+{
+    return ignored(s, ev, !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
+                          : !strcmp(ev->action, "finetune_end") ? "finetune_end without start: ignored"
+                                                                : "undeploy of a deployment not running: ignored");
+}
+
 static void take_params(struct dep *d, const struct dep_event *ev, int first)
 {
     if (ev->hardware) {
@@ -594,7 +612,7 @@ const char *sim_resource_name(const struct sim *s, const struct dep *d)
     const char *category = d->is_job ? "model" : d->category, *name = NULL;
     for (size_t i = 0; i < s->ndevs && s->devs[i].ts <= s->now; i++) {
         const struct dep_event *ev = &s->devs[i];
-        if (ev->resource_name && !strcmp(ev->category, category) &&
+        if (ev->resource_name && !ev->ignored && !strcmp(ev->category, category) &&
             !strcmp(ev->resource_id, d->resource_id))
             name = ev->resource_name;
     }
@@ -745,9 +763,7 @@ static int runnable_event(struct sim *s, const struct dep_event *ev)
     running = tly_strmap_get(&s->runnable_deps, key) == 1;
     if (deploy == running) {            /* a deploy of a running one; anything else of one not running */
         tly_free(key);
-        return odd(s, ev, running ? "deploy of a running deployment"
-                          : !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
-                                                         : "undeploy of a deployment not running: ignored");
+        return running ? odd(s, ev, "deploy of a running deployment") : ignored_not_running(s, ev);
     }
     if (!strcmp(ev->action, "scale")) {
         tly_free(key);                  /* nothing a runs tab shows changes */
@@ -775,7 +791,7 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     int err;
 
     if (resource_deleted(s, ev->category, ev->resource_id))
-        return odd(s, ev, "event after delete of the resource: ignored");
+        return ignored(s, ev, "event after delete of the resource: ignored");
     if (is_runnable_category(ev->category))
         return runnable_event(s, ev);
     if (!strcmp(ev->action, "delete"))
@@ -786,9 +802,7 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     if (!d) {
         if (strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start")) {
             tly_free(key);
-            return odd(s, ev, !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
-                         : !strcmp(ev->action, "finetune_end") ? "finetune_end without start: ignored"
-                         : "undeploy of a deployment not running: ignored");
+            return ignored_not_running(s, ev);
         }
         if ((err = new_dep(s, key, ev, is_job, &d)))
             return err;
@@ -796,9 +810,7 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
         tly_free(key);
     }
     if (!d->running && !d->stopped && strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start"))
-        return odd(s, ev, !strcmp(ev->action, "scale") ? "scale of a deployment not running: ignored"
-                     : !strcmp(ev->action, "finetune_end") ? "finetune_end without start: ignored"
-                     : "undeploy of a deployment not running: ignored");
+        return ignored_not_running(s, ev);
     take_display(d, ev);
     d->last_updated = tly_day_of(ev->ts);
     if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start"))

@@ -238,9 +238,18 @@ static void test_negative_limit_stop_and_overrun(void **state)
     credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", TLY_MICRO, NULL);
     dep(l, "a1", "e1", "2026-10-02T00:00:00Z", "model", "deploy", "m1", "gpu.x");
     dep(l, "a1", "e2", "2026-10-02T01:00:00Z", "model", "undeploy", "m1", NULL);
-    /* the e-mail names the resource as its tabs do, from any of its events so far */
-    dep(l, "a1", "e0", "2026-10-01T12:00:00Z", "model", "undeploy", "m1", NULL);
+    /*
+     * The e-mail names the resource as its tabs do, from any applied event
+     * so far: here another deployment's, deployed and undeployed in one
+     * second (nothing charged); e01 undeploys it again, ignored, and its
+     * name counts for nothing.
+     */
+    dep(l, "a1", "e0", "2026-10-01T12:00:00Z", "model", "deploy", "m1", "gpu.x");
+    dep(l, "a1", "e00", "2026-10-01T12:00:00Z", "model", "undeploy", "m1", NULL);
+    dep(l, "a1", "e01", "2026-10-01T13:00:00Z", "model", "undeploy", "m1", NULL);
+    sql(l, "UPDATE deployments SET deployment_id = 'm1-old' WHERE event_id IN ('e0', 'e00', 'e01')");
     sql(l, "UPDATE deployments SET resource_name = 'Llama' WHERE event_id = 'e0'");
+    sql(l, "UPDATE deployments SET resource_name = 'Ignored' WHERE event_id = 'e01'");
     reconcile(l, "2026-10-03T00:00:00Z");
     assert_int_equal(one(l, "SELECT detail LIKE '%%\"name\":\"Llama\"%%' FROM items"
                             " WHERE item = 'deployments_stopped'"), 1);
@@ -248,7 +257,7 @@ static void test_negative_limit_stop_and_overrun(void **state)
     assert_int_equal(one(l, "SELECT used_models FROM statements WHERE pool = 'credits'"), 1001000);
     assert_int_equal(one(l, "SELECT closing FROM statements WHERE pool = 'credits'"), -1000);
     assert_int_equal(one(l, "SELECT credits FROM discrepancies WHERE kind = 'overrun'"), 2599000);
-    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'odd_lifecycle'"), 1);   /* e0 */
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'odd_lifecycle'"), 1);   /* e01 */
     assert_int_equal(one(l, "SELECT COUNT(*) FROM items WHERE item = 'deployments_stopped'"), 1);
     assert_int_equal(one(l, "SELECT ts FROM items WHERE item = 'negative_balance'"), ts("2026-10-02T00:16:41Z"));
     done(l);
