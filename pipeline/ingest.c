@@ -974,24 +974,35 @@ static const char *reject_detail(enum tly_csv_reject reject)
                                             : "a NUL byte";
 }
 
+/*
+ * A header that makes the file unusable: a manifest's is a manifest_mismatch
+ * of the bundle, any other file is rejected whole at line 1 (inputs.md).
+ */
+static int reject_header(struct ing *g, const struct tly_csv_row *hdr, int ev, const char *manifest_why,
+                         const char *reason)
+{
+    if (g->type == TLY_FILE_MANIFEST) {
+        bundle_reject(g, "manifest_mismatch", g->path, "%s", manifest_why);
+        return TLY_OK;
+    }
+    return quarantine(g, 1, hdr->raw, ev == TLY_CSV_ROW ? hdr->raw_len : 0, "%s", reason);
+}
+
 /* The header: warns about unknown columns; 1 when a required one is missing. */
 static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_row *hdr,
                         int ev, int *missing)
 {
     const struct filetype *ft = &filetypes[g->type];
+    char why[96], reason[192];
     const char *name;
 
-    *missing = 0;
+    *missing = 1;
     /* a header that breaks a row rule has no usable names: say why, not which one is "missing" */
     if (ev == TLY_CSV_ROW && hdr->reject != TLY_CSV_OK) {
-        *missing = 1;
-        if (g->type == TLY_FILE_MANIFEST) {
-            bundle_reject(g, "manifest_mismatch", g->path, "header: %s",
-                          tly_csv_reject_code(hdr->reject));
-            return TLY_OK;
-        }
-        return quarantine(g, 1, hdr->raw, hdr->raw_len, "%s: %s in the header, so the file is not loaded",
-                          tly_csv_reject_code(hdr->reject), reject_detail(hdr->reject));
+        snprintf(why, sizeof why, "header: %s", tly_csv_reject_code(hdr->reject));
+        snprintf(reason, sizeof reason, "%s: %s in the header, so the file is not loaded",
+                 tly_csv_reject_code(hdr->reject), reject_detail(hdr->reject));
+        return reject_header(g, hdr, ev, why, reason);
     }
     /*
      * A CR inside the header (other than a CRLF's) is most likely a file with
@@ -999,29 +1010,20 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
      * header, its rows would vanish behind "unknown column" warnings.
      */
     if (ev == TLY_CSV_ROW && hdr->raw_len > 1 &&
-        memchr(hdr->raw, '\r', hdr->raw_len - (hdr->raw[hdr->raw_len - 1] == '\r'))) {
-        *missing = 1;
-        if (g->type == TLY_FILE_MANIFEST) {
-            bundle_reject(g, "manifest_mismatch", g->path, "header: a CR inside it");
-            return TLY_OK;
-        }
-        return quarantine(g, 1, hdr->raw, hdr->raw_len, "missing_column: the header holds a CR"
-                          " (line ends must be CRLF or LF), so the file is not loaded");
-    }
+        memchr(hdr->raw, '\r', hdr->raw_len - (hdr->raw[hdr->raw_len - 1] == '\r')))
+        return reject_header(g, hdr, ev, "header: a CR inside it",
+                             "missing_column: the header holds a CR (line ends must be CRLF or LF),"
+                             " so the file is not loaded");
     for (int i = 0; i < ft->ncols; i++) {
         if (ft->cols[i].required && !tly_csv_has_column(r, i)) {
-            *missing = 1;
-            if (g->type == TLY_FILE_MANIFEST) {
-                bundle_reject(g, "manifest_mismatch", g->path, "missing column '%s'",
-                              ft->cols[i].name);
-                return TLY_OK;
-            }
             /* inputs.md: a missing required column rejects the whole file */
-            return quarantine(g, 1, hdr->raw, ev == TLY_CSV_ROW ? hdr->raw_len : 0,
-                              "missing_column: %s%s", ft->cols[i].name,
-                              ev == TLY_CSV_END ? " (empty file)" : "");
+            snprintf(why, sizeof why, "missing column '%s'", ft->cols[i].name);
+            snprintf(reason, sizeof reason, "missing_column: %s%s", ft->cols[i].name,
+                     ev == TLY_CSV_END ? " (empty file)" : "");
+            return reject_header(g, hdr, ev, why, reason);
         }
     }
+    *missing = 0;
     /* inputs.md: an unknown column is ignored with one warning */
     for (int k = 0; !g->reloading && (name = tly_csv_unknown_column(r, k)); k++)
         tly_warn("'%s' entry '%s': %s column '%s' ignored", g->name, g->path,

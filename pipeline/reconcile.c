@@ -163,6 +163,12 @@ struct sim_out {
 
 static const char *const pool_names[NPOOL] = { "credits", "runs" };
 
+/* A pool column of the ledger ("credits" or "runs") as the enum. */
+static enum pool pool_of(const unsigned char *name)
+{
+    return strcmp((const char *)name, pool_names[POOL_RUNS]) ? POOL_CREDITS : POOL_RUNS;
+}
+
 static void reset(sqlite3_stmt *st)
 {
     sqlite3_reset(st);
@@ -299,7 +305,7 @@ static int load_snapshot(struct sim *s)
 
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && !err) {
-        enum pool p = strcmp((const char *)sqlite3_column_text(st, 0), "runs") ? POOL_CREDITS : POOL_RUNS;
+        enum pool p = pool_of(sqlite3_column_text(st, 0));
         const char *txn = (const char *)sqlite3_column_text(st, 1);
         int64_t remaining = sqlite3_column_int64(st, 5);
         if (!*txn) {
@@ -374,7 +380,7 @@ static int load_credits(struct sim *s, int64_t cmark)
         e = &s->cevs[s->ncevs++];
         memset(e, 0, sizeof *e);
         e->ts = sqlite3_column_int64(st, 0);
-        e->pool = strcmp((const char *)sqlite3_column_text(st, 2), "runs") ? POOL_CREDITS : POOL_RUNS;
+        e->pool = pool_of(sqlite3_column_text(st, 2));
         e->amount = sqlite3_column_int64(st, 4);
         e->expires_at = sqlite3_column_type(st, 5) == SQLITE_NULL ? TLY_NEVER : sqlite3_column_int64(st, 5);
         if (!(e->txn_id = col_dup(st, 1)) || !(e->type = col_dup(st, 3)))
@@ -500,9 +506,7 @@ static int closed_current(struct sim *s)
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, tly_day_of(s->open_start));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int p = strcmp((const char *)sqlite3_column_text(st, 0), pool_names[POOL_RUNS]) ? POOL_CREDITS
-                                                                                        : POOL_RUNS;
-        struct statement *m = &s->stmt[p];
+        struct statement *m = &s->stmt[pool_of(sqlite3_column_text(st, 0))];
         memset(m, 0, sizeof *m);
         cycle_start = sqlite3_column_int64(st, 1);
         m->cycle_start = cycle_start * TLY_DAY_SECONDS;
@@ -523,8 +527,7 @@ static int closed_current(struct sim *s)
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, cycle_start);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        thresholds_mark(s, strcmp((const char *)sqlite3_column_text(st, 0), pool_names[POOL_RUNS])
-                               ? POOL_CREDITS : POOL_RUNS, sqlite3_column_int(st, 1));
+        thresholds_mark(s, pool_of(sqlite3_column_text(st, 0)), sqlite3_column_int(st, 1));
     reset(st);
     if (rc != SQLITE_DONE)
         return ledger_err(s->out, "reading the closed crossings");
@@ -766,38 +769,6 @@ static int write_crossings(struct sim *s)
     return TLY_OK;
 }
 
-/* What a tab shows of a resource as a whole, whichever deployment it ran as. */
-struct resource_text {
-    const char *name, *owner, *model_type, *language_version;
-};
-
-/*
- * outputs.md "Where each tab column comes from": name and owner are the
- * latest non-empty values in the resource's deployments.csv events.  A
- * model's type and a script's language version are columns of the resource
- * too (models.csv, scripts.csv), so they follow the same rule rather than
- * whichever deployment changed last (decisions, pipeline/README.md).  An
- * event the odd-lifecycle table ignored counts for none (§10).
- */
-static void resource_text(const struct sim *s, const char *category, const char *resource_id,
-                          struct resource_text *t)
-{
-    memset(t, 0, sizeof *t);
-    for (size_t i = 0; i < s->ndevs; i++) {
-        const struct dep_event *ev = &s->devs[i];
-        if (ev->ignored || strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
-            continue;
-        if (ev->resource_name)
-            t->name = ev->resource_name;
-        if (ev->owner)
-            t->owner = ev->owner;
-        if (ev->model_type)
-            t->model_type = ev->model_type;
-        if (ev->language_version)
-            t->language_version = ev->language_version;
-    }
-}
-
 static void bind_opt_day(sqlite3_stmt *st, int col, int64_t day)
 {
     if (day != TLY_NO_DAY)
@@ -813,10 +784,10 @@ static int write_dep_states(struct sim *s)
 
     for (size_t i = 0; i < s->ndeps; i++) {
         const struct dep *d = &s->deps[i];
-        struct resource_text t;
+        struct sim_resource_text t;
         if (!d->started || !d->billed)
             continue;                   /* not chargeable usage makes no tab row (§10) */
-        resource_text(s, d->is_job ? "model" : d->category, d->resource_id, &t);
+        sim_resource_text(s, d->is_job ? "model" : d->category, d->resource_id, INT64_MAX, &t);
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, d->resource_id, -1, SQLITE_STATIC);
@@ -873,12 +844,12 @@ static int write_runnable_states(struct sim *s)
 
     for (size_t i = 0; i < s->nrunnables; i++) {
         struct runnable *r = &s->runnables[i];
-        struct resource_text t;
+        struct sim_resource_text t;
         char *fallback = NULL, *day = NULL;
         int64_t last = r->last_active;
         if (!r->deployed || !r->chargeable)
             continue;                   /* runs tabs list what was deployed at least once */
-        resource_text(s, r->kind, r->resource_id, &t);
+        sim_resource_text(s, r->kind, r->resource_id, INT64_MAX, &t);
         if (!t.name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
             return err;
         if (last == TLY_NO_DAY) {

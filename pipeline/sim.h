@@ -219,6 +219,14 @@ int64_t sim_used_at(const struct sim *s, int64_t t);
 int sim_anything_charged_running(const struct sim *s);
 int sim_dep_charged(const struct sim *s, const struct dep *d, int64_t t);
 int64_t sim_dep_multiplier(const struct dep *d);
+/* What a tab shows of a resource as a whole, whichever deployment it ran as. */
+struct sim_resource_text {
+    const char *name, *owner, *model_type, *language_version;
+};
+/* From the resource's events up to 'upto' (simulate.c: the rule and why). */
+void sim_resource_text(const struct sim *s, const char *category, const char *resource_id, int64_t upto,
+                       struct sim_resource_text *t);
+/* The name an e-mail gives the resource of 'd': its tab name so far. */
 const char *sim_resource_name(const struct sim *s, const struct dep *d);
 int sim_seg_open(const struct sim *s, const struct dep *d);
 const char *sim_dep_key_category(const struct dep_event *ev);

@@ -603,20 +603,39 @@ static void take_display(struct dep *d, const struct dep_event *ev)
 }
 
 /*
- * The name an e-mail gives a resource: the latest non-empty resource_name
- * of its events so far, as the tabs name it (outputs.md), since an undeploy
- * or a fine-tuning job's events seldom repeat it.  Items are few: a scan.
+ * outputs.md "Where each tab column comes from": name and owner are the
+ * latest non-empty values in the resource's deployments.csv events.  A
+ * model's type and a script's language version are columns of the resource
+ * too (models.csv, scripts.csv), so they follow the same rule rather than
+ * whichever deployment changed last (decisions, pipeline/README.md).  An
+ * event the odd-lifecycle table ignored counts for none (§10).  Called once
+ * a deployment for the tabs, and for the few e-mail items: a scan.
  */
+void sim_resource_text(const struct sim *s, const char *category, const char *resource_id, int64_t upto,
+                       struct sim_resource_text *t)
+{
+    memset(t, 0, sizeof *t);
+    for (size_t i = 0; i < s->ndevs && s->devs[i].ts <= upto; i++) {
+        const struct dep_event *ev = &s->devs[i];
+        if (ev->ignored || strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
+            continue;
+        if (ev->resource_name)
+            t->name = ev->resource_name;
+        if (ev->owner)
+            t->owner = ev->owner;
+        if (ev->model_type)
+            t->model_type = ev->model_type;
+        if (ev->language_version)
+            t->language_version = ev->language_version;
+    }
+}
+
+/* An undeploy or a fine-tuning job's events seldom repeat the name: the tabs' one so far. */
 const char *sim_resource_name(const struct sim *s, const struct dep *d)
 {
-    const char *category = d->is_job ? "model" : d->category, *name = NULL;
-    for (size_t i = 0; i < s->ndevs && s->devs[i].ts <= s->now; i++) {
-        const struct dep_event *ev = &s->devs[i];
-        if (ev->resource_name && !ev->ignored && !strcmp(ev->category, category) &&
-            !strcmp(ev->resource_id, d->resource_id))
-            name = ev->resource_name;
-    }
-    return name;
+    struct sim_resource_text t;
+    sim_resource_text(s, d->is_job ? "model" : d->category, d->resource_id, s->now, &t);
+    return t.name;
 }
 
 static int script_item(struct sim *s, const struct dep *d, const struct dep_event *ev, const char *item)
@@ -1284,13 +1303,6 @@ static int mark_late_keys(struct sim *s)
     return TLY_OK;
 }
 
-/*
- * inputs.md "rates.csv": unpriced time is charged by the first run after
- * the rate card covers it, as a late charge when its cycle has closed.
- * reconcile.c names the closed days that were unpriced at their close, and
- * from which second; those days are metered again (late_segment), and what
- * they cost now beyond their frozen usage is the late charge (§8).
- */
 /* Puts "key\x1fday" in 'm' (the sim keeps the string) with 'value'. */
 static int put_day(struct sim *s, struct tly_strmap *m, const char *key, int64_t day, int value)
 {
@@ -1318,6 +1330,13 @@ int sim_mark_listed(struct sim *s, const char *category, const char *id, int64_t
     return err;
 }
 
+/*
+ * inputs.md "rates.csv": unpriced time is charged by the first run after
+ * the rate card covers it, as a late charge when its cycle has closed.
+ * reconcile.c names the closed days that were unpriced at their close, and
+ * from which second; those days are metered again (late_segment), and what
+ * they cost now beyond their frozen usage is the late charge (§8).
+ */
 int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t from)
 {
     int64_t day = tly_day_of(from);
