@@ -643,7 +643,8 @@ static int script_item(struct sim *s, const struct dep *d, const struct dep_even
     char key[256];
     json_t *j;
 
-    if (!s->charging || d->cat != CAT_SCRIPT || !d->chargeable)
+    /* not chargeable usage makes "no e-mail item" (§10), on another category's hardware too */
+    if (!s->charging || d->cat != CAT_SCRIPT || !sim_dep_charged(s, d, ev->ts))
         return TLY_OK;
     j = json_pack("{s:s, s:s, s:s?, s:s?}", "resource_id", d->resource_id, "deployment_id",
                   d->deployment_id, "name", sim_resource_name(s, d), "endpoint", d->endpoint);
@@ -676,11 +677,14 @@ static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
     if (!d->is_job)
         d->last_deployed = tly_day_of(ev->ts);
     if (d->running) {
-        /* still a deploy (§6 lists every deploy while disabled), acting as scale (§2) */
+        /*
+         * Still a deploy (§6 lists every deploy while disabled), acting as
+         * scale (§2): judged on the hardware it moves to, as a first deploy is.
+         */
         if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")) ||
-            (s->charging && (err = enforce_check_deploy(s, ev, d))))
+            (err = scale_running(s, d, ev)))
             return err;
-        return scale_running(s, d, ev);
+        return s->charging ? enforce_check_deploy(s, ev, d) : TLY_OK;
     }
     take_params(d, ev, 1);
     d->hw = tly_card_find(s->card, d->hardware);
