@@ -681,7 +681,8 @@ static int on_start(struct sim *s, struct dep *d, const struct dep_event *ev)
          * Still a deploy (§6 lists every deploy while disabled), acting as
          * scale (§2): judged on the hardware it moves to, as a first deploy is.
          */
-        if ((err = odd(s, ev, "deploy of a running deployment: acts as scale")) ||
+        if ((err = odd(s, ev, d->is_job ? "finetune_start of a running job: acts as scale"
+                                        : "deploy of a running deployment: acts as scale")) ||
             (err = scale_running(s, d, ev)))
             return err;
         return s->charging ? enforce_check_deploy(s, ev, d) : TLY_OK;
