@@ -236,7 +236,7 @@ struct ing {
     enum tly_file_type type;
     /* statements */
     sqlite3_stmt *ins[TLY_FILE_MANIFEST], *sel[TLY_FILE_MANIFEST];
-    sqlite3_stmt *ins_acc, *sel_acc, *upd_acc, *ins_file, *ins_reject, *sel_prov;
+    sqlite3_stmt *ins_ver, *sel_ver, *put_acc, *ins_file, *ins_reject, *sel_prov;
     sqlite3_stmt *ins_new_id;               /* run_ids_new, see insert_run */
     struct tly_idfilter *filter;            /* loaded at a night's first run, built by a bulk load */
     /* counters of this bundle (added to the stats at commit) */
@@ -321,9 +321,9 @@ static void ing_release(struct ing *g)
         sqlite3_finalize(g->ins[t]);
         sqlite3_finalize(g->sel[t]);
     }
-    sqlite3_finalize(g->ins_acc);
-    sqlite3_finalize(g->sel_acc);
-    sqlite3_finalize(g->upd_acc);
+    sqlite3_finalize(g->ins_ver);
+    sqlite3_finalize(g->sel_ver);
+    sqlite3_finalize(g->put_acc);
     sqlite3_finalize(g->ins_file);
     sqlite3_finalize(g->ins_reject);
     sqlite3_finalize(g->sel_prov);
@@ -349,19 +349,23 @@ static int prepare_all(struct ing *g)
             err = tly_ledger_prepare(g->l, tables[t].select, &g->sel[t]);
     if (!err)
         err = tly_ledger_prepare(g->l,
-            "INSERT INTO accounts(account_id, name, edition, admin_email, cycle_anchor,"
-            " negative_limit, low_threshold, updated_at, raw, file_id, line)"
-            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
-            &g->ins_acc);
+            "INSERT INTO account_versions(account_id, name, edition, admin_email, cycle_anchor,"
+            " negative_limit, low_threshold, updated_at, file_id, line)"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11) ON CONFLICT DO NOTHING",
+            &g->ins_ver);
     if (!err)
         err = tly_ledger_prepare(g->l,
             "SELECT name, edition, admin_email, cycle_anchor, negative_limit, low_threshold,"
-            " updated_at, file_id, line FROM accounts WHERE account_id = ?1", &g->sel_acc);
+            " file_id, line FROM account_versions WHERE account_id = ?1 AND updated_at = ?8",
+            &g->sel_ver);
     if (!err)
         err = tly_ledger_prepare(g->l,
-            "UPDATE accounts SET name = ?2, edition = ?3, admin_email = ?4, cycle_anchor = ?5,"
-            " negative_limit = ?6, low_threshold = ?7, updated_at = ?8, raw = ?9, file_id = ?10,"
-            " line = ?11 WHERE account_id = ?1", &g->upd_acc);
+            "INSERT INTO accounts(account_id, name, edition, admin_email, cycle_anchor,"
+            " negative_limit, low_threshold, updated_at, raw, file_id, line)"
+            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT(account_id) DO UPDATE SET"
+            " name = ?2, edition = ?3, admin_email = ?4, cycle_anchor = ?5, negative_limit = ?6,"
+            " low_threshold = ?7, updated_at = ?8, raw = ?9, file_id = ?10, line = ?11"
+            " WHERE accounts.updated_at < ?8", &g->put_acc);
     if (!err)
         err = tly_ledger_prepare(g->l, "INSERT INTO run_ids_new VALUES(?1, ?2)", &g->ins_new_id);
     if (!err)
@@ -809,17 +813,19 @@ static int load_deployment(struct ing *g, const struct tly_csv_row *row, struct 
 }
 
 /*
- * accounts.csv: one row per account in force, the latest updated_at
- * (inputs.md "accounts.csv").  An older row is loaded but superseded; the
- * same updated_at with other content is a conflict (the first stays).
+ * accounts.csv (inputs.md): every version is kept, one per (account,
+ * updated_at), and the one with the latest updated_at is in force.  A
+ * version seen before is a duplicate when its content is the same, else a
+ * conflict (the first stays); an older new version is loaded but
+ * superseded.
  */
 static int load_account(struct ing *g, const struct tly_csv_row *row, struct value *v)
 {
     struct bind b[12];
     struct value zero = { 1, 0, NULL, 0, "" };
-    sqlite3_stmt *sel = g->sel_acc;
+    sqlite3_stmt *sel = g->sel_ver;
     int rc, same, err;
-    int64_t updated, file_id, line;
+    int64_t file_id, line;
 
     bind_text(&b[0], &v[A_ID]);
     bind_text(&b[1], &v[A_NAME]);
@@ -832,37 +838,28 @@ static int load_account(struct ing *g, const struct tly_csv_row *row, struct val
     b[8].k = B_TEXT, b[8].s = row->raw, b[8].n = row->raw_len;
     b[9].k = B_INT, b[9].i = g->file_id;
     b[10].k = B_INT, b[10].i = row->line;
-    bind_all(g->ins_acc, b, 11);
-    if ((err = tly_ledger_step_done(g->l, g->ins_acc)))
+    bind_all(g->ins_ver, b, 11);
+    if ((err = tly_ledger_step_done(g->l, g->ins_ver)))
         return err;
     if (sqlite3_changes(g->l->db) > 0) {
+        bind_all(g->put_acc, b, 11);
+        if ((err = tly_ledger_step_done(g->l, g->put_acc)))
+            return err;
         g->loaded++;
+        g->superseded += sqlite3_changes(g->l->db) == 0;
         return TLY_OK;
     }
-    bind_all(sel, b, 1);
+    bind_all(sel, b, 8);
     if ((rc = sqlite3_step(sel)) != SQLITE_ROW) {
         sqlite3_reset(sel);
-        return tly_ledger_error(g->l, "reading the account in force");
+        return tly_ledger_error(g->l, "reading an account's version");
     }
     same = 1;
     for (int i = 0; i < 6 && same; i++)
         same = same_value(sel, i, &b[1 + i]);
-    updated = sqlite3_column_int64(sel, 6);
-    file_id = sqlite3_column_int64(sel, 7);
-    line = sqlite3_column_int64(sel, 8);
+    file_id = sqlite3_column_int64(sel, 6);
+    line = sqlite3_column_int64(sel, 7);
     sqlite3_reset(sel);
-    if (b[7].i > updated) {
-        bind_all(g->upd_acc, b, 11);
-        if ((err = tly_ledger_step_done(g->l, g->upd_acc)))
-            return err;
-        g->loaded++;
-        return TLY_OK;
-    }
-    if (b[7].i < updated) {
-        g->loaded++;
-        g->superseded++;
-        return TLY_OK;
-    }
     if (same) {
         g->duplicates++;
         return TLY_OK;

@@ -336,6 +336,22 @@ static const char *const migrations[] = {
      * row; its figures are in state.  Ingest builds it when it finds none.
      */
     "CREATE TABLE run_filter(id INTEGER PRIMARY KEY CHECK (id = 1), bits BLOB NOT NULL);",
+
+    /*
+     * 14 (ingest): every accounts.csv version, one per (account,
+     * updated_at).  With only the version in force kept, a row with the
+     * updated_at of an older version but other content passed as loaded,
+     * and the same row re-sent was not a duplicate (inputs.md "accounts.csv":
+     * the same updated_at with different content is a conflict).
+     */
+    "CREATE TABLE account_versions("
+    "  account_id TEXT NOT NULL, updated_at INTEGER NOT NULL, name TEXT NOT NULL,"
+    "  edition TEXT NOT NULL, admin_email TEXT NOT NULL, cycle_anchor INTEGER NOT NULL,"
+    "  negative_limit INTEGER NOT NULL, low_threshold INTEGER NOT NULL,"
+    "  file_id INTEGER NOT NULL, line INTEGER NOT NULL,"
+    "  PRIMARY KEY(account_id, updated_at)) WITHOUT ROWID;"
+    "INSERT INTO account_versions SELECT account_id, updated_at, name, edition, admin_email,"
+    "  cycle_anchor, negative_limit, low_threshold, file_id, line FROM accounts;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -434,6 +434,21 @@ static void test_ingest_accounts_latest_updated_at(void **state)
     assert_string_equal(q_text(f, "SELECT name || ' ' || line FROM accounts"), "New 3");
     assert_string_equal(q_text(f, "SELECT reason FROM rejects"),
                         "conflict: acc-1 differs from the version in force (bundle b1, file accounts.csv, line 3)");
+    /* every version is kept: an older one re-sent is a duplicate, other content a conflict */
+    put(f, "b2", "accounts.csv",
+        "account_id,name,edition,admin_email,cycle_anchor,updated_at\n"
+        "acc-1,Older,gale,a@x.example,2026-10-01,2026-09-01T12:00:00Z\n"   /* b1 line 4 again */
+        "acc-1,Changed,gale,a@x.example,2026-10-01,2026-09-01T12:00:00Z\n" /* conflict with it */
+        "acc-1,Oldest,gale,a@x.example,2026-10-01,2026-08-01T12:00:00Z\n"); /* superseded */
+    assert_int_equal(ingest(f, "b2"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 3 + 1);     /* the counts add up over both bundles */
+    assert_int_equal(f->st.superseded, 1 + 1);
+    assert_int_equal(f->st.duplicates, 1 + 1);
+    assert_int_equal(f->st.quarantined, 1 + 1);
+    assert_string_equal(q_text(f, "SELECT name || ' ' || line FROM accounts"), "New 3");
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects WHERE bundle = 'b2'"),
+                        "conflict: acc-1 differs from the version in force (bundle b1, file accounts.csv, line 4)");
+    assert_int_equal(q_int(f, "SELECT count(*) FROM account_versions"), 4);
 }
 
 /* Dumps every ingest table, for the idempotence check. */
