@@ -15,6 +15,7 @@
 #include "sim.h"
 #include "alloc.h"
 #include "error.h"
+#include "fields.h"
 #include "money.h"
 #include "timeutil.h"
 
@@ -807,12 +808,40 @@ static int is_runnable_category(const char *c)
     return !strcmp(c, "agent") || !strcmp(c, "workflow") || !strcmp(c, "tool");
 }
 
+/*
+ * inputs.md bounds units × replicas to 100,000 ("a row error"), but a
+ * scale that leaves one of them empty keeps the deployment's value, so
+ * only the lifecycle knows the product.  Such a scale (or a deploy acting
+ * as one) is ignored and listed, as a refused row is: charging it would
+ * bill capacity the input rules forbid.  A start takes 1 for an empty one,
+ * and a job has no replicas, so neither can pass the bound.
+ */
+static int ignored_over_units_bound(struct sim *s, const struct dep *d, const struct dep_event *ev,
+                                    int *over)
+{
+    char why[160];
+    int64_t units, replicas;
+    int scale = !strcmp(ev->action, "scale") || (d->running && !strcmp(ev->action, "deploy"));
+
+    *over = 0;
+    if (d->is_job || !scale)
+        return TLY_OK;
+    units = ev->units ? ev->units : d->units;
+    replicas = ev->replicas ? ev->replicas : d->replicas;
+    if (units * replicas <= TLY_UNITS_MAX)
+        return TLY_OK;
+    *over = 1;
+    snprintf(why, sizeof why, "%s to %lld units x %lld replicas, over %d: ignored", ev->action,
+             (long long)units, (long long)replicas, TLY_UNITS_MAX);
+    return ignored(s, ev, why);
+}
+
 static int apply_dep_event(struct sim *s, const struct dep_event *ev)
 {
     int is_job = !strncmp(ev->action, "finetune_", 9);
     char *key = NULL;
     struct dep *d;
-    int err;
+    int err, over;
 
     if (resource_deleted(s, ev->category, ev->resource_id))
         return ignored(s, ev, "event after delete of the resource: ignored");
@@ -835,6 +864,8 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     }
     if (!d->running && !d->stopped && strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start"))
         return ignored_not_running(s, ev);
+    if ((err = ignored_over_units_bound(s, d, ev, &over)) || over)
+        return err;
     take_display(d, ev);
     d->last_updated = tly_day_of(ev->ts);
     if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start"))
