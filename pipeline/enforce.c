@@ -186,7 +186,8 @@ static int one_overrun(struct sim *s, const struct stop_record *st)
 
     for (i = 0; i < s->ndevs && !end; i++) {
         const struct dep_event *ev = &s->devs[i];
-        if (ev->ts <= st->at || !event_of(s, d, ev))
+        /* an event the lifecycle ignored (a scale past the units bound) shows nothing */
+        if (ev->ts <= st->at || ev->ignored || !event_of(s, d, ev))
             continue;
         /* a job's only evidence is its finetune_end (§10), which ends the overrun itself */
         if (d->is_job && !strcmp(ev->action, "delete"))
