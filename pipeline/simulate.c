@@ -816,23 +816,24 @@ static int is_runnable_category(const char *c)
  * bill capacity the input rules forbid.  A start takes 1 for an empty one,
  * and a job has no replicas, so neither can pass the bound.
  */
-static int ignored_over_units_bound(struct sim *s, const struct dep *d, const struct dep_event *ev,
-                                    int *over)
+/* A scale's value: the event's, or the one kept when it is empty (§10 "Scale"). */
+static int64_t kept(int64_t given, int64_t current)
+{
+    return given ? given : current;
+}
+
+static int over_units_bound(const struct dep *d, const struct dep_event *ev)
+{
+    int scale = !strcmp(ev->action, "scale") || (d->running && !strcmp(ev->action, "deploy"));
+    return scale && !d->is_job && kept(ev->units, d->units) * kept(ev->replicas, d->replicas) > TLY_UNITS_MAX;
+}
+
+static int ignored_over_units_bound(struct sim *s, const struct dep *d, const struct dep_event *ev)
 {
     char why[160];
-    int64_t units, replicas;
-    int scale = !strcmp(ev->action, "scale") || (d->running && !strcmp(ev->action, "deploy"));
-
-    *over = 0;
-    if (d->is_job || !scale)
-        return TLY_OK;
-    units = ev->units ? ev->units : d->units;
-    replicas = ev->replicas ? ev->replicas : d->replicas;
-    if (units * replicas <= TLY_UNITS_MAX)
-        return TLY_OK;
-    *over = 1;
     snprintf(why, sizeof why, "%s to %lld units x %lld replicas, over %d: ignored", ev->action,
-             (long long)units, (long long)replicas, TLY_UNITS_MAX);
+             (long long)kept(ev->units, d->units), (long long)kept(ev->replicas, d->replicas),
+             TLY_UNITS_MAX);
     return ignored(s, ev, why);
 }
 
@@ -841,7 +842,7 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     int is_job = !strncmp(ev->action, "finetune_", 9);
     char *key = NULL;
     struct dep *d;
-    int err, over;
+    int err;
 
     if (resource_deleted(s, ev->category, ev->resource_id))
         return ignored(s, ev, "event after delete of the resource: ignored");
@@ -864,8 +865,8 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     }
     if (!d->running && !d->stopped && strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start"))
         return ignored_not_running(s, ev);
-    if ((err = ignored_over_units_bound(s, d, ev, &over)) || over)
-        return err;
+    if (over_units_bound(d, ev))
+        return ignored_over_units_bound(s, d, ev);
     take_display(d, ev);
     d->last_updated = tly_day_of(ev->ts);
     if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start"))
