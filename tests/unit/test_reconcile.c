@@ -319,9 +319,9 @@ static void dep_sized(struct tly_ledger *l, const char *ev, const char *when, co
 /*
  * §1, §2: the largest rate inputs.md allows (10,000 credits/h x units 100 x
  * replicas 1,000 = 10^9 credits/h) is charged exactly, though r x s passes
- * 64 bits within the hour: 3 h cost 3 x 10^9 credits.  Only a scale that
- * combines in-bound units and replicas of different rows into 10^20 µ/h is
- * refused (exit 65).
+ * 64 bits within the hour: 3 h cost 3 x 10^9 credits.  A scale that
+ * combines in-bound units and replicas of different rows past the
+ * units x replicas bound is ignored and listed (pipeline/README.md).
  */
 static void test_largest_rate_charged_exactly(void **state)
 {
@@ -337,21 +337,23 @@ static void test_largest_rate_charged_exactly(void **state)
     done(l);
 }
 
-static void test_rate_past_int64_refused(void **state)
+static void test_scale_past_units_bound_ignored(void **state)
 {
     struct tly_ledger *l = fresh();
-    struct tly_reconcile_opts o = { .as_of = ts("2026-10-03T00:00:00Z"), .grace_seconds = 48 * 3600,
-                                    .finetune_min = 25 * TLY_MICRO, .close_cycles = 1 };
-    struct tly_reconcile_stats st;
     (void)state;
     account(l, "a1", "gale", "2026-10-01", "0");
     rate(l, "gpu.max", "model", 10000 * TLY_MICRO);
     credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "topup", 1000 * TLY_MICRO, NULL);
     dep_sized(l, "e1", "2026-10-02T00:00:00Z", "deploy", "gpu.max", 1, 100000);
     dep_sized(l, "e2", "2026-10-02T01:00:00Z", "scale", NULL, 100000, 0);
-    assert_int_equal(tly_ledger_begin(l), TLY_OK);
-    assert_int_equal(tly_reconcile(l, &o, &st), TLY_ERR_INPUT);
-    tly_ledger_rollback(l);
+    reconcile(l, "2026-10-03T00:00:00Z");
+    /* 10^9 credits/h: the first second uses 277,777.777778 and t* is 00:00:01 */
+    assert_int_equal(one(l, "SELECT used_models FROM statements WHERE pool = 'credits'"),
+                     277777777778LL);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'odd_lifecycle'"
+                            " AND detail = 'scale to 100000 units x 100000 replicas, over 100000: ignored'"), 1);
+    /* ignored, so it is no evidence that the stopped deployment ran on */
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM discrepancies WHERE kind = 'overrun'"), 0);
     done(l);
 }
 
@@ -680,7 +682,7 @@ int main(void)
         cmocka_unit_test(test_wallet_debt_paid_by_next_grant),
         cmocka_unit_test(test_wallet_overflow_flagged_not_wrapped),
         cmocka_unit_test(test_largest_rate_charged_exactly),
-        cmocka_unit_test(test_rate_past_int64_refused),
+        cmocka_unit_test(test_scale_past_units_bound_ignored),
         cmocka_unit_test(test_late_event_before_first_cycle_adds_its_statement),
         cmocka_unit_test(test_unpriced_closed_time_charged_late_once_priced),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
