@@ -30,7 +30,7 @@ enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
     Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_DAY_ROWS, Q_CLOSED_STMT,
-    Q_CLOSED_CROSSINGS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_ITEMS_CLEAR, W_DEP_STATE, W_RUNNABLE_STATE,
+    Q_CLOSED_CROSSINGS, Q_HAS_USAGE, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_ITEMS_CLEAR, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
 
@@ -98,6 +98,8 @@ static const char *const sql[NQ] = {
                       " WHERE account_id = ?1 AND frozen = 1 AND cycle_end = ?2",
     [Q_CLOSED_CROSSINGS] = "SELECT pool, threshold FROM crossings"
                            " WHERE account_id = ?1 AND cycle_start = ?2",
+    [Q_HAS_USAGE] = "SELECT EXISTS(SELECT 1 FROM usage_day WHERE account_id = ?1 AND category = ?2"
+                    " AND deployment_id = ?3)",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
@@ -777,17 +779,38 @@ static void bind_opt_day(sqlite3_stmt *st, int col, int64_t day)
         sqlite3_bind_null(st, col);
 }
 
+/* A ghost (simulate.c keep_ghost) has a row only for the usage its closed cycles kept. */
+static int has_usage(struct sim *s, const struct dep *d, int *out)
+{
+    sqlite3_stmt *st = s->out->q[Q_HAS_USAGE];
+    int rc;
+
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, d->deployment_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW && sqlite3_column_int(st, 0);
+    reset(st);
+    return rc == SQLITE_ROW ? TLY_OK : ledger_err(s->out, "reading usage");
+}
+
 static int write_dep_states(struct sim *s)
 {
     sqlite3_stmt *st = s->out->q[W_DEP_STATE];
-    int err;
+    int err, used;
 
     for (size_t i = 0; i < s->ndeps; i++) {
         const struct dep *d = &s->deps[i];
         struct sim_resource_text t;
-        if (!d->started || !d->billed)
+        if (d->ghost) {
+            if ((err = has_usage(s, d, &used)))
+                return err;
+            if (!used)
+                continue;
+        } else if (!d->started || !d->billed) {
             continue;                   /* not chargeable usage makes no tab row (§10) */
-        sim_resource_text(s, d->is_job ? "model" : d->category, d->resource_id, INT64_MAX, &t);
+        }
+        sim_resource_text(s, d->is_job ? "model" : d->category, d->resource_id, INT64_MAX, d->ghost, &t);
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, d->category, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, d->resource_id, -1, SQLITE_STATIC);
@@ -849,7 +872,7 @@ static int write_runnable_states(struct sim *s)
         int64_t last = r->last_active;
         if (!r->deployed || !r->chargeable)
             continue;                   /* runs tabs list what was deployed at least once */
-        sim_resource_text(s, r->kind, r->resource_id, INT64_MAX, &t);
+        sim_resource_text(s, r->kind, r->resource_id, INT64_MAX, 0, &t);
         if (!t.name && (err = lookup_text(s, Q_RUN_NAME, r, &fallback)))
             return err;
         if (last == TLY_NO_DAY) {

@@ -80,6 +80,7 @@ struct dep {
     /* lifecycle */
     int started, running, stopped, deleted;
     int billed;                 /* some of its time was chargeable: it has a tab row */
+    int ghost;                  /* only events after a delete: never started (keep_ghost) */
     int64_t stop_at;
     const char *hardware;
     const struct tly_hardware *hw;
@@ -225,7 +226,7 @@ struct sim_resource_text {
 };
 /* From the resource's events up to 'upto' (simulate.c: the rule and why). */
 void sim_resource_text(const struct sim *s, const char *category, const char *resource_id, int64_t upto,
-                       struct sim_resource_text *t);
+                       int with_ignored, struct sim_resource_text *t);
 /* The name an e-mail gives the resource of 'd': its tab name so far. */
 const char *sim_resource_name(const struct sim *s, const struct dep *d);
 int sim_seg_open(const struct sim *s, const struct dep *d);

@@ -609,16 +609,18 @@ static void take_display(struct dep *d, const struct dep_event *ev)
  * model's type and a script's language version are columns of the resource
  * too (models.csv, scripts.csv), so they follow the same rule rather than
  * whichever deployment changed last (decisions, pipeline/README.md).  An
- * event the odd-lifecycle table ignored counts for none (§10).  Called once
- * a deployment for the tabs, and for the few e-mail items: a scan.
+ * event the odd-lifecycle table ignored counts for none (§10), but for a
+ * ghost's row (keep_ghost): its closed charge ran on them.  Called once a
+ * deployment for the tabs, and for the few e-mail items: a scan.
  */
 void sim_resource_text(const struct sim *s, const char *category, const char *resource_id, int64_t upto,
-                       struct sim_resource_text *t)
+                       int with_ignored, struct sim_resource_text *t)
 {
     memset(t, 0, sizeof *t);
     for (size_t i = 0; i < s->ndevs && s->devs[i].ts <= upto; i++) {
         const struct dep_event *ev = &s->devs[i];
-        if (ev->ignored || strcmp(ev->category, category) || strcmp(ev->resource_id, resource_id))
+        if ((ev->ignored && !with_ignored) || strcmp(ev->category, category) ||
+            strcmp(ev->resource_id, resource_id))
             continue;
         if (ev->resource_name)
             t->name = ev->resource_name;
@@ -635,7 +637,7 @@ void sim_resource_text(const struct sim *s, const char *category, const char *re
 const char *sim_resource_name(const struct sim *s, const struct dep *d)
 {
     struct sim_resource_text t;
-    sim_resource_text(s, d->is_job ? "model" : d->category, d->resource_id, s->now, &t);
+    sim_resource_text(s, d->is_job ? "model" : d->category, d->resource_id, s->now, 0, &t);
     return t.name;
 }
 
@@ -837,6 +839,48 @@ static int ignored_over_units_bound(struct sim *s, const struct dep *d, const st
     return ignored(s, ev, why);
 }
 
+/*
+ * A late delete dated before every event of a deployment makes the replay
+ * ignore them all, "after delete" (§2), while the charge its closed cycles
+ * metered from them stands (§8).  Its tab row must still show that charge
+ * (the tabs sum to the window's credits, §9), so the deployment is kept as
+ * a ghost: never started, Deleted, with the hardware and names of the
+ * events its closed time ran on.  reconcile.c writes a ghost's row only when
+ * the ledger holds usage of it.
+ */
+static int keep_ghost(struct sim *s, const struct dep_event *ev)
+{
+    int is_job = !strncmp(ev->action, "finetune_", 9);
+    int start = !strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start");
+    char *key = NULL;
+    struct dep *d;
+    int err;
+
+    if (!strcmp(ev->action, "delete"))
+        return TLY_OK;
+    d = find_dep(s, sim_dep_key_category(ev), ev->deployment_id, &key);
+    if (!key)
+        return TLY_ERR_NOMEM;
+    if (d) {
+        tly_free(key);
+        if (!d->ghost)
+            return TLY_OK;              /* a real row, from before the delete */
+    } else if (!start) {
+        tly_free(key);
+        return TLY_OK;
+    } else {
+        if ((err = new_dep(s, key, ev, is_job, &d)))
+            return err;
+        d->ghost = d->deleted = 1;
+    }
+    take_params(d, ev, start && !d->units);
+    take_display(d, ev);
+    if (start && !is_job)
+        d->last_deployed = tly_day_of(ev->ts);
+    d->last_updated = tly_day_of(ev->ts);
+    return TLY_OK;
+}
+
 static int apply_dep_event(struct sim *s, const struct dep_event *ev)
 {
     int is_job = !strncmp(ev->action, "finetune_", 9);
@@ -844,8 +888,11 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     struct dep *d;
     int err;
 
-    if (resource_deleted(s, ev->category, ev->resource_id))
+    if (resource_deleted(s, ev->category, ev->resource_id)) {
+        if (!is_runnable_category(ev->category) && (err = keep_ghost(s, ev)))
+            return err;
         return ignored(s, ev, "event after delete of the resource: ignored");
+    }
     if (is_runnable_category(ev->category))
         return runnable_event(s, ev);
     if (!strcmp(ev->action, "delete"))
