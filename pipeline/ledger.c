@@ -352,6 +352,21 @@ static const char *const migrations[] = {
     "  PRIMARY KEY(account_id, updated_at)) WITHOUT ROWID;"
     "INSERT INTO account_versions SELECT account_id, updated_at, name, edition, admin_email,"
     "  cycle_anchor, negative_limit, low_threshold, file_id, line FROM accounts;",
+
+    /*
+     * 15 (rates, reconcile): every rate card a run priced with is kept, by
+     * version (rates.card; the highest is in force), and a closed cycle's
+     * statements note the version in force at its close.  Late data
+     * re-meters closed time at the prices it was charged at (semantics §10:
+     * prices change only open time; meter.c tly_card_layer).  Cycles closed
+     * before this migration take the card then in force, the one they were
+     * last metered at; state 'card_used' is the last version a run used.
+     */
+    "ALTER TABLE rates ADD COLUMN card INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE statements ADD COLUMN card INTEGER;"
+    "UPDATE statements SET card = 1 WHERE frozen = 1;"
+    "INSERT OR REPLACE INTO state(key, value) SELECT 'card_used', 1"
+    "  WHERE EXISTS(SELECT 1 FROM rates) AND EXISTS(SELECT 1 FROM statements);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

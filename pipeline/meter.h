@@ -8,9 +8,10 @@
  * costs round_half_even(r × s / 3600), and inside a segment started at a the
  * charge accrued by t is round_half_even(r × (t − a) / 3600).
  *
- * Ownership: tly_card_load() fills a card the caller frees with
- * tly_card_release(); hardware pointers returned by tly_card_find() are owned
- * by the card.
+ * Ownership: tly_cards_load() fills the card versions the caller frees with
+ * tly_cards_release(); tly_card_layer() a card borrowing from them, freed
+ * with tly_card_release() before them; hardware pointers returned by
+ * tly_card_find() are owned by the card.
  */
 #ifndef TLY_METER_H
 #define TLY_METER_H
@@ -36,12 +37,39 @@ struct tly_hardware {
 struct tly_card {
     struct tly_hardware *hw;        /* sorted by id */
     int nhw;
+    int borrowed;                   /* a layered card: ids and texts are the versions' */
+};
+
+/* Every version of the card the ledger keeps (rates.c), oldest first; the last is in force. */
+struct tly_cards {
+    struct tly_card *v;
+    int64_t *id;                    /* rates.card of each */
+    int n;                          /* at least 1: an empty card when none was loaded */
+};
+
+/* A closed cycle [from, to) and the card version in force at its close. */
+struct tly_closed_span {
+    int64_t from, to, version;
 };
 
 /* Loading and lookup. */
-int tly_card_load(struct tly_ledger *l, struct tly_card *card);
+int tly_cards_load(struct tly_ledger *l, struct tly_cards *cards);
+void tly_cards_release(struct tly_cards *cards);
+const struct tly_card *tly_cards_current(const struct tly_cards *cards);
 void tly_card_release(struct tly_card *card);
 const struct tly_hardware *tly_card_find(const struct tly_card *card, const char *id);
+
+/*
+ * The card one account's time is priced at (semantics §10: prices change
+ * only open time).  'spans' are its closed cycles in time order.  An instant
+ * of a closed cycle takes the price of the first version, from the one in
+ * force at its close on, that prices it: the price it was charged at, or
+ * for time unpriced then, the card that first covered it (inputs.md
+ * "rates.csv"); any other instant the price in force.  The result borrows
+ * from 'cards' (release it first, with tly_card_release).
+ */
+int tly_card_layer(const struct tly_cards *cards, const struct tly_closed_span *spans, int nspans,
+                   struct tly_card *out);
 
 /* The price row in force at t, or NULL (unpriced). */
 const struct tly_price *tly_price_at(const struct tly_hardware *hw, int64_t t);

@@ -3,10 +3,16 @@
  *
  * The card is small (one row per hardware and price period), so it is read
  * whole into memory, checked whole (rows, then overlaps per hardware after
- * sorting by effective_from), and only then written, replacing the card in
- * force inside one transaction.  Decision where the spec is silent: a card
- * with no rows is refused too (it would unprice everything, and is far more
- * likely a broken file than an intent).
+ * sorting by effective_from), and only then written, inside one
+ * transaction.  Decision where the spec is silent: a card with no rows is
+ * refused too (it would unprice everything, and is far more likely a broken
+ * file than an intent).
+ *
+ * Cards are kept by version (ledger.c migration 15): a closed cycle's time
+ * keeps the prices of the versions up to its close (semantics §10).  A card
+ * equal to the one in force (but for line numbers) is no new version; one
+ * that no run has priced with yet (state 'card_used') is replaced, since
+ * nothing was ever charged at it.
  */
 #include "rates.h"
 #include "alloc.h"
@@ -240,17 +246,71 @@ static int check_overlaps(struct card *c, long *nhardware)
     return TLY_OK;
 }
 
+/*
+ * The card just stored as version 'next' becomes the one in force: dropped
+ * when it equals version next - 1, which stays; else written over that
+ * version when no run has used it ('used' is the last version one did).
+ */
+static const char *const settle_sql[] = {
+    "DELETE FROM rates WHERE card = ?1 AND NOT EXISTS("
+    "  SELECT hardware, category, description, vcpu, memory_gb, credits_per_hour, effective_from,"
+    "    effective_to FROM rates WHERE card = ?1"
+    "  EXCEPT SELECT hardware, category, description, vcpu, memory_gb, credits_per_hour,"
+    "    effective_from, effective_to FROM rates WHERE card = ?1 - 1)"
+    " AND NOT EXISTS("
+    "  SELECT hardware, category, description, vcpu, memory_gb, credits_per_hour, effective_from,"
+    "    effective_to FROM rates WHERE card = ?1 - 1"
+    "  EXCEPT SELECT hardware, category, description, vcpu, memory_gb, credits_per_hour,"
+    "    effective_from, effective_to FROM rates WHERE card = ?1)",
+    "DELETE FROM rates WHERE card = ?1 - 1 AND ?2 < ?1 - 1"
+    " AND EXISTS(SELECT 1 FROM rates WHERE card = ?1)",
+    "UPDATE rates SET card = ?1 - 1 WHERE card = ?1 AND ?1 > 1"
+    " AND NOT EXISTS(SELECT 1 FROM rates WHERE card = ?1 - 1)",
+};
+
+static int settle_version(struct tly_ledger *l, int64_t next)
+{
+    int64_t used = 0;
+    int found, err;
+
+    if ((err = tly_ledger_get_int(l, "card_used", &used, &found)))
+        return err;
+    for (size_t i = 0; i < sizeof settle_sql / sizeof settle_sql[0]; i++) {
+        sqlite3_stmt *q;
+        if ((err = tly_ledger_prepare(l, settle_sql[i], &q)))
+            return err;
+        sqlite3_bind_int64(q, 1, next);
+        if (sqlite3_bind_parameter_count(q) >= 2)
+            sqlite3_bind_int64(q, 2, used);
+        err = tly_ledger_step_done(l, q);
+        sqlite3_finalize(q);
+        if (err)
+            return err;
+    }
+    return TLY_OK;
+}
+
 static int store_card(struct tly_ledger *l, const struct card *c)
 {
     sqlite3_stmt *q = NULL;
-    int err;
+    int64_t next = 1;
+    int err, rc;
 
     if ((err = tly_ledger_begin(l)))
         return err;
-    if ((err = tly_ledger_exec(l, "DELETE FROM rates")) ||
-        (err = tly_ledger_prepare(l, "INSERT INTO rates(hardware, category, description, vcpu,"
+    if ((err = tly_ledger_prepare(l, "SELECT COALESCE(MAX(card), 0) + 1 FROM rates", &q)))
+        goto fail;
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        next = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (rc != SQLITE_ROW) {
+        err = tly_ledger_error(l, "reading the rate card");
+        goto fail;
+    }
+    if ((err = tly_ledger_prepare(l, "INSERT INTO rates(hardware, category, description, vcpu,"
                                      " memory_gb, credits_per_hour, effective_from, effective_to,"
-                                     " line) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &q)))
+                                     " line, card) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)", &q)))
         goto fail;
     for (size_t i = 0; i < c->n; i++) {
         const struct rate *r = &c->v[i];
@@ -263,10 +323,14 @@ static int store_card(struct tly_ledger *l, const struct card *c)
         else
             sqlite3_bind_null(q, 8);
         sqlite3_bind_int64(q, 9, r->line);
+        sqlite3_bind_int64(q, 10, next);
         if ((err = tly_ledger_step_done(l, q)))
             goto fail;
     }
     sqlite3_finalize(q);
+    q = NULL;
+    if ((err = settle_version(l, next)))
+        goto fail;
     return tly_ledger_commit(l);
 fail:
     sqlite3_finalize(q);

@@ -30,7 +30,7 @@ enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
     Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_DAY_ROWS, Q_CLOSED_STMT,
-    Q_CLOSED_CROSSINGS, Q_HAS_USAGE, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_ITEMS_CLEAR, W_DEP_STATE, W_RUNNABLE_STATE,
+    Q_CLOSED_CROSSINGS, Q_HAS_USAGE, Q_CLOSED_CARDS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION, W_CROSSING, W_ITEM, W_ITEMS_CLEAR, W_DEP_STATE, W_RUNNABLE_STATE,
     W_ACCOUNT_STATE, W_SNAP_CLEAR, W_SNAP, W_CLOSE, W_LOT, NQ
 };
 
@@ -100,11 +100,13 @@ static const char *const sql[NQ] = {
                            " WHERE account_id = ?1 AND cycle_start = ?2",
     [Q_HAS_USAGE] = "SELECT EXISTS(SELECT 1 FROM usage_day WHERE account_id = ?1 AND category = ?2"
                     " AND deployment_id = ?3)",
+    [Q_CLOSED_CARDS] = "SELECT cycle_start, cycle_end, card FROM statements"
+                       " WHERE account_id = ?1 AND pool = 'credits' AND frozen = 1 ORDER BY cycle_start",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
-                    " closing, carried_to_next, frozen)"
-                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+                    " closing, carried_to_next, frozen, card)"
+                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
     [W_USAGE] = "INSERT INTO usage_day(account_id, day, category, resource_id, deployment_id,"
                 " credits, seconds, runs, late, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
     [W_DISC] = "INSERT INTO discrepancies(account_id, kind, ts, category, resource_id,"
@@ -155,6 +157,7 @@ struct sim_out {
     struct tly_ledger *l;
     sqlite3_stmt *q[NQ];
     const struct tly_reconcile_opts *o;
+    const struct tly_cards *cards;     /* every version; a closed cycle notes the one in force */
     int64_t marks[3];                  /* max rowid of credits, deployments; max bundle id */
     struct disc *discs;
     size_t ndiscs, discs_cap;
@@ -600,6 +603,10 @@ static int write_statement(struct sim *s, const struct statement *m, enum pool p
     sqlite3_bind_int64(st, 19, closing);
     sqlite3_bind_int64(st, 20, closing < 0 ? closing : 0);
     sqlite3_bind_int(st, 21, m->closed);
+    if (m->closed)
+        sqlite3_bind_int64(st, 22, s->out->cards->id[s->out->cards->n - 1]);
+    else
+        sqlite3_bind_null(st, 22);
     return tly_ledger_step_done(s->out->l, st);
 }
 
@@ -968,6 +975,7 @@ static int write_results(struct sim *s)
 static void sim_release(struct sim *s)
 {
     struct sim_out *w = s->out;
+    tly_card_release(&s->layered);
     for (size_t i = 0; i < s->ndevs; i++) {
         struct dep_event *e = &s->devs[i];
         char **fields[] = { &e->event_id, &e->category, &e->action, &e->resource_id,
@@ -1124,8 +1132,44 @@ static int write_empty_early_cycles(struct sim *s)
     return err;
 }
 
-static int account(struct sim_out *w, const struct tly_card *card, const char *account_id,
-                   struct tly_reconcile_stats *stats)
+/*
+ * The card an account's time is priced at: the one in force, unless one of
+ * its cycles closed under an older version; then the layered card, which
+ * keeps closed time at the prices it was charged at (meter.h).
+ */
+static int account_card(struct sim *s)
+{
+    const struct tly_cards *cards = s->out->cards;
+    sqlite3_stmt *st = s->out->q[Q_CLOSED_CARDS];
+    int64_t current = cards->id[cards->n - 1];
+    struct tly_closed_span *spans = NULL;
+    size_t n = 0, cap = 0;
+    int rc, older = 0, err = TLY_OK;
+
+    s->card = tly_cards_current(cards);
+    if (cards->n == 1)
+        return TLY_OK;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (tly_grow(&spans, &cap, n + 1, sizeof *spans)) {
+            err = tly_error(TLY_ERR_NOMEM, "out of memory");
+            break;
+        }
+        spans[n].from = sqlite3_column_int64(st, 0) * TLY_DAY_SECONDS;
+        spans[n].to = sqlite3_column_int64(st, 1) * TLY_DAY_SECONDS;
+        spans[n].version = sqlite3_column_type(st, 2) == SQLITE_NULL ? current : sqlite3_column_int64(st, 2);
+        older |= spans[n++].version != current;
+    }
+    reset(st);
+    if (!err && rc != SQLITE_DONE)
+        err = ledger_err(s->out, "reading statements");
+    if (!err && older && !(err = tly_card_layer(cards, spans, (int)n, &s->layered)))
+        s->card = &s->layered;
+    tly_free(spans);
+    return err;
+}
+
+static int account(struct sim_out *w, const char *account_id, struct tly_reconcile_stats *stats)
 {
     const struct tly_reconcile_opts *o = w->o;
     sqlite3_stmt *st = w->q[Q_ACCOUNT];
@@ -1149,7 +1193,6 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
     memset(&s, 0, sizeof s);
     s.out = w;
     s.account_id = account_id;
-    s.card = card;
     s.as_of = o->as_of;
     s.grace = o->grace_seconds;
     s.finetune_min = o->finetune_min;
@@ -1173,6 +1216,8 @@ static int account(struct sim_out *w, const struct tly_card *card, const char *a
     for (int p = 0; p < NPOOL; p++)
         tly_wallet_init(&s.wallet[p]);
     s.open_start = s.new_closed_end = INT64_MIN;
+    if ((err = account_card(&s)))
+        goto out;
 
     /* the frozen state of the last closed cycle */
     sqlite3_bind_text(w->q[Q_CLOSE], 1, account_id, -1, SQLITE_STATIC);
@@ -1323,7 +1368,7 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
                   struct tly_reconcile_stats *stats)
 {
     struct sim_out w;
-    struct tly_card card;
+    struct tly_cards cards;
     sqlite3_stmt *accounts;
     int err, rc;
 
@@ -1333,8 +1378,12 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
     w.o = o;
     if (!o->only_account && (err = as_of_after_closes(l, o->as_of)))
         return err;
-    if ((err = tly_card_load(l, &card)))
+    if ((err = tly_cards_load(l, &cards)))
         return err;
+    w.cards = &cards;
+    /* a card a run has priced with is kept as a version (rates.c) */
+    if (cards.id[cards.n - 1] && (err = tly_ledger_set_int(l, "card_used", cards.id[cards.n - 1])))
+        goto out;
     if ((err = max_rowid(l, "credits", &w.marks[0])) || (err = max_rowid(l, "deployments", &w.marks[1])) ||
         (err = max_rowid(l, "bundles", &w.marks[2])))
         goto out;
@@ -1356,7 +1405,7 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
             break;
         }
         if (!o->only_account || !strcmp(id, o->only_account))
-            err = account(&w, &card, id, stats);
+            err = account(&w, id, stats);
         tly_free(id);
         if (err)
             break;
@@ -1368,7 +1417,7 @@ out:
         sqlite3_finalize(w.q[i]);
     tly_free(w.discs);
     tly_free(w.crossings);
-    tly_card_release(&card);
+    tly_cards_release(&cards);
     return err;
 }
 

@@ -144,7 +144,8 @@ struct sim {
     unsigned anchor_day;
     int64_t negative_limit, low_threshold, finetune_min;
     const char *runnable_kind;                  /* agent tool workflow */
-    const struct tly_card *card;
+    const struct tly_card *card;                /* the one in force, or 'layered' */
+    struct tly_card layered;                    /* closed time at its prices (account_card) */
     int64_t as_of, grace;
     int close_cycles;
     /* timeline */

@@ -189,9 +189,10 @@ static const char sql_runnables[] =
 static const char sql_carried[] =
     "SELECT carried_to_next FROM statements"
     " WHERE account_id = ?1 AND pool = 'credits' AND cycle_start = ?2";
-/* outputs.md: the card row in force at the as-of, else the hardware's latest */
+/* outputs.md: the card row in force at the as-of, else the hardware's latest (of the card in force) */
 static const char sql_rates[] =
-    "SELECT hardware, description, vcpu, memory_gb FROM rates ORDER BY hardware,"
+    "SELECT hardware, description, vcpu, memory_gb FROM rates"
+    " WHERE card = (SELECT MAX(card) FROM rates) ORDER BY hardware,"
     " (effective_from <= ?1 AND (effective_to IS NULL OR effective_to > ?1)) DESC,"
     " effective_from DESC";
 

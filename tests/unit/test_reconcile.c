@@ -109,7 +109,7 @@ static void run_event(struct tly_ledger *l, const char *id, const char *ev, cons
 
 static void rate(struct tly_ledger *l, const char *hw, const char *category, int64_t micro_per_hour)
 {
-    sql(l, "INSERT INTO rates VALUES('%s', '%s', NULL, NULL, NULL, %lld, %lld, NULL, 2)", hw, category,
+    sql(l, "INSERT INTO rates(hardware, category, description, vcpu, memory_gb, credits_per_hour, effective_from, effective_to, line) VALUES('%s', '%s', NULL, NULL, NULL, %lld, %lld, NULL, 2)", hw, category,
         (long long)micro_per_hour, (long long)ts("2020-01-01T00:00:00Z"));
 }
 

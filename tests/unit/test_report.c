@@ -146,7 +146,7 @@ static void statement(const char *acct, const char *pool, const char *start, con
                       const char *state, const char *const v[15])
 {
     sql("INSERT INTO statements VALUES('%s', '%s', %lld, %lld, '%s', %lld, %lld, %lld, %lld, %lld,"
-        " %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, 0)",
+        " %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, 0, NULL)",
         acct, pool, (long long)D(start), (long long)D(end), state, M(v[0]), M(v[1]), M(v[2]),
         M(v[3]), M(v[4]), M(v[5]), M(v[6]), M(v[7]), M(v[8]), M(v[9]), M(v[10]), M(v[11]),
         M(v[12]), M(v[13]), M(v[14]));
@@ -158,7 +158,7 @@ static void rate(const char *hw, const char *cat, const char *desc, const char *
     char a[600], b[64], c[64], e[32] = "NULL";
     if (to)
         snprintf(e, sizeof e, "%lld", (long long)T(to));
-    sql("INSERT INTO rates VALUES('%s', '%s', %s, %s, %s, 1000000, %lld, %s, 1)", hw, cat,
+    sql("INSERT INTO rates(hardware, category, description, vcpu, memory_gb, credits_per_hour, effective_from, effective_to, line) VALUES('%s', '%s', %s, %s, %s, 1000000, %lld, %s, 1)", hw, cat,
         q(a, sizeof a, desc), q(b, sizeof b, vcpu), q(c, sizeof c, mem), (long long)T(from), e);
 }
 
