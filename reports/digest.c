@@ -538,8 +538,8 @@ static int threshold_ctx(json_t *ctx, const json_t *detail, const char *pool,
             group_digits(t, sizeof t, (uint64_t)tv);
         }
     } else {
-        if (tly_parse_micro(used, strlen(used), INT64_MAX / 2, &uv, &why) ||
-            tly_parse_micro(total, strlen(total), INT64_MAX / 2, &tv, &why))
+        if (tly_parse_micro(used, strlen(used), INT64_MAX, &uv, &why) ||
+            tly_parse_micro(total, strlen(total), INT64_MAX, &tv, &why))
             return 1;
         fmt_credits(u, sizeof u, uv);
         fmt_credits(t, sizeof t, tv);
@@ -558,7 +558,7 @@ static int money_field(json_t *ctx, const json_t *detail, const char *key)
     char buf[48];
     int64_t v;
 
-    if (!s || tly_parse_micro(s, strlen(s), INT64_MAX / 2, &v, &why))
+    if (!s || tly_parse_micro(s, strlen(s), INT64_MAX, &v, &why))
         return 1;
     fmt_credits(buf, sizeof buf, v);
     return set_str(ctx, key, buf) ? -1 : 0;
