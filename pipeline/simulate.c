@@ -939,6 +939,22 @@ static int apply_credit(struct sim *s, const struct credit_event *ev)
                             ev->expires_at, ev->amount);
 }
 
+/*
+ * A late credit applies at the open start (§8).  A grant whose expires_at
+ * had passed by then is granted and expires there in full: it was gone
+ * before any debt of the open cycle, so it pays none, and no debit can draw
+ * from it (pipeline/README.md "Late credits").
+ */
+static int apply_late_credit(struct sim *s, const struct credit_event *ev, int64_t start)
+{
+    struct statement *st = &s->stmt[ev->pool];
+    if (ev->amount <= 0 || ev->expires_at > start)
+        return apply_credit(s, ev);
+    add(s, &st->granted, ev->amount);
+    add(s, &st->expired, ev->amount);
+    return tly_wallet_grant_expired(&s->wallet[ev->pool], ev->txn_id, ev->type, ev->ts, ev->expires_at);
+}
+
 static int apply_run(struct sim *s, int64_t ts, const char *kind, const char *resource_id)
 {
     struct runnable *r;
@@ -1303,7 +1319,7 @@ int sim_run(struct sim *s, int64_t start)
         return err;
     /* credits before 'start' are late ones: they apply at 'start' */
     while (ci < s->ncevs && s->cevs[ci].ts < start)
-        if ((err = apply_credit(s, &s->cevs[ci++])))
+        if ((err = apply_late_credit(s, &s->cevs[ci++], start)))
             return err;
     if ((err = instant(s, start, &ci, &di)))
         return err;

@@ -35,19 +35,13 @@ static int draws_before(const struct tly_lot *a, int64_t expires_at, int64_t ts,
     return strcmp(a->txn_id, txn_id) < 0;
 }
 
-int tly_wallet_grant(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
-                     int64_t expires_at, int64_t amount)
+/* Adds a lot with 'remaining' left, in draw order. */
+static int add_lot(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
+                   int64_t expires_at, int64_t remaining)
 {
-    int64_t pay = amount < w->debt ? amount : w->debt, available;
     size_t at = w->nlots;
     struct tly_lot *lot;
 
-    if (__builtin_add_overflow(w->available, amount - pay, &available)) {
-        w->overflow = 1;
-        return TLY_OK;
-    }
-    /* "a later grant first pays the debt, then the rest is available" */
-    w->debt -= pay;
     if (tly_grow(&w->lots, &w->cap, w->nlots + 1, sizeof *w->lots))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     while (at > 0 && !draws_before(&w->lots[at - 1], expires_at, ts, txn_id))
@@ -63,9 +57,32 @@ int tly_wallet_grant(struct tly_wallet *w, const char *txn_id, const char *type,
     snprintf(lot->type, sizeof lot->type, "%s", type);
     lot->ts = ts;
     lot->expires_at = expires_at;
-    lot->remaining = amount - pay;
+    lot->remaining = remaining;
+    return TLY_OK;
+}
+
+int tly_wallet_grant(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
+                     int64_t expires_at, int64_t amount)
+{
+    int64_t pay = amount < w->debt ? amount : w->debt, available;
+    int err;
+
+    if (__builtin_add_overflow(w->available, amount - pay, &available)) {
+        w->overflow = 1;
+        return TLY_OK;
+    }
+    /* "a later grant first pays the debt, then the rest is available" */
+    if ((err = add_lot(w, txn_id, type, ts, expires_at, amount - pay)))
+        return err;
+    w->debt -= pay;
     w->available = available;
     return TLY_OK;
+}
+
+int tly_wallet_grant_expired(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
+                             int64_t expires_at)
+{
+    return add_lot(w, txn_id, type, ts, expires_at, 0);
 }
 
 void tly_wallet_draw(struct tly_wallet *w, int64_t amount)

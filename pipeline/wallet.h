@@ -40,6 +40,12 @@ void tly_wallet_release(struct tly_wallet *w);
 /* Adds a lot of 'amount' > 0, paying debt first. */
 int tly_wallet_grant(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
                      int64_t expires_at, int64_t amount);
+/*
+ * Records a grant that had expired before it applied (a late one, §8): an
+ * empty lot, which pays no debt and has nothing to draw.
+ */
+int tly_wallet_grant_expired(struct tly_wallet *w, const char *txn_id, const char *type, int64_t ts,
+                             int64_t expires_at);
 /* Draws 'amount' ≥ 0: lots first, the rest becomes debt. */
 void tly_wallet_draw(struct tly_wallet *w, int64_t amount);
 /* Expires what is left of every lot with expires_at ≤ t; returns the amount expired. */
