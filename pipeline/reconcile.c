@@ -90,7 +90,7 @@ static const char *const sql[NQ] = {
                     " WHERE account_id = ?1 AND day = ?2",
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
                       " WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
-    [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start) FROM statements WHERE account_id = ?1 AND frozen = 1",
+    [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start), card FROM statements WHERE account_id = ?1 AND frozen = 1",
     [Q_FROZEN_DAY_ROWS] = "SELECT DISTINCT kind, category, COALESCE(deployment_id, resource_id), ts"
                           " FROM discrepancies WHERE account_id = ?1 AND frozen = 1"
                           " AND kind IN ('unpriced', 'not_chargeable')",
@@ -605,7 +605,7 @@ static int write_statement(struct sim *s, const struct statement *m, enum pool p
     sqlite3_bind_int64(st, 20, closing < 0 ? closing : 0);
     sqlite3_bind_int(st, 21, m->closed);
     if (m->closed)
-        sqlite3_bind_int64(st, 22, s->out->cards->id[s->out->cards->n - 1]);
+        sqlite3_bind_int64(st, 22, m->card ? m->card : s->out->cards->id[s->out->cards->n - 1]);
     else
         sqlite3_bind_null(st, 22);
     return tly_ledger_step_done(s->out->l, st);
@@ -1107,14 +1107,16 @@ static int first_event(struct sim *s, int64_t *out)
 static int write_empty_early_cycles(struct sim *s)
 {
     sqlite3_stmt *st = s->out->q[Q_FIRST_CYCLE];
-    int64_t first, known = INT64_MIN, day;
+    int64_t first, known = INT64_MIN, card = 0, day;
     int rc, err;
 
     if ((err = first_event(s, &first)))
         return err;
     sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
-    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
         known = sqlite3_column_int64(st, 0);
+        card = sqlite3_column_int64(st, 1);
+    }
     reset(st);
     if (rc != SQLITE_ROW)
         return ledger_err(s->out, "reading statements");
@@ -1123,7 +1125,8 @@ static int write_empty_early_cycles(struct sim *s)
         return TLY_OK;
     for (day = tly_cycle_containing(s->anchor_day, tly_day_of(first)); !err && day < known;) {
         int64_t next = tly_cycle_next(s->anchor_day, day);
-        struct statement empty = { .cycle_start = day * TLY_DAY_SECONDS, .closed = 1 };
+        /* closed by the run that closed the first cycle, or earlier: its card (account_card) */
+        struct statement empty = { .cycle_start = day * TLY_DAY_SECONDS, .closed = 1, .card = card };
         next = next < known ? next : known;
         empty.cycle_end = next * TLY_DAY_SECONDS;
         for (int p = 0; p < NPOOL && !err; p++)
@@ -1161,6 +1164,13 @@ static int account_card(struct sim *s)
         spans[n].version = sqlite3_column_type(st, 2) == SQLITE_NULL ? current : sqlite3_column_int64(st, 2);
         older |= spans[n++].version != current;
     }
+    /*
+     * Time before the first closed cycle is in cycles that closed no later
+     * than it, though with no statement (nothing happened in them): its
+     * version, the latest they can have closed under, prices late data there.
+     */
+    if (n)
+        spans[0].from = INT64_MIN;
     reset(st);
     if (!err && rc != SQLITE_DONE)
         err = ledger_err(s->out, "reading statements");

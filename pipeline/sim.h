@@ -122,6 +122,7 @@ struct statement {
     int64_t cycle_start, cycle_end;             /* instants */
     int64_t opening, granted, used, used_cat[NCAT], adjusted, expired, late;
     int closed;
+    int64_t card;                               /* closed: its card version, 0 = the one in force */
 };
 
 struct stop_record {

@@ -228,6 +228,17 @@ static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t cha
                                to - from, c->s->open_start);
 }
 
+/* A piece of closed time metered again, judged chargeable at its own start (§10, a card's rows differ). */
+static void late_piece(void *ctx, int64_t from, int64_t to, int64_t charge)
+{
+    struct late_ctx *c = ctx;
+
+    if (segment_billable(&c->s->deps[c->dep], from))
+        late_segment(ctx, from, to, charge);
+    else
+        late_not_chargeable(ctx, from, to, charge);
+}
+
 /*
  * A not-chargeable or unpriced segment.  Its row names the hardware of the
  * date's first such segment: the deployment's hardware at the end of the
@@ -265,8 +276,7 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
     if (!s->charging) {
         if (d->late_flag && t > d->seg_start) {
             struct late_ctx c = { s, idx, TLY_OK };
-            if (tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t,
-                               segment_billable(d, d->seg_start) ? late_segment : late_not_chargeable, &c))
+            if (tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t, late_piece, &c))
                 s->overflow = 1;
             return c.err;
         }
