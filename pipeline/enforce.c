@@ -192,7 +192,7 @@ static int one_overrun(struct sim *s, const struct stop_record *st)
         /* a job's only evidence is its finetune_end (§10), which ends the overrun itself */
         if (d->is_job && !strcmp(ev->action, "delete"))
             return TLY_OK;
-        if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start")) {
+        if (sim_is_start(ev)) {
             if (!evidence)
                 return TLY_OK;
             end = ev->ts;

@@ -233,6 +233,8 @@ void sim_resource_text(const struct sim *s, const char *category, const char *re
 const char *sim_resource_name(const struct sim *s, const struct dep *d);
 int sim_seg_open(const struct sim *s, const struct dep *d);
 const char *sim_dep_key_category(const struct dep_event *ev);
+/* A deploy or a finetune_start: the events that can start a deployment or job. */
+int sim_is_start(const struct dep_event *ev);
 int sim_replay_closed(struct sim *s);
 /* A closed day on which deployment (category, deployment_id) ran unpriced from instant 'from'. */
 int sim_mark_unpriced(struct sim *s, const char *category, const char *deployment_id, int64_t from);

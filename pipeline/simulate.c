@@ -100,6 +100,11 @@ const char *sim_dep_key_category(const struct dep_event *ev)
     return !strncmp(ev->action, "finetune_", 9) ? "finetune" : ev->category;
 }
 
+int sim_is_start(const struct dep_event *ev)
+{
+    return !strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start");
+}
+
 static void recompute_next_cut(struct sim *s)
 {
     s->next_cut = INT64_MAX;
@@ -820,6 +825,12 @@ static int is_runnable_category(const char *c)
     return !strcmp(c, "agent") || !strcmp(c, "workflow") || !strcmp(c, "tool");
 }
 
+/* A scale's value: the event's, or the one kept when it is empty (§10 "Scale"). */
+static int64_t kept(int64_t given, int64_t current)
+{
+    return given ? given : current;
+}
+
 /*
  * inputs.md bounds units × replicas to 100,000 ("a row error"), but a
  * scale that leaves one of them empty keeps the deployment's value, so
@@ -828,12 +839,6 @@ static int is_runnable_category(const char *c)
  * bill capacity the input rules forbid.  A start takes 1 for an empty one,
  * and a job has no replicas, so neither can pass the bound.
  */
-/* A scale's value: the event's, or the one kept when it is empty (§10 "Scale"). */
-static int64_t kept(int64_t given, int64_t current)
-{
-    return given ? given : current;
-}
-
 static int over_units_bound(const struct dep *d, const struct dep_event *ev)
 {
     int scale = !strcmp(ev->action, "scale") || (d->running && !strcmp(ev->action, "deploy"));
@@ -861,7 +866,7 @@ static int ignored_over_units_bound(struct sim *s, const struct dep *d, const st
 static int keep_ghost(struct sim *s, const struct dep_event *ev)
 {
     int is_job = !strncmp(ev->action, "finetune_", 9);
-    int start = !strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start");
+    int start = sim_is_start(ev);
     char *key = NULL;
     struct dep *d;
     int err;
@@ -911,7 +916,7 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     if (!key)
         return TLY_ERR_NOMEM;
     if (!d) {
-        if (strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start")) {
+        if (!sim_is_start(ev)) {
             tly_free(key);
             return ignored_not_running(s, ev);
         }
@@ -920,13 +925,13 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     } else {
         tly_free(key);
     }
-    if (!d->running && !d->stopped && strcmp(ev->action, "deploy") && strcmp(ev->action, "finetune_start"))
+    if (!d->running && !d->stopped && !sim_is_start(ev))
         return ignored_not_running(s, ev);
     if (over_units_bound(d, ev))
         return ignored_over_units_bound(s, d, ev);
     take_display(d, ev);
     d->last_updated = tly_day_of(ev->ts);
-    if (!strcmp(ev->action, "deploy") || !strcmp(ev->action, "finetune_start"))
+    if (sim_is_start(ev))
         return on_start(s, d, ev);
     if (!strcmp(ev->action, "scale"))
         return on_scale(s, d, ev);
