@@ -22,12 +22,12 @@ PKGS     = libarchive sqlite3 xlsxwriter inih gmime-3.0 jansson nettle zlib libx
 CFLAGS  ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
-CPPFLAGS += -D_GNU_SOURCE -Ipipeline -Ireports \
+CPPFLAGS += -D_GNU_SOURCE -pthread -Ipipeline -Ireports \
             -DTALLY_DATADIR='"$(DATADIR)"' -DTALLY_VERSION='"$(VERSION)"'
 VERSION  = 0.1.0
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -lm -pthread
 
 # Everything but main() goes into the library the tests link against.
 LIB_SRC  = $(filter-out pipeline/tally.c,$(wildcard pipeline/*.c reports/*.c))

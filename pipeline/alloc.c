@@ -3,12 +3,14 @@
  */
 #include "alloc.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static long fail_at = -1;       /* -1: not read from the environment yet */
-static long calls;
+/* atomic: ingest's prefetch thread allocates too (zlib's window) */
+static _Atomic long fail_at = -1;       /* -1: not read from the environment yet */
+static _Atomic long calls;
 
 void tly_alloc_fail_at(long n)
 {
@@ -19,7 +21,7 @@ void tly_alloc_fail_at(long n)
 static int should_fail(void)
 {
     if (fail_at < 0) {
-        const char *env = getenv("TALLY_FAULT_ALLOC");
+        const char *env = getenv("TALLY_FAULT_ALLOC");      /* read before any thread starts */
         fail_at = env ? strtol(env, NULL, 10) : 0;
     }
     return fail_at > 0 && ++calls >= fail_at;

@@ -35,6 +35,7 @@
 #include "error.h"
 #include "fields.h"
 #include "money.h"
+#include "prefetch.h"
 #include "rundays.h"
 #include "timeutil.h"
 
@@ -963,6 +964,12 @@ static ssize_t source_read(void *ctx, void *buf, size_t n)
     return got;
 }
 
+/* The CSV reader's read function: the entry's bytes, a read ahead (prefetch.h). */
+static ssize_t ahead_read(void *ctx, void *buf, size_t n)
+{
+    return tly_prefetch_read(ctx, buf, n);
+}
+
 /* What a row rule the reader found says after its code (the field count has its own). */
 static const char *reject_detail(enum tly_csv_reject reject)
 {
@@ -1110,6 +1117,7 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
 {
     struct tly_bundle_reject rej = { "", "" };
     struct source src = { b, &rej, 0 };
+    struct tly_prefetch *ahead;
     struct tly_csv *r = NULL;
     struct tly_csv_row hdr;
     int err, ev, missing = 0;
@@ -1126,8 +1134,12 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
     }
     if (e->type != TLY_FILE_MANIFEST && (err = insert_file(g)))
         return err;
-    if ((err = tly_csv_open(&r, source_read, &src, (size_t)g->s->max_field_bytes)))
+    if ((err = tly_prefetch_create(&ahead, source_read, &src)))
         return err;
+    if ((err = tly_csv_open(&r, ahead_read, ahead, (size_t)g->s->max_field_bytes))) {
+        tly_prefetch_destroy(ahead);
+        return err;
+    }
     for (int i = 0; i < filetypes[e->type].ncols; i++)
         names[i] = filetypes[e->type].cols[i].name;
     ev = tly_csv_header(r, names, filetypes[e->type].ncols, &hdr);
@@ -1143,6 +1155,7 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
     }
     if (!err && ev != TLY_CSV_ERROR)
         err = load_rows(g, r, missing, &rows);
+    tly_prefetch_destroy(ahead);        /* the bundle and src are ours again */
     if (src.failed || ev == TLY_CSV_ERROR || err == TLY_ERR_IO) {
         tly_csv_close(r);
         if (src.failed && tly_bundle_failure(b) == TLY_QUARANTINED) {
