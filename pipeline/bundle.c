@@ -14,6 +14,7 @@
  * returns -1 with the same reject.
  */
 #include "bundle.h"
+#include "csvread.h"
 #include "alloc.h"
 #include "error.h"
 #include "strmap.h"
@@ -23,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@
 #define BUF_SIZE       (256 * 1024)    /* gzip input, draining, hashing */
 #define ARCHIVE_BLOCK  (128 * 1024)    /* libarchive's reads from the file */
 #define READ_MAX       (1u << 30)      /* one read() call; fits zlib's uInt */
+#define READ_AHEAD     (2 * ARCHIVE_BLOCK) /* what libarchive may read of the next entry */
 
 /* ---------------------------------------------------------------------------
  * Types
@@ -54,6 +57,7 @@ struct tly_bundle {
     int root_fd;                /* SRC_DIR: the directory */
     int fd;                     /* the archive, or the entry being read */
     struct archive *a;
+    locale_t utf8;              /* SRC_ARCHIVE: for reading entry names (archive_next) */
     struct list files;          /* SRC_DIR, SRC_SINGLE: entries in order */
     size_t next_file;
     struct list paths;          /* SRC_ARCHIVE: every path seen ... */
@@ -62,12 +66,14 @@ struct tly_bundle {
     int done;                   /* next() returned 0 */
     /* the current entry */
     struct tly_bundle_entry cur;
+    char *shown;                /* cur.path escaped (show_path), or NULL */
     int in_entry, src_eof;
     int64_t e_out;              /* bytes its container gave */
     int64_t e_csv;              /* bytes gunzip made of them */
     int64_t e_counted;          /* max(e_out, e_csv) already in bundle_bytes */
     int64_t e_stored;           /* bytes the bundle file gave up meanwhile */
     int64_t e_raw_start;
+    int64_t tar_data_end;       /* tar stream offset after the last header or data read */
     struct sha256_ctx sha;
     z_stream z;
     int z_ready, member_done;
@@ -81,16 +87,22 @@ struct tly_bundle {
  * Rejects and small helpers
  * ------------------------------------------------------------------------ */
 
-/* Fills 'rej'; a detail ends without the newline some libarchive messages carry. */
+/*
+ * Fills 'rej'; a detail ends without the newline some libarchive messages
+ * carry, and names in it that are not UTF-8 text are shown escaped: it
+ * goes into rejects.csv and the workbook.
+ */
 static int vreject(struct tly_bundle_reject *rej, const char *code, const char *fmt, va_list ap)
 {
-    size_t n;
+    char detail[sizeof rej->detail];
+    size_t n, used;
 
     snprintf(rej->code, sizeof rej->code, "%s", code);
-    vsnprintf(rej->detail, sizeof rej->detail, fmt, ap);
-    n = strlen(rej->detail);
-    while (n > 0 && (rej->detail[n - 1] == '\n' || rej->detail[n - 1] == ' '))
-        rej->detail[--n] = '\0';
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    n = strlen(detail);
+    while (n > 0 && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
+        n--;
+    tly_utf8_shown(detail, n, rej->detail, sizeof rej->detail, &used);
     return TLY_QUARANTINED;
 }
 
@@ -452,12 +464,21 @@ int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject
  * made of it, so a .csv.gz counts alike read or skipped.  Its stored size is
  * what the bundle file gave up meanwhile, so a .csv.gz inside a .tar.gz is
  * measured end to end: a bomb inside a bomb multiplies and is stopped early.
+ *
+ * But libarchive reads ahead (ARCHIVE_BLOCK at a time, and a decompressor
+ * holds more), so part of an entry may have been read before it began: a
+ * small .tar.zst is read whole at its first header, and its second entry
+ * seemed stored in 0 bytes.  The ratio guard credits each entry with up to
+ * READ_AHEAD bytes read before it, which still stops a bomb at once past
+ * ratio_after (64 MiB by default: 200 x 256 KiB is 50 MiB).
  */
 static int account(struct tly_bundle *b, struct tly_bundle_reject *rej)
 {
     int64_t big = b->e_out > b->e_csv ? b->e_out : b->e_csv;
     int64_t stored = b->e_stored > 0 ? b->e_stored : 0;
 
+    if (b->kind == SRC_ARCHIVE)
+        stored += b->e_raw_start < READ_AHEAD ? b->e_raw_start : READ_AHEAD;
     b->bundle_bytes += big - b->e_counted;
     b->e_counted = big;
     if (big > b->max_entry)
@@ -593,12 +614,36 @@ void tly_bundle_entry_sha256(struct tly_bundle *b, char hex[65])
  * Moving to the next entry
  * ------------------------------------------------------------------------ */
 
+/*
+ * An entry's path as Tally shows and stores it: the path itself, or when
+ * it is not UTF-8 text (a Latin-1 tar, a file name in another charset) a
+ * copy with those bytes escaped (tly_utf8_shown), so reports and
+ * workbooks stay valid UTF-8.  Duplicates are found on the bytes.
+ */
+static int show_path(struct tly_bundle *b, const char *path, struct tly_bundle_reject *rej)
+{
+    size_t n = strlen(path), used;
+
+    tly_free(b->shown);
+    b->shown = NULL;
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = tly_utf8_printable(path + i, n - i))) {
+            if (!(b->shown = tly_malloc(4 * n + 1)))
+                return fail_nomem(b, rej, 1);
+            tly_utf8_shown(path, n, b->shown, 4 * n + 1, &used);
+            break;
+        }
+    b->cur.path = b->shown ? b->shown : path;
+    return 0;
+}
+
 static int begin_entry(struct tly_bundle *b, const char *path, struct tly_bundle_reject *rej)
 {
     int gz;
 
-    b->cur.path = path;
-    b->cur.type = tly_bundle_file_type(path_base(path), &gz);
+    if (show_path(b, path, rej) < 0)
+        return -1;
+    b->cur.type = tly_bundle_file_type(path_base(b->cur.path), &gz);
     b->cur.gzipped = gz;
     b->in_entry = 1;
     b->src_eof = 0;
@@ -624,10 +669,11 @@ static int finish_entry(struct tly_bundle *b, struct tly_bundle_reject *rej)
 
     if (!b->in_entry)
         return 0;
-    if (b->kind == SRC_ARCHIVE)
+    if (b->kind == SRC_ARCHIVE) {
         while ((r = raw_read(b, b->buf, BUF_SIZE, rej)) > 0)
             ;
-    else if (b->fd >= 0) {
+        b->tar_data_end = archive_filter_bytes(b->a, 0);
+    } else if (b->fd >= 0) {
         close(b->fd);
         b->fd = -1;
     }
@@ -694,6 +740,26 @@ static int is_link_or_device(struct archive_entry *ae)
 }
 
 /*
+ * inputs.md "Bundles": gzip, zstd or no compression, "other formats are
+ * refused, not attempted".  A zip compresses each entry by a method of its
+ * own; deflate (gzip's), zstd and none are those, while bzip2, lzma, xz,
+ * ppmd and the rest are refused.  libarchive names the method only in the
+ * format name of the entry just read ("ZIP 2.0 (deflation)"); a name it
+ * does not give is refused too.
+ */
+static int zip_method_supported(struct archive *a)
+{
+    const char *name, *method;
+
+    if ((archive_format(a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_ZIP)
+        return 1;
+    name = archive_format_name(a);
+    method = name ? strrchr(name, '(') : NULL;
+    return method && (!strcmp(method, "(uncompressed)") || !strcmp(method, "(deflation)") ||
+                      !strcmp(method, "(zstd)"));
+}
+
+/*
  * Takes an archive entry named 'raw' as the current one, or says why not.
  * spec inputs.md "Bundles": entry names are checked by the program itself,
  * libarchive's extraction guards do not apply to reading in memory.
@@ -709,18 +775,17 @@ static int take_entry(struct tly_bundle *b, struct archive_entry *ae, const char
         tly_free(path);
         return fail(b, rej, "unsafe_path", "entry '%s'", raw);
     }
-    if (archive_entry_filetype(ae) == AE_IFDIR) {     /* "./" too: GNU tar's top */
-        tly_free(path);
-        return 0;
-    }
     if (!*path) {
         tly_free(path);
+        if (archive_entry_filetype(ae) == AE_IFDIR)     /* "./": GNU tar's top */
+            return 0;
         return fail(b, rej, "unsafe_path", "entry '%s'", raw);
     }
-    if (is_link_or_device(ae)) {
+    if (archive_entry_filetype(ae) != AE_IFDIR && is_link_or_device(ae)) {
         tly_free(path);
         return fail(b, rej, "link_or_device", "entry '%s'", raw);
     }
+    /* a directory's path too: "sub/" and a file "sub" are the same path twice */
     if (tly_strmap_get(&b->seen, path) >= 0) {
         tly_free(path);
         return fail(b, rej, "duplicate_path", "entry '%s'", raw);
@@ -731,34 +796,34 @@ static int take_entry(struct tly_bundle *b, struct archive_entry *ae, const char
     }
     if (tly_strmap_put(&b->seen, path, (int)b->paths.n - 1) != TLY_OK)
         return fail_nomem(b, rej, 0);
+    if (archive_entry_filetype(ae) == AE_IFDIR)
+        return 0;
     if (archive_entry_is_encrypted(ae))
         return fail(b, rej, "unsupported_format", "entry '%s': encrypted", raw);
+    if (!zip_method_supported(b->a))
+        return fail(b, rej, "unsupported_format", "entry '%s': %s: a zip entry must be stored,"
+                    " deflated or zstd", raw, archive_format_name(b->a));
     return begin_entry(b, path, rej);
 }
 
 /*
- * libarchive ends a plain tar quietly at a block boundary ("some writers omit
- * the block of nulls"), so a .tar cut between two entries would read as a
- * smaller complete bundle.  Writers (GNU tar, bsdtar, libarchive) end a tar
- * with zero blocks, so a plain tar whose last block is not all zero is taken
- * as truncated (inputs.md "Bundles": a truncated bundle is rejected whole).
- * gzip and zstd detect their own truncation.
+ * libarchive ends a tar quietly at a block boundary ("some writers omit the
+ * block of nulls"), so a tar cut between two entries would read as a
+ * smaller complete bundle; so would a tar cut short and then compressed
+ * whole (gzip and zstd check only their own stream).  Writers (GNU tar,
+ * bsdtar, libarchive) end a tar with zero blocks, which libarchive's tar
+ * reader consumes as it meets the end, so a tar whose reader stopped less
+ * than one block past the end of its last entry's data (padded to its
+ * block) had no end-of-archive block: it is taken as truncated (inputs.md
+ * "Bundles": a truncated bundle is rejected whole).  Positions are in the
+ * tar stream, after decompression (archive_filter_bytes of filter 0).
  */
 static int tar_cut_short(struct tly_bundle *b)
 {
-    unsigned char blk[512];
-    struct stat st;
+    int64_t padded = (b->tar_data_end + 511) / 512 * 512;
 
-    if ((archive_format(b->a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_TAR ||
-        archive_filter_code(b->a, 0) != ARCHIVE_FILTER_NONE)
-        return 0;
-    if (fstat(b->fd, &st) < 0 || st.st_size < (off_t)sizeof blk ||
-        pread(b->fd, blk, sizeof blk, st.st_size - (off_t)sizeof blk) != (ssize_t)sizeof blk)
-        return 1;
-    for (size_t i = 0; i < sizeof blk; i++)
-        if (blk[i])
-            return 1;
-    return 0;
+    return (archive_format(b->a) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_TAR &&
+           archive_filter_bytes(b->a, 0) < padded + 512;
 }
 
 /*
@@ -767,7 +832,7 @@ static int tar_cut_short(struct tly_bundle *b)
  * checked as they are read (read_data returns WARN on a bad CRC or size), so
  * only FAILED, RETRY ("damaged tar archive") and FATAL reject here.
  */
-static int archive_next(struct tly_bundle *b, struct tly_bundle_reject *rej)
+static int archive_next_header(struct tly_bundle *b, struct tly_bundle_reject *rej)
 {
     for (;;) {
         struct archive_entry *ae;
@@ -780,6 +845,7 @@ static int archive_next(struct tly_bundle *b, struct tly_bundle_reject *rej)
             return 0;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
             return archive_fail(b, rej);
+        b->tar_data_end = archive_filter_bytes(b->a, 0);
         raw = archive_entry_pathname_utf8(ae);
         if (!raw)
             raw = archive_entry_pathname(ae);
@@ -791,6 +857,25 @@ static int archive_next(struct tly_bundle *b, struct tly_bundle_reject *rej)
         if ((r = take_entry(b, ae, raw, rej)) != 0)
             return r;
     }
+}
+
+/*
+ * Entry names are converted by libarchive from the archive's charset
+ * (UTF-8 for a zip entry flagged so, or a pax name) to the locale's, and
+ * the C locale has no form for "é": the name came back NULL and a valid
+ * zip was rejected.  The headers are read in a UTF-8 locale for this
+ * thread only (uselocale), so names reach Tally as UTF-8; a name that is
+ * not UTF-8 is shown escaped (begin_entry).  Without a UTF-8 locale on
+ * the system, names are read as before.
+ */
+static int archive_next(struct tly_bundle *b, struct tly_bundle_reject *rej)
+{
+    locale_t was = b->utf8 ? uselocale(b->utf8) : (locale_t)0;
+    int rc = archive_next_header(b, rej);
+
+    if (b->utf8)
+        uselocale(was);
+    return rc;
 }
 
 int tly_bundle_next(struct tly_bundle *b, struct tly_bundle_entry *e,
@@ -935,6 +1020,7 @@ static int open_archive(struct tly_bundle *b, const char *path, struct tly_bundl
         return reject(rej, "bad_archive", "cannot read the bundle: %s", strerror(errno));
     if (!(b->a = archive_read_new()))
         return nomem();
+    b->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     if (archive_read_support_format_tar(b->a) != ARCHIVE_OK ||
         archive_read_support_format_zip_seekable(b->a) != ARCHIVE_OK ||
         archive_read_support_filter_gzip(b->a) != ARCHIVE_OK ||
@@ -995,6 +1081,8 @@ void tly_bundle_close(struct tly_bundle *b)
         return;
     if (b->a)
         archive_read_free(b->a);    /* reading only: nothing to flush, nothing to report */
+    if (b->utf8)
+        freelocale(b->utf8);
     if (b->fd >= 0)
         close(b->fd);
     if (b->root_fd >= 0)
@@ -1005,6 +1093,7 @@ void tly_bundle_close(struct tly_bundle *b)
     list_release(&b->paths);
     tly_strmap_release(&b->seen);
     tly_free(b->single_path);
+    tly_free(b->shown);
     tly_free(b->buf);
     tly_free(b);
 }

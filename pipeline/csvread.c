@@ -131,6 +131,46 @@ int tly_utf8_valid(const char *str, size_t n)
     return 1;
 }
 
+size_t tly_utf8_printable(const char *str, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)str;
+    unsigned char c = n ? u[0] : 0;
+    size_t len;
+
+    if (!n)
+        return 0;
+    if (c < 0x80)
+        return (c >= 0x20 && c < 0x7f) || c == '\t';
+    len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    if (len > n || !tly_utf8_valid(str, len))
+        return 0;
+    return c == 0xc2 && u[1] < 0xa0 ? 0 : len;     /* U+0080-U+009F: C1 controls */
+}
+
+size_t tly_utf8_shown(const char *s, size_t n, char *out, size_t cap, size_t *used)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0, i = 0;
+
+    while (i < n) {
+        size_t len = tly_utf8_printable(s + i, n - i);
+        unsigned char c = (unsigned char)s[i];
+
+        if (o + (len ? len : 4) >= cap)
+            break;
+        if (len) {
+            memcpy(out + o, s + i, len);
+            o += len, i += len;
+        } else {
+            out[o++] = '\\', out[o++] = 'x', out[o++] = hex[c >> 4], out[o++] = hex[c & 15];
+            i++;
+        }
+    }
+    out[o] = '\0';
+    *used = i;
+    return o;
+}
+
 /* SCAN_CTRL / SCAN_HIGH for [s, s+n), eight bytes at a time. */
 static unsigned scan_bytes(const char *str, size_t n)
 {

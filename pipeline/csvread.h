@@ -119,5 +119,18 @@ long tly_csv_lines(const struct tly_csv *r);
 
 /* Is [s, s+n) valid UTF-8 (no overlongs, surrogates, > U+10FFFF)? */
 int tly_utf8_valid(const char *s, size_t n);
+/*
+ * Bytes of the printable character at [s, s+n): a valid UTF-8 sequence
+ * that is not a control character (C0 but tab, DEL, C1), else 0.
+ */
+size_t tly_utf8_printable(const char *s, size_t n);
+/*
+ * [s, s+n) as text safe to show anywhere (names from outside: archive
+ * entries, bundle paths): printable characters stay, every other byte
+ * becomes \xNN.  Writes whole pieces only, at most cap - 1 bytes and a
+ * NUL (cap > 0); returns the bytes written, and in *used the bytes of s
+ * they show.
+ */
+size_t tly_utf8_shown(const char *s, size_t n, char *out, size_t cap, size_t *used);
 
 #endif

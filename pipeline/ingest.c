@@ -269,20 +269,20 @@ struct ing {
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-/* bundles.name: the base name of the path as given ("dir/" is "dir"). */
+/*
+ * bundles.name: the base name of the path as given ("dir/" is "dir"), its
+ * bytes that are not UTF-8 text escaped (tly_utf8_shown) as entry paths are.
+ */
 static void base_name(const char *path, char *out, size_t cap)
 {
-    size_t n = strlen(path), start;
+    size_t n = strlen(path), start, used;
 
     while (n > 1 && path[n - 1] == '/')
         n--;
     start = n;
     while (start > 0 && path[start - 1] != '/')
         start--;
-    if (n - start >= cap)
-        n = start + cap - 1;
-    memcpy(out, path + start, n - start);
-    out[n - start] = '\0';
+    tly_utf8_shown(path + start, n - start, out, cap, &used);
 }
 
 static int push_str(char ***v, size_t *cap, long *n, const char *s)

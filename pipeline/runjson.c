@@ -96,23 +96,22 @@ static int list_outputs(const char *root, const char *rel, json_t *out)
 /*
  * A JSON string holds UTF-8 only, and jansson refuses anything else (an
  * append of that NULL is silently nothing).  Paths and file names from
- * outside may be Latin-1: their bytes past ASCII become '?', so the entry
- * is still listed.
+ * outside may be Latin-1: their other bytes are shown as \xNN
+ * (tly_utf8_shown), as in rejects.csv, so the entry is still listed.
  */
 static json_t *text(const char *s)
 {
+    size_t n = strlen(s), used;
     json_t *j;
-    char *copy;
+    char *shown;
 
-    if (tly_utf8_valid(s, strlen(s)))
+    if (tly_utf8_valid(s, n))
         return json_string(s);
-    if (!(copy = tly_strdup(s)))
+    if (!(shown = tly_malloc(4 * n + 1)))
         return NULL;
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    j = json_string(copy);
-    tly_free(copy);
+    tly_utf8_shown(s, n, shown, 4 * n + 1, &used);
+    j = json_string(shown);
+    tly_free(shown);
     return j;
 }
 

@@ -3,6 +3,7 @@
  */
 #include "csvout.h"
 #include "alloc.h"
+#include "csvread.h"
 #include "error.h"
 #include "money.h"
 #include "timeutil.h"
@@ -104,51 +105,13 @@ void csvout_text(struct csvout *w, const char *s)
 size_t csvout_escape_raw(const char *s, size_t n, char *buf, size_t cap)
 {
     static const size_t limit = 1024;
-    const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0, i = 0;
+    /* room for the cut's "…" and the NUL */
+    size_t used, o = tly_utf8_shown(s, n, buf, cap - 3 < limit + 1 ? cap - 3 : limit + 1, &used);
 
-    while (i < n) {
-        size_t len = 0;
-        unsigned char c = u[i];
-        /* length of a valid UTF-8 sequence at i, or 0 */
-        if (c >= 0x20 && c < 0x7f)
-            len = 1;
-        else if (c == '\t')
-            len = 1;
-        else if (c >= 0xc2 && c <= 0xdf && i + 1 < n && (u[i + 1] & 0xc0) == 0x80 &&
-                 !(c == 0xc2 && u[i + 1] < 0xa0))      /* U+0080-U+009F: C1 controls */
-            len = 2;
-        else if (c >= 0xe0 && c <= 0xef && i + 2 < n && (u[i + 1] & 0xc0) == 0x80 &&
-                 (u[i + 2] & 0xc0) == 0x80 && !(c == 0xe0 && u[i + 1] < 0xa0) &&
-                 !(c == 0xed && u[i + 1] > 0x9f))
-            len = 3;
-        else if (c >= 0xf0 && c <= 0xf4 && i + 3 < n && (u[i + 1] & 0xc0) == 0x80 &&
-                 (u[i + 2] & 0xc0) == 0x80 && (u[i + 3] & 0xc0) == 0x80 &&
-                 !(c == 0xf0 && u[i + 1] < 0x90) && !(c == 0xf4 && u[i + 1] > 0x8f))
-            len = 4;
-        size_t need = len ? len : 4;
-        if (o + need > limit || o + need + 4 > cap) {
-            if (o + 4 <= cap) {
-                memcpy(buf + o, "\xe2\x80\xa6", 3);   /* … */
-                o += 3;
-            }
-            break;
-        }
-        if (len) {
-            memcpy(buf + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            static const char hex[] = "0123456789ABCDEF";
-            buf[o++] = '\\';
-            buf[o++] = 'x';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 15];
-            i++;
-        }
+    if (used < n) {
+        memcpy(buf + o, "\xe2\x80\xa6", 4);   /* … and the NUL */
+        o += 3;
     }
-    if (cap)
-        buf[o < cap ? o : cap - 1] = '\0';
     return o;
 }
 

@@ -44,7 +44,7 @@ void csvout_end_row(struct csvout *w);
 /*
  * Makes raw input bytes printable: valid UTF-8 stays, every invalid byte
  * and control character other than tab becomes \xNN, cut at 1,024 bytes
- * with a trailing "…".  Writes at most 'cap' bytes incl. NUL into 'buf'.
+ * with a trailing "…".  Writes at most 'cap' (>= 4) bytes incl. NUL into 'buf'.
  */
 size_t csvout_escape_raw(const char *s, size_t n, char *buf, size_t cap);
 

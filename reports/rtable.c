@@ -2,11 +2,13 @@
  * rtable.c — a report table's rows into CSV and XLSX at once.
  */
 #include "rtable.h"
+#include "csvread.h"
 #include "error.h"
 #include "money.h"
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct tly_rcell tly_rcell_text(const char *s)
@@ -96,6 +98,8 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
             csvout_empty(t->csv);
         return;
     }
+    if (kind == TLY_RK_TEXT && !tly_utf8_valid(c->s, c->n))
+        kind = TLY_RK_RAW;      /* a name stored before bundle.c escaped them */
     switch (kind) {
     case TLY_RK_TEXT:
         if (t->csv)

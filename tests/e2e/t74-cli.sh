@@ -176,13 +176,13 @@ summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.
 rm_db "$db"; rm -rf "$tmp/dir" "$tmp/skip"
 cp -r "$F/agent-platform" "$tmp/skip"
 echo "not data" >"$tmp/skip/README.txt"
-echo "not data" >"$tmp/skip/$(printf 'caf\351').txt"    # a Latin-1 name: listed, not dropped
+echo "not data" >"$tmp/skip/$(printf 'caf\351').txt"    # a Latin-1 name: listed escaped, not dropped
 t 3 "run with a skipped file (agent-platform quarantines rows)" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" \
     --as-of 2026-11-05T00:00:00Z "$tmp/skip"
 grep -q "^tally: .*'skip': skipped 'README.txt'" "$tmp/err" || problem "skipped file: not named on stderr"
 listed=$("$PY" -c 'import json, sys; j = json.load(open(sys.argv[1]))
 print(j["counts"]["files_skipped"], json.dumps(sorted(j["skipped_files"])))' "$tmp/dir/run.json" 2>&1)
-[ "$listed" = '2 ["skip: README.txt", "skip: caf?.txt"]' ] || problem "skipped file: run.json lists '$listed'"
+[ "$listed" = '2 ["skip: README.txt", "skip: caf\\xE9.txt"]' ] || problem "skipped file: run.json lists '$listed'"
 
 # a column named twice: the first counts, the second is ignored with a warning saying so
 rm_db "$db"; mkdir -p "$tmp/twice"

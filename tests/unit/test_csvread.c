@@ -364,6 +364,27 @@ static void test_utf8_validator(void **state)
     assert_false(tly_utf8_valid("\x80", 1));
 }
 
+/* Names from outside, shown: printable UTF-8 stays, other bytes become \xNN, whole pieces only. */
+static void test_utf8_shown(void **state)
+{
+    static const char name[] = "caf\xe9/\x01r\xc2\x85\xe2\x82\xac.csv";   /* Latin-1, C0, C1, euro */
+    char out[64];
+    size_t used, n;
+
+    (void)state;
+    n = tly_utf8_shown(name, sizeof name - 1, out, sizeof out, &used);
+    assert_string_equal(out, "caf\\xE9/\\x01r\\xC2\\x85\xe2\x82\xac.csv");
+    assert_int_equal(n, strlen(out));
+    assert_int_equal(used, sizeof name - 1);
+    /* room for "caf" and not for the whole \xE9 */
+    n = tly_utf8_shown(name, sizeof name - 1, out, 7, &used);
+    assert_string_equal(out, "caf");
+    assert_int_equal(used, 3);
+    assert_int_equal(tly_utf8_printable("\t", 1), 1);
+    assert_int_equal(tly_utf8_printable("\x7f", 1), 0);
+    assert_int_equal(tly_utf8_printable("\xe2\x82", 2), 0);      /* cut short */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_csv_long_row_reasons),
         cmocka_unit_test(test_csv_duplicate_header_name),
         cmocka_unit_test(test_utf8_validator),
+        cmocka_unit_test(test_utf8_shown),
     };
     tly_error_quiet(1);
     return cmocka_run_group_tests(tests, NULL, NULL);
