@@ -41,7 +41,7 @@ struct run {
     struct run_args a;
     char **bundles;
     int nbundles;
-    char *sha[256];                     /* bundle identities for run.json */
+    char **sha;                         /* bundle identities for run.json, one per bundle */
     struct tly_ingest_stats ingest;
     struct tly_reconcile_stats recon;
     struct tly_report_stats report;
@@ -64,8 +64,8 @@ static int stage_ingest(struct run *r, enum tly_err *status)
         char hex[65];
         tly_progress("run: ingest '%s' (%d of %d)", r->bundles[i], i + 1, r->nbundles);
         tly_clock(&t0);
-        if (i < (int)(sizeof r->sha / sizeof r->sha[0]) && !tly_bundle_identity(r->bundles[i], hex, &rej))
-            r->sha[i] = tly_strdup(hex);
+        if (!tly_bundle_identity(r->bundles[i], hex, &rej) && !(r->sha[i] = tly_strdup(hex)))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
         err = tly_ingest_bundle(r->ctx->ledger, r->ctx->settings, r->bundles[i], &r->ingest);
         secs = tly_elapsed(&t0);
         tly_progress("run: ingest '%s': %ld rows in %.1f s (%.0f rows/s)", r->bundles[i],
@@ -132,9 +132,8 @@ static int write_runjson(struct run *r, const char *dir)
         { "handoff_failed", r->notify.handoff_failed },
         { "digests_skipped", r->notify.skipped },
     };
-    int n = r->nbundles < 256 ? r->nbundles : 256;
     return tly_runjson_write(dir, r->as_of, counts, (int)(sizeof counts / sizeof counts[0]),
-                             r->bundles, r->sha, n, r->ingest.skipped, r->ingest.files_skipped,
+                             r->bundles, r->sha, r->nbundles, r->ingest.skipped, r->ingest.files_skipped,
                              r->stages, NSTAGES);
 }
 
@@ -180,6 +179,10 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         tly_opts_usage(run_usage, options, 0);
         return tly_error(TLY_ERR_USAGE, "--rates and --out are required");
     }
+    if (npos == 0) {
+        tly_opts_usage(run_usage, options, 0);
+        return tly_error(TLY_ERR_USAGE, "run needs at least one BUNDLE");
+    }
     r.bundles = argv;
     r.nbundles = npos;
     /* every usage error is found before the first stage commits anything */
@@ -191,6 +194,8 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     if ((err = tly_outdir_check(r.a.out, ctx->db_path)))
         return err;
     r.as_of_known = r.a.as_of != NULL;
+    if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha)))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
 
     /* a refused rate card stops the run before anything is committed */
     tly_clock(&t0);
@@ -224,8 +229,9 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     err = tly_outdir_commit(&out);
 done:
     summary(&r, tly_elapsed(&all));
-    for (int i = 0; i < 256; i++)
+    for (int i = 0; i < r.nbundles; i++)
         tly_free(r.sha[i]);
+    tly_free(r.sha);
     tly_ingest_stats_release(&r.ingest);
     /* a digest that could not be handed off is retried next run: say so in the status */
     if (!err && r.notify.handoff_failed)
