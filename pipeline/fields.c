@@ -175,14 +175,30 @@ int tly_field_email(const char *str, size_t n, const char **why)
 /* ------------------------------------------------------------------ */
 /* Numbers and instants: the core parsers plus inputs.md bounds        */
 
+#define FIRST_DAY (-719162)           /* 0001-01-01 */
+#define END_DAY   2932897             /* 10000-01-01 */
+
+static int day_in_range(int64_t day, const char **why)
+{
+    if (day < FIRST_DAY || day >= END_DAY) {
+        *why = "outside 0001-01-01 .. 9999-12-31 (UTC)";
+        return -1;
+    }
+    return 0;
+}
+
 int tly_field_ts(const char *s, size_t n, int64_t *out, const char **why)
 {
-    return tly_parse_ts(s, n, out, why);
+    if (tly_parse_ts(s, n, out, why))
+        return -1;
+    return day_in_range(tly_day_of(*out), why);
 }
 
 int tly_field_date(const char *s, size_t n, int64_t *day, const char **why)
 {
-    return tly_parse_date(s, n, day, why);
+    if (tly_parse_date(s, n, day, why))
+        return -1;
+    return day_in_range(*day, why);
 }
 
 int tly_field_micro(const char *s, size_t n, int64_t max_micro, int64_t *out, const char **why)

@@ -40,7 +40,14 @@ int tly_field_enum(const char *s, size_t n, const char *const *values, int *inde
    ASCII only; at most 254 bytes, local part at most 64 (RFC 5321). */
 int tly_field_email(const char *s, size_t n, const char **why);
 
-/* Instants (offset required) to UTC seconds; dates to day numbers. */
+/*
+ * Instants (offset required) to UTC seconds; dates to day numbers.  A
+ * bundle's instants and dates fall in 0001-01-01 .. 9999-12-31 UTC, the
+ * years the reports can write with four digits (YYYY-MM-DD): a year 0000
+ * instant, or one that an offset moves into year 10000, is a bad_value.
+ * The rate card's periods, never printed, take any calendar date
+ * (tly_parse_ts).
+ */
 int tly_field_ts(const char *s, size_t n, int64_t *out, const char **why);
 int tly_field_date(const char *s, size_t n, int64_t *day, const char **why);
 

@@ -19,6 +19,7 @@
 #include "csvread.h"
 #include "error.h"
 #include "fields.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,11 +123,11 @@ static int check_rate(const struct tly_csv_row *row, struct rate *r, const char 
             }
             break;
         case H_FROM:
-            if (tly_field_ts(s, n, &r->from, why))
+            if (tly_parse_ts(s, n, &r->from, why))
                 return k;
             break;
         case H_TO:
-            if (tly_field_ts(s, n, &r->to, why))
+            if (tly_parse_ts(s, n, &r->to, why))
                 return k;
             r->has_to = 1;
             break;

@@ -39,6 +39,9 @@ static void test_fields_timestamps(void **state)
         "2026-13-01T00:00:00Z",
         " 2026-01-01T00:00:00Z",
         "",
+        "0000-12-31T23:59:59Z",         /* a real date, but YYYY-MM-DD cannot write its cycle */
+        "0001-01-01T00:30:00+01:00",    /* year 0000 in UTC */
+        "9999-12-31T23:00:00-05:00",    /* 10000 in UTC */
     };
     (void)state;
     assert_int_equal(ts("1970-01-01T00:00:00Z", &v), 0);
@@ -52,6 +55,12 @@ static void test_fields_timestamps(void **state)
     assert_int_equal(ts("2026-01-31T23:59:59.999999Z", &v), 0); /* fractions truncated */
     assert_int_equal(v, 1769903999);
     assert_int_equal(ts("2024-02-29T12:00:00Z", &v), 0);        /* leap day */
+    assert_int_equal(ts("9999-12-31T23:59:59Z", &v), 0);        /* the last instant */
+    assert_int_equal(v, 253402300799);
+    assert_int_equal(ts("0001-01-01T00:00:00Z", &v), 0);        /* the first */
+    assert_int_equal(v, -62135596800);
+    assert_int_equal(ts("1969-12-31T23:59:59Z", &v), 0);
+    assert_int_equal(v, -1);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(ts(bad[i], &v), -1);
 }
@@ -66,6 +75,11 @@ static void test_fields_dates(void **state)
     assert_int_equal(tly_field_date("2026-02-29", 10, &d, &why), -1);
     assert_int_equal(tly_field_date("2026-10-01T00:00:00Z", 20, &d, &why), -1);
     assert_int_equal(tly_field_date("26-10-01", 8, &d, &why), -1);
+    assert_int_equal(tly_field_date("0000-12-31", 10, &d, &why), -1);
+    assert_int_equal(tly_field_date("0001-01-01", 10, &d, &why), 0);
+    assert_int_equal(d, -719162);
+    assert_int_equal(tly_field_date("9999-12-31", 10, &d, &why), 0);
+    assert_int_equal(d, 2932896);
 }
 
 static int dec(const char *s, int64_t max, int64_t *v)
