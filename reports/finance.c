@@ -324,7 +324,7 @@ void tly_finance_account(struct tly_finance *f, const struct tly_rmodel *m)
     c[i++] = tly_rcell_pct(m->runs_used_pct);
     tly_rtable_row(&f->summary, c);
     /* the widget state as a coloured cell, as on the Usage page */
-    tly_xsheet_text(f->summary_xs, f->summary.row - 1, SUMMARY_WIDGET, m->widget,
+    tly_xsheet_text(f->summary.xs, f->summary.row - 1, SUMMARY_WIDGET, m->widget,
                     strlen(m->widget), widget_style(m->widget));
 
     i = 0;
@@ -341,29 +341,33 @@ void tly_finance_account(struct tly_finance *f, const struct tly_rmodel *m)
     f->accounts++;
 }
 
-/* A column chart of the totals row: credits by category over all accounts. */
+/*
+ * A column chart of the totals row: credits by category over all accounts.
+ * The totals row is on the table's last sheet (rtable.h: continuation
+ * sheets), with the header of that sheet.
+ */
 static void usage_chart(struct tly_finance *f)
 {
     lxw_chart *chart = tly_xbook_chart(f->book, LXW_CHART_COLUMN);
+    struct tly_xsheet *xs = f->usage.xs;
     lxw_chart_series *s;
     uint32_t totals = f->usage.row;         /* the row after the data */
 
-    if (!chart || !f->usage_xs)
+    if (!chart || !xs)
         return;
     if (!(s = chart_add_series(chart, NULL, NULL))) {
         tly_xbook_check(f->book, LXW_ERROR_MEMORY_MALLOC_FAILED);
         return;
     }
-    chart_series_set_categories(s, "Usage by category", HEADER_ROW, USAGE_CAT0, HEADER_ROW,
+    chart_series_set_categories(s, xs->name, f->usage.header, USAGE_CAT0, f->usage.header,
                                 USAGE_CAT0 + TLY_RC_MAX - 1);
-    chart_series_set_values(s, "Usage by category", totals, USAGE_CAT0, totals,
-                            USAGE_CAT0 + TLY_RC_MAX - 1);
+    chart_series_set_values(s, xs->name, totals, USAGE_CAT0, totals, USAGE_CAT0 + TLY_RC_MAX - 1);
     chart_series_set_name(s, "Credits");
     chart_title_set_name(chart, "Credits by category, all accounts");
     chart_axis_set_num_format(chart->y_axis, "#,##0");
     chart_legend_set_position(chart, LXW_CHART_LEGEND_NONE);
     /* under the totals row it charts */
-    tly_xsheet_chart(f->usage_xs, totals + 2, 0, chart, 1.4, 1.2);
+    tly_xsheet_chart(xs, totals + 2, 0, chart, 1.4, 1.2);
 }
 
 static int write_query_table(struct tly_finance *f, int q, long *files)

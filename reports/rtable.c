@@ -35,6 +35,28 @@ struct tly_rcell tly_rcell_null(void)
     return c;
 }
 
+static void write_header(struct tly_rtable *t)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        const struct tly_rcol *c = &t->cols[i];
+        int text = c->kind == TLY_RK_TEXT || c->kind == TLY_RK_RAW;
+
+        tly_xsheet_text(t->xs, t->header, (uint16_t)i, c->title, strlen(c->title),
+                        text ? TLY_XF_HEADER : TLY_XF_HEADER_NUM);
+    }
+}
+
+/* The last row data may take on a sheet: the one before the totals row's. */
+static uint32_t last_data_row(uint32_t header_row)
+{
+    const char *env = getenv("TALLY_SHEET_ROWS");
+    long rows = env ? strtol(env, NULL, 10) : 0;
+
+    if (rows > (long)header_row + 2 && rows < LXW_ROW_MAX)
+        return (uint32_t)rows - 2;
+    return LXW_ROW_MAX - 2;
+}
+
 int tly_rtable_open(struct tly_rtable *t, const struct tly_rcol *cols, int ncols,
                     const char *csv_path, struct tly_xsheet *xs, uint32_t header_row)
 {
@@ -48,6 +70,7 @@ int tly_rtable_open(struct tly_rtable *t, const struct tly_rcol *cols, int ncols
     t->xs = xs;
     t->header = header_row;
     t->row = header_row + 1;
+    t->last_row = last_data_row(header_row);
     if (csv_path) {
         for (int i = 0; i < ncols; i++)
             names[i] = cols[i].name;
@@ -55,12 +78,32 @@ int tly_rtable_open(struct tly_rtable *t, const struct tly_rcol *cols, int ncols
         if ((err = csvout_open(csv_path, names, &t->csv)))
             return err;
     }
-    for (int i = 0; i < ncols; i++) {
-        int text = cols[i].kind == TLY_RK_TEXT || cols[i].kind == TLY_RK_RAW;
-        tly_xsheet_text(xs, header_row, (uint16_t)i, cols[i].title, strlen(cols[i].title),
-                        text ? TLY_XF_HEADER : TLY_XF_HEADER_NUM);
-    }
+    write_header(t);
     return TLY_OK;
+}
+
+/*
+ * The sheet is full: its part is framed and kept, and the rows go on to a
+ * new sheet named after the first, "Discrepancies (2)", from its row 1.
+ */
+static void next_sheet(struct tly_rtable *t)
+{
+    struct tly_xsheet *first = t->nparts ? t->parts[0].xs : t->xs;
+    char name[48];                  /* at most 26 + " (64)": a sheet name has at most 31 */
+
+    if (t->nparts == TLY_RTABLE_MAXPARTS - 1) {
+        t->too_long = 1;
+        t->xs = NULL;
+        return;
+    }
+    tly_xsheet_table_frame(t->xs, t->header, t->row - 1, (uint16_t)t->ncols);
+    t->parts[t->nparts++] = (struct tly_rpart){ t->xs, t->header + 1, t->row - 1 };
+    snprintf(name, sizeof name, "%.26s (%d)", first->name, t->nparts + 1);
+    t->xs = tly_xbook_sheet(first->book, name);     /* NULL: the book reports why */
+    t->header = 0;
+    t->row = 1;
+    t->last_row = last_data_row(0);
+    write_header(t);
 }
 
 /* Where the figure of a numeric kind goes in a sheet, and in which style. */
@@ -152,6 +195,8 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
 
 void tly_rtable_row(struct tly_rtable *t, const struct tly_rcell *cells)
 {
+    if (t->xs && t->row > t->last_row)
+        next_sheet(t);
     for (int i = 0; i < t->ncols; i++)
         write_cell(t, i, &cells[i]);
     if (t->csv)
@@ -160,10 +205,33 @@ void tly_rtable_row(struct tly_rtable *t, const struct tly_rcell *cells)
     t->nrows++;
 }
 
+/*
+ * "SUM(C5:C1048574,'Discrepancies (2)'!C2:C90)": the column's rows on each
+ * sheet of the table, a sheet named when it is not the one 'on'.  The names
+ * are the reports' own, without quotes to escape.
+ */
+static void sum_formula(const struct tly_rtable *t, int col, const struct tly_xsheet *on,
+                        char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "SUM(");
+
+    for (int i = 0; i <= t->nparts && n < cap; i++) {
+        struct tly_rpart p = i < t->nparts ? t->parts[i]
+                                           : (struct tly_rpart){ t->xs, t->header + 1, t->row - 1 };
+        char range[LXW_MAX_CELL_RANGE_LENGTH];
+
+        lxw_rowcol_to_range(range, p.first, (lxw_col_t)col, p.last, (lxw_col_t)col);
+        n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s%s", i ? "," : "", p.xs == on ? "" : "'",
+                              p.xs == on ? "" : p.xs->name, p.xs == on ? "" : "'!", range);
+    }
+    if (n < cap)
+        snprintf(out + n, cap - n, ")");
+}
+
 void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
                          uint32_t row, uint16_t at, int bold)
 {
-    char formula[8 + LXW_MAX_CELL_RANGE_LENGTH], range[LXW_MAX_CELL_RANGE_LENGTH];
+    char formula[TLY_RTABLE_MAXPARTS * (LXW_MAX_SHEETNAME_LENGTH + LXW_MAX_CELL_RANGE_LENGTH + 8)];
     enum tly_xfmt f;
     double v;
 
@@ -175,8 +243,9 @@ void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet 
         tly_xsheet_number(xs, row, at, 0, f);
         return;
     }
-    lxw_rowcol_to_range(range, t->header + 1, (lxw_col_t)col, t->row - 1, (lxw_col_t)col);
-    snprintf(formula, sizeof formula, "SUM(%s)", range);
+    if (!t->xs)                 /* a sheet could not be added: the book says why */
+        return;
+    sum_formula(t, col, xs, formula, sizeof formula);
     tly_xsheet_formula(xs, row, at, formula, v, f);
 }
 
@@ -201,6 +270,9 @@ int tly_rtable_close(struct tly_rtable *t, int totals)
     tly_xsheet_table_frame(t->xs, t->header, last, (uint16_t)t->ncols);
     if (!err && t->overflow)
         err = tly_error(TLY_ERR_INPUT, "a report total does not fit in 64 bits");
+    if (!err && t->too_long)
+        err = tly_error(TLY_ERR_OUTPUT, "a table of %ld rows does not fit in %d sheets of a workbook",
+                        t->nrows, TLY_RTABLE_MAXPARTS);
     return err;
 }
 

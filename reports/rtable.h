@@ -56,15 +56,33 @@ struct tly_rcell {
     int null;
 };
 
+/*
+ * A sheet holds 1,048,576 rows, and a table may hold more (rejects are
+ * cumulative, an unpriced hardware makes a row per deployment and day).
+ * The rows that do not fit go on continuation sheets "NAME (2)", "NAME
+ * (3)" ... each with the header, and every SUM() of the table covers all
+ * of its parts, so the totals still equal the CSV's sums.
+ */
+#define TLY_RTABLE_MAXPARTS 64
+
+struct tly_rpart {
+    struct tly_xsheet *xs;
+    uint32_t first, last;       /* its data rows */
+};
+
 struct tly_rtable {
     const struct tly_rcol *cols;
     int ncols;
     struct csvout *csv;         /* NULL: no CSV file */
-    struct tly_xsheet *xs;      /* NULL: no sheet */
-    uint32_t header, row;       /* sheet rows: the header, the next data row */
+    struct tly_xsheet *xs;      /* NULL: no sheet; else the sheet rows go to now */
+    uint32_t header, row;       /* rows of xs: the header, the next data row */
+    uint32_t last_row;          /* the last row data may take on a sheet */
+    struct tly_rpart parts[TLY_RTABLE_MAXPARTS - 1];   /* full sheets before xs */
+    int nparts;
     long nrows;
     int64_t sum[TLY_RTABLE_MAXCOLS];
     int overflow;               /* a column sum left int64 */
+    int too_long;               /* more rows than TLY_RTABLE_MAXPARTS sheets hold */
 };
 
 /* Cell constructors. */
@@ -75,7 +93,9 @@ struct tly_rcell tly_rcell_null(void);
 
 /*
  * Opens 'csv_path' (NULL: none) with the column names as header and writes
- * the column titles in row 'header_row' of 'xs' (NULL: none).
+ * the column titles in row 'header_row' of 'xs' (NULL: none).  A test may
+ * set TALLY_SHEET_ROWS=N in the environment to end every sheet at row N
+ * (1-based) instead of the last row the totals row leaves free.
  */
 int tly_rtable_open(struct tly_rtable *t, const struct tly_rcol *cols, int ncols,
                     const char *csv_path, struct tly_xsheet *xs, uint32_t header_row);
@@ -83,13 +103,14 @@ void tly_rtable_row(struct tly_rtable *t, const struct tly_rcell *cells);
 /*
  * Ends the table: frames the sheet's table (frozen header, autofilter) and,
  * with 'totals', adds a totals row of SUM() formulas with their values for
- * the columns marked 'total'.  Returns the CSV's write error, if any.
+ * the columns marked 'total', on the table's last sheet.  Returns the CSV's
+ * write error, if any.
  */
 int tly_rtable_close(struct tly_rtable *t, int totals);
 void tly_rtable_abort(struct tly_rtable *t);
 
 /*
- * Writes a column's sum to a sheet cell as "SUM(<column's data range>)"
+ * Writes a column's sum to a sheet cell as "SUM(<column's data ranges>)"
  * with its value: metrics above a table and totals rows stay auditable.
  */
 void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,

@@ -60,4 +60,21 @@ for book in "$tmp/out/finance.xlsx" "$tmp/out"/accounts/*/usage.xlsx; do
     fi
 done
 python3 "$here/xlsx_readback.py" "$tmp/out" || status=1
+
+# A table longer than a sheet goes on in "NAME (2)", ... with its header,
+# and its totals sum every part (rtable.h).  TALLY_SHEET_ROWS ends each
+# sheet at row 7 instead of 1,048,576, so the fixtures' tables split.
+TALLY_SHEET_ROWS=7 "$TALLY" --db "$tmp/split.db" run --rates "$root/fixtures/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/split" "$root/fixtures/gale.tar.gz" \
+    "$root/fixtures/agent-platform" "$root/fixtures/process.zip" 2>"$tmp/stderr"
+rc=$?
+if [ "$rc" != 3 ]; then
+    echo "FAIL run with TALLY_SHEET_ROWS=7: exit $rc"; cat "$tmp/stderr"; status=1
+else
+    for sheet in "Statements (2)" "Summary (2)" "Discrepancies (2)"; do
+        unzip -p "$tmp/split/finance.xlsx" xl/workbook.xml | grep -q "name=\"$sheet\"" ||
+            { echo "FAIL finance.xlsx with 7-row sheets has no sheet '$sheet'"; status=1; }
+    done
+    python3 "$here/xlsx_readback.py" "$tmp/split" || status=1
+fi
 exit $status

@@ -258,14 +258,31 @@ def export(books, work):
     return out
 
 
+CONTINUED = re.compile(r"^(.*) \((\d+)\)$")
+
+
 def sheets(out, book):
-    """{sheet name: rows} of one exported book."""
+    """{sheet name: rows} of one exported book.  A table too long for one
+    sheet goes on in "NAME (2)", "NAME (3)" ... with the header again: their
+    rows are appended to NAME's, headers dropped, so NAME holds the whole
+    table (and its totals row, on the last part, sums every part)."""
     stem = os.path.splitext(os.path.basename(book))[0]
-    result = {}
+    result, parts = {}, {}
     for path in glob.glob(os.path.join(glob.escape(out), glob.escape(stem) + "-*.csv")):
         name = os.path.basename(path)[len(stem) + 1:-4]
         with open(path, newline="", encoding="utf-8") as f:
-            result[name] = list(csv.reader(f))
+            rows = list(csv.reader(f))
+        m = CONTINUED.match(name)
+        if m:
+            parts.setdefault(m.group(1), []).append((int(m.group(2)), rows))
+        else:
+            result[name] = rows
+    for name, more in parts.items():
+        base = result.setdefault(name, [])
+        while base and not any(base[-1]):
+            base.pop()                  # LibreOffice pads a sheet's export to its used width only
+        for _, rows in sorted(more):
+            base.extend(rows[1:])
     return result
 
 
