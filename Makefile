@@ -39,7 +39,7 @@ SAN_OBJ  = $(LIB_SRC:%.c=build/san/%.o)
 SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 .PHONY: all check unit e2e examples demo install uninstall clean fuzz valgrind \
-        bootstrap bench style
+        bootstrap bench
 all: tally scripts/gen-bundle
 
 bootstrap:
@@ -110,9 +110,6 @@ bench: all
 
 fuzz:
 	@tests/fuzz/run long
-
-style:
-	@scripts/checksrc pipeline/*.c pipeline/*.h reports/*.c reports/*.h
 
 install: all build/tally.1
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(MANDIR)/man1 \
