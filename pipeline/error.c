@@ -32,6 +32,7 @@ static void vreport(const char *kind, const char *fmt, va_list ap)
 {
     if (quiet)
         return;
+    flockfile(stderr);          /* one line, whole: ingest's prefetch thread reports too */
     fputs("tally: ", stderr);
     if (command_name)
         fprintf(stderr, "%s: ", command_name);
@@ -39,6 +40,7 @@ static void vreport(const char *kind, const char *fmt, va_list ap)
         fputs(kind, stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
 }
 
 int tly_error(enum tly_err code, const char *fmt, ...)

@@ -952,22 +952,34 @@ static int load_row(struct ing *g, const struct tly_csv_row *row)
 struct source {
     struct tly_bundle *b;
     struct tly_bundle_reject *rej;
-    int failed;
+    struct tly_prefetch *ahead;
+    int failed;                 /* the CSV reader was given the read failure */
 };
 
+/* The entry's bytes, on the prefetch's thread; *rej is filled on failure. */
 static ssize_t source_read(void *ctx, void *buf, size_t n)
 {
     struct source *src = ctx;
-    ssize_t got = tly_bundle_read(src->b, buf, n, src->rej);
+
+    return tly_bundle_read(src->b, buf, n, src->rej);
+}
+
+/*
+ * The CSV reader's read function: the entry's bytes, read ahead
+ * (prefetch.h).  A read failure counts when the reader gets to it, as
+ * with a direct read: one the prefetch met past the point where loading
+ * stopped (a ledger error, a row bound) must not replace that error.  It
+ * stays the bundle's, sticky, and is met again when the rest of the entry
+ * is drained.
+ */
+static ssize_t ahead_read(void *ctx, void *buf, size_t n)
+{
+    struct source *src = ctx;
+    ssize_t got = tly_prefetch_read(src->ahead, buf, n);
+
     if (got < 0)
         src->failed = 1;
     return got;
-}
-
-/* The CSV reader's read function: the entry's bytes, a read ahead (prefetch.h). */
-static ssize_t ahead_read(void *ctx, void *buf, size_t n)
-{
-    return tly_prefetch_read(ctx, buf, n);
 }
 
 /* What a row rule the reader found says after its code (the field count has its own). */
@@ -1116,8 +1128,7 @@ static int remember_file(struct ing *g, long rows, const char sha[65])
 static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundle_entry *e)
 {
     struct tly_bundle_reject rej = { "", "" };
-    struct source src = { b, &rej, 0 };
-    struct tly_prefetch *ahead;
+    struct source src = { b, &rej, NULL, 0 };
     struct tly_csv *r = NULL;
     struct tly_csv_row hdr;
     int err, ev, missing = 0;
@@ -1134,10 +1145,10 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
     }
     if (e->type != TLY_FILE_MANIFEST && (err = insert_file(g)))
         return err;
-    if ((err = tly_prefetch_create(&ahead, source_read, &src)))
+    if ((err = tly_prefetch_create(&src.ahead, source_read, &src)))
         return err;
-    if ((err = tly_csv_open(&r, ahead_read, ahead, (size_t)g->s->max_field_bytes))) {
-        tly_prefetch_destroy(ahead);
+    if ((err = tly_csv_open(&r, ahead_read, &src, (size_t)g->s->max_field_bytes))) {
+        tly_prefetch_destroy(src.ahead);
         return err;
     }
     for (int i = 0; i < filetypes[e->type].ncols; i++)
@@ -1155,7 +1166,7 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
     }
     if (!err && ev != TLY_CSV_ERROR)
         err = load_rows(g, r, missing, &rows);
-    tly_prefetch_destroy(ahead);        /* the bundle and src are ours again */
+    tly_prefetch_destroy(src.ahead);    /* the bundle and *src.rej are ours again */
     if (src.failed || ev == TLY_CSV_ERROR || err == TLY_ERR_IO) {
         tly_csv_close(r);
         if (src.failed && tly_bundle_failure(b) == TLY_QUARANTINED) {

@@ -21,9 +21,14 @@
  * tly_prefetch_read returns it from then on.  When no thread can be
  * started, the prefetch calls read_fn itself, in tly_prefetch_read.
  *
- * Ownership: create allocates every buffer (on the caller's thread, so
- * allocation fault injection stays on the caller's count); destroy stops
- * the thread after its current read_fn call and frees everything.
+ * The prefetch reads up to its buffers' worth past what the reader took:
+ * read_fn's failure there (the reader stopped first) is read_fn's to keep
+ * or forget; the prefetch never returns it.  Allocations read_fn makes
+ * happen on the thread, so with allocation fault injection the one that
+ * fails first may differ from run to run (every later one fails too).
+ *
+ * Ownership: create allocates every buffer on the caller's thread; destroy
+ * stops the thread after its current read_fn call and frees everything.
  * tly_prefetch_destroy() accepts NULL.
  */
 #ifndef TLY_PREFETCH_H

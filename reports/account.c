@@ -506,18 +506,24 @@ static void label_row(struct tly_xsheet *xs, uint32_t row, const char *label)
     text_cell(xs, row, 0, label, TLY_XF_LABEL);
 }
 
-/* A chart series over one column of the Trend sheet. */
+/*
+ * A chart series over one column of the Trend sheet.  A window's days fit
+ * one sheet; were the table ever continued (rtable.h), the chart would
+ * show its first sheet's days.
+ */
 static void trend_series(struct tly_xbook *b, lxw_chart *chart, const struct tly_rtable *trend,
                          int col, const char *name)
 {
     lxw_chart_series *s = chart_add_series(chart, NULL, NULL);
+    uint32_t first, last;
+
     if (!s) {
         tly_xbook_check(b, LXW_ERROR_MEMORY_MALLOC_FAILED);
         return;
     }
-    chart_series_set_categories(s, "Trend", trend->header + 1, 0, trend->row - 1, 0);
-    chart_series_set_values(s, "Trend", trend->header + 1, (lxw_col_t)col, trend->row - 1,
-                            (lxw_col_t)col);
+    tly_rtable_first_rows(trend, &first, &last);
+    chart_series_set_categories(s, "Trend", first, 0, last, 0);
+    chart_series_set_values(s, "Trend", first, (lxw_col_t)col, last, (lxw_col_t)col);
     chart_series_set_name(s, name);      /* fixed text, never data: '=' would be a reference */
 }
 

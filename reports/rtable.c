@@ -249,6 +249,12 @@ void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet 
     tly_xsheet_formula(xs, row, at, formula, v, f);
 }
 
+void tly_rtable_first_rows(const struct tly_rtable *t, uint32_t *first, uint32_t *last)
+{
+    *first = t->nparts ? t->parts[0].first : t->header + 1;
+    *last = t->nparts ? t->parts[0].last : t->row - 1;
+}
+
 int tly_rtable_close(struct tly_rtable *t, int totals)
 {
     int err = csvout_close(t->csv);

@@ -116,6 +116,9 @@ void tly_rtable_abort(struct tly_rtable *t);
 void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
                          uint32_t row, uint16_t at, int bold);
 
+/* The data rows of the table's first sheet: where a chart of it points. */
+void tly_rtable_first_rows(const struct tly_rtable *t, uint32_t *first, uint32_t *last);
+
 /*
  * Steps 'st' to the end and feeds every result row to each of 'tables'
  * (all with the same columns): result column i is read as column i's kind.
