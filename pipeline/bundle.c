@@ -117,6 +117,39 @@ static int reject(struct tly_bundle_reject *rej, const char *code, const char *f
     return TLY_QUARANTINED;
 }
 
+/*
+ * A bundle the file system will not let us read (permissions, an I/O
+ * error, no file descriptors left) is not bad input: an I/O error (exit
+ * 74) that records nothing, so the next run reads it again once the
+ * operator fixed it.  A rejected bundle is never retried, and an upload
+ * with the wrong owner would otherwise become a reject for good.  Other
+ * failures (a path that names nothing) reject the bundle as before.
+ */
+static int environmental(int err)
+{
+    return err == EACCES || err == EPERM || err == EIO || err == EMFILE || err == ENFILE ||
+           err == ENOMEM;
+}
+
+__attribute__((format(printf, 4, 5)))
+static int unreadable(struct tly_bundle_reject *rej, int err, const char *code, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (environmental(err)) {
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        return tly_error(TLY_ERR_IO, "%s: %s", what, strerror(err));
+    }
+    vreject(rej, code, fmt, ap);
+    va_end(ap);
+    snprintf(rej->detail + strlen(rej->detail), sizeof rej->detail - strlen(rej->detail), ": %s",
+             strerror(err));
+    return TLY_QUARANTINED;
+}
+
 /* Rejects the bundle for good: next() and read() return -1 from now on. */
 __attribute__((format(printf, 4, 5)))
 static int fail(struct tly_bundle *b, struct tly_bundle_reject *rej, const char *code,
@@ -326,8 +359,7 @@ static int walk(struct walk *w, const char *rel)
     DIR *d = fd < 0 ? NULL : fdopendir(fd);
 
     if (!d) {
-        rc = reject(w->rej, "bad_archive", "cannot read directory '%s': %s", *rel ? rel : ".",
-                    strerror(errno));
+        rc = unreadable(w->rej, errno, "bad_archive", "cannot read directory '%s'", *rel ? rel : ".");
         if (fd >= 0)
             close(fd);
         return rc;
@@ -336,8 +368,8 @@ static int walk(struct walk *w, const char *rel)
         errno = 0;
         if (!(de = readdir(d))) {
             if (errno)
-                rc = reject(w->rej, "bad_archive", "cannot read directory '%s': %s",
-                            *rel ? rel : ".", strerror(errno));
+                rc = unreadable(w->rej, errno, "bad_archive", "cannot read directory '%s'",
+                                *rel ? rel : ".");
             break;
         }
         if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
@@ -385,10 +417,10 @@ static int hash_file(int dir_fd, const char *path, int flags, struct sha256_ctx 
     int rc = TLY_OK;
 
     if (fd < 0)
-        return reject(rej, errno == ELOOP ? "link_or_device" : "bad_archive", "entry '%s': %s",
-                      path, strerror(errno));
+        return unreadable(rej, errno, errno == ELOOP ? "link_or_device" : "bad_archive",
+                          "entry '%s'", path);
     if (fstat(fd, &st) < 0 || hash_fd(fd, ctx, buf) < 0)
-        rc = reject(rej, "bad_archive", "entry '%s': %s", path, strerror(errno));
+        rc = unreadable(rej, errno, "bad_archive", "entry '%s'", path);
     else if (!S_ISREG(st.st_mode))
         rc = reject(rej, "link_or_device", "entry '%s': %s", path, special_kind(st.st_mode));
     close(fd);
@@ -409,7 +441,7 @@ static int dir_identity(const char *path, struct sha256_ctx *ctx, unsigned char 
     int rc, root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     if (root_fd < 0)
-        return reject(rej, "bad_archive", "cannot read the bundle: %s", strerror(errno));
+        return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     rc = list_dir(root_fd, INT64_MAX, &files, &count, rej);
     for (size_t i = 0; i < files.n && rc == TLY_OK; i++) {
         struct sha256_ctx file_ctx;
@@ -437,7 +469,7 @@ int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject
     memset(rej, 0, sizeof *rej);
     hex[0] = '\0';
     if (stat(path, &st) < 0)
-        return reject(rej, "bad_archive", "cannot read the bundle: %s", strerror(errno));
+        return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return reject(rej, "link_or_device", "the bundle is not a regular file or directory");
     if (!(buf = tly_malloc(BUF_SIZE)))
@@ -949,7 +981,7 @@ static int open_dir(struct tly_bundle *b, const char *path, struct tly_bundle_re
     b->kind = SRC_DIR;
     b->root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (b->root_fd < 0)
-        return reject(rej, "bad_archive", "cannot read the bundle: %s", strerror(errno));
+        return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     return list_dir(b->root_fd, b->max_entries, &b->files, &b->entries, rej);
 }
 
@@ -1017,7 +1049,7 @@ static int open_archive(struct tly_bundle *b, const char *path, struct tly_bundl
     b->kind = SRC_ARCHIVE;
     b->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (b->fd < 0)
-        return reject(rej, "bad_archive", "cannot read the bundle: %s", strerror(errno));
+        return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     if (!(b->a = archive_read_new()))
         return nomem();
     b->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
@@ -1053,7 +1085,7 @@ int tly_bundle_open(const char *path, const struct tly_settings *s, struct tly_b
     *out = NULL;
     memset(rej, 0, sizeof *rej);
     if (stat(path, &st) < 0)
-        return reject(rej, "bad_archive", "cannot read the bundle: %s", strerror(errno));
+        return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     if (!(b = bundle_new(s)))
         return nomem();
     if (S_ISDIR(st.st_mode))

@@ -64,7 +64,10 @@ static int stage_ingest(struct run *r, enum tly_err *status)
         char hex[65];
         tly_progress("run: ingest '%s' (%d of %d)", r->bundles[i], i + 1, r->nbundles);
         tly_clock(&t0);
-        if (!tly_bundle_identity(r->bundles[i], hex, &rej) && !(r->sha[i] = tly_strdup(hex)))
+        err = tly_bundle_identity(r->bundles[i], hex, &rej);
+        if (err == TLY_ERR_NOMEM || err == TLY_ERR_IO)     /* reported: the bundle cannot be read */
+            return err;
+        if (!err && !(r->sha[i] = tly_strdup(hex)))
             return tly_error(TLY_ERR_NOMEM, "out of memory");
         err = tly_ingest_bundle(r->ctx->ledger, r->ctx->settings, r->bundles[i], &r->ingest);
         secs = tly_elapsed(&t0);

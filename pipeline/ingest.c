@@ -1257,7 +1257,7 @@ static int read_bundle(struct ing *g, const char *path, struct tly_ingest_stats 
     int rc, err = TLY_OK;
 
     rc = tly_bundle_open(path, g->s, &b, &rej);
-    if (rc == TLY_ERR_NOMEM)
+    if (rc == TLY_ERR_NOMEM || rc == TLY_ERR_IO)        /* reported; not the bundle's fault */
         return rc;
     if (rc != TLY_OK) {
         bundle_reject(g, rej.code[0] ? rej.code : "bad_archive", "", "%s", rej.detail);
@@ -1628,7 +1628,7 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
     if (tly_grow(&st->bundle_ids, &st->ids_cap, (size_t)st->nbundle_ids + 1, sizeof *st->bundle_ids))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     rc = tly_bundle_identity(path, hex, &rej);
-    if (rc == TLY_ERR_NOMEM)
+    if (rc == TLY_ERR_NOMEM || rc == TLY_ERR_IO)        /* reported; not the bundle's fault */
         return rc;
     if ((err = prepare_all(g)))
         return err;

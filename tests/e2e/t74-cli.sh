@@ -229,6 +229,26 @@ cmp -s "$tmp/box/notifications.csv" "$tmp/dir/notifications.csv" ||
     problem "run at the notify's as-of: not the notify's digest"
 grep -q "1 digests (0 new)" "$tmp/err" || problem "run at the notify's as-of: $(tail -n 1 "$tmp/err")"
 
+# A bundle the file system will not let tally read (an upload with the wrong
+# owner) is an I/O error, 74, and records nothing: a reject would be kept for
+# good and never retried.  Root reads everything, so this runs as nobody.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+    mkdir -p "$tmp/perm"
+    cp "$F/gale.tar.gz" "$tmp/perm/"
+    chmod 000 "$tmp/perm/gale.tar.gz"
+    chown -R nobody "$tmp/perm"
+    chmod 755 "$tmp"
+    setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
+        "$TALLY" --db "$tmp/perm/p.db" ingest "$tmp/perm/gale.tar.gz" </dev/null >/dev/null 2>"$tmp/err"
+    rc=$?
+    [ "$rc" = 74 ] || problem "unreadable bundle: exit $rc (expected 74): $(head -1 "$tmp/err")"
+    grep -q "Permission denied" "$tmp/err" || problem "unreadable bundle: no reason given: $(head -1 "$tmp/err")"
+    n=$(sqlite3 "$tmp/perm/p.db" "select count(*) from rejects" 2>/dev/null || echo 0)
+    [ "$n" = 0 ] || problem "unreadable bundle: $n rejects recorded"
+else
+    note "note: unreadable-bundle check skipped (needs root, setpriv and user nobody)"
+fi
+
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
 [ -s "$tmp/out" ] || problem "config wrote nothing to stdout"
