@@ -117,9 +117,13 @@ install: all build/tally.1
 	install -m 0755 tally $(DESTDIR)$(BINDIR)/tally
 	install -m 0644 templates/* $(DESTDIR)$(DATADIR)/templates/
 	install -m 0644 build/tally.1 $(DESTDIR)$(MANDIR)/man1/tally.1
-	install -m 0644 scripts/tally-nightly.service scripts/tally-nightly.timer $(DESTDIR)$(UNITDIR)/
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' scripts/tally-nightly.service \
+	    > $(DESTDIR)$(UNITDIR)/tally-nightly.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tally-nightly.service
+	install -m 0644 scripts/tally-nightly.timer $(DESTDIR)$(UNITDIR)/
 	install -m 0755 scripts/tally-nightly $(DESTDIR)$(BINDIR)/tally-nightly
 	install -m 0644 scripts/tally.conf $(DESTDIR)$(DATADIR)/tally.conf.sample
+	sed 's|/usr/local/bin|$(BINDIR)|g' scripts/tally.cron > $(DESTDIR)$(DATADIR)/tally.cron.sample
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tally $(DESTDIR)$(BINDIR)/tally-nightly \

@@ -309,15 +309,17 @@ struct tpl_set {
 };
 
 /*
- * Where a binary that is not installed finds its templates: beside it in a
- * development checkout (./tally) or two levels up (build/san/tally).  The
- * tests and the spec's acceptance runs call the binary from other working
- * directories, so the binary's own location is what counts.
+ * Where a binary finds its own templates: beside it in a development
+ * checkout (./tally) or two levels up (build/san/tally), or in the tree it
+ * was installed into, whatever the PREFIX it was built with (bin/tally ->
+ * share/tally/templates).  The tests and the spec's acceptance runs call
+ * the binary from other working directories, so the binary's own location
+ * is what counts.
  */
 static const char *templates_beside_binary(void)
 {
     static char dir[PATH_CAP];
-    static const char *const rel[] = { "templates", "../../templates" };
+    static const char *const rel[] = { "templates", "../../templates", "../share/tally/templates" };
     char exe[PATH_CAP], probe[PATH_CAP + 32], *slash;
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 
@@ -341,13 +343,14 @@ const char *tly_digest_templates_dir(const struct tly_settings *s)
 
     if (s->templates_dir && s->templates_dir[0])
         return s->templates_dir;
+    /* the binary's own first: another installed copy may be older */
+    if ((beside = templates_beside_binary()))
+        return beside;
     if (access(TALLY_DATADIR "/templates/digest.txt", R_OK) == 0)
         return TALLY_DATADIR "/templates";
     /* a development checkout run from its top directory uses its own templates */
     if (access("templates/digest.txt", R_OK) == 0)
         return "templates";
-    if ((beside = templates_beside_binary()))
-        return beside;
     return TALLY_DATADIR "/templates";
 }
 
