@@ -124,6 +124,9 @@ static int write_runjson(struct run *r, const char *dir)
         { "rows_loaded", r->ingest.rows_loaded },
         { "duplicates", r->ingest.duplicates },
         { "rows_quarantined", r->ingest.quarantined },
+        /* of the bundles already ingested (by tally-nightly's own ingest, say) */
+        { "bundles_already_rejected", r->ingest.bundles_already_rejected },
+        { "rows_quarantined_earlier", r->ingest.quarantined_earlier },
         { "files_skipped", r->ingest.files_skipped },
         { "accounts_reported", r->report.accounts },
         { "cycles_closed", r->recon.cycles_closed },
