@@ -7,7 +7,6 @@
  * run killed at any instant and run again gives the same outputs (§9).
  */
 #include "alloc.h"
-#include "bundle.h"
 #include "cmd.h"
 #include "digest.h"
 #include "error.h"
@@ -57,19 +56,15 @@ static int stage_ingest(struct run *r, enum tly_err *status)
     int err;
 
     for (int i = 0; i < r->nbundles; i++) {
-        struct tly_bundle_reject rej;
         struct timespec t0;
         long rows = r->ingest.rows_loaded;
         double secs;
-        char hex[65];
         tly_progress("run: ingest '%s' (%d of %d)", r->bundles[i], i + 1, r->nbundles);
         tly_clock(&t0);
-        err = tly_bundle_identity(r->bundles[i], hex, &rej);
-        if (err == TLY_ERR_NOMEM || err == TLY_ERR_IO)     /* reported: the bundle cannot be read */
-            return err;
-        if (!err && !(r->sha[i] = tly_strdup(hex)))
-            return tly_error(TLY_ERR_NOMEM, "out of memory");
         err = tly_ingest_bundle(r->ctx->ledger, r->ctx->settings, r->bundles[i], &r->ingest);
+        /* the identity ingest hashed, for run.json: a bundle is read once */
+        if (r->ingest.identity[0] && !(r->sha[i] = tly_strdup(r->ingest.identity)))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
         secs = tly_elapsed(&t0);
         tly_progress("run: ingest '%s': %ld rows in %.1f s (%.0f rows/s)", r->bundles[i],
                      r->ingest.rows_loaded - rows, secs,

@@ -1630,6 +1630,8 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
     rc = tly_bundle_identity(path, hex, &rej);
     if (rc == TLY_ERR_NOMEM || rc == TLY_ERR_IO)        /* reported; not the bundle's fault */
         return rc;
+    if (rc == TLY_OK)
+        memcpy(st->identity, hex, sizeof hex);
     if ((err = prepare_all(g)))
         return err;
     if (rc != TLY_OK) {
@@ -1665,6 +1667,7 @@ int tly_ingest_bundle(struct tly_ledger *l, const struct tly_settings *s, const 
     int err;
 
     memset(&g, 0, sizeof g);
+    st->identity[0] = '\0';
     base_name(path, name, sizeof name);
     g.l = l;
     g.s = s;

@@ -36,6 +36,7 @@ struct tly_ingest_stats {
     long quarantined_earlier;       /* rejects of already-ingested bundles, from their first time */
     char **skipped;                 /* "BUNDLE: PATH" per skipped file; owned, see release */
     int64_t *bundle_ids;            /* bundles rows this command touched (new or already) */
+    char identity[65];              /* the last bundle's sha256 identity, "" when unreadable */
     long nbundle_ids;
     size_t skipped_cap, ids_cap;
 };

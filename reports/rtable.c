@@ -218,11 +218,12 @@ static void sum_formula(const struct tly_rtable *t, int col, const struct tly_xs
     for (int i = 0; i <= t->nparts && n < cap; i++) {
         struct tly_rpart p = i < t->nparts ? t->parts[i]
                                            : (struct tly_rpart){ t->xs, t->header + 1, t->row - 1 };
-        char range[LXW_MAX_CELL_RANGE_LENGTH];
+        char range[LXW_MAX_CELL_RANGE_LENGTH], sheet[LXW_MAX_SHEETNAME_LENGTH + 4] = "";
 
+        if (p.xs != on)
+            snprintf(sheet, sizeof sheet, "'%s'!", p.xs->name);
         lxw_rowcol_to_range(range, p.first, (lxw_col_t)col, p.last, (lxw_col_t)col);
-        n += (size_t)snprintf(out + n, cap - n, "%s%s%s%s%s", i ? "," : "", p.xs == on ? "" : "'",
-                              p.xs == on ? "" : p.xs->name, p.xs == on ? "" : "'!", range);
+        n += (size_t)snprintf(out + n, cap - n, "%s%s%s", i ? "," : "", sheet, range);
     }
     if (n < cap)
         snprintf(out + n, cap - n, ")");
