@@ -11,11 +11,25 @@
 /* ------------------------------------------------------------------ */
 /* Identifiers and text                                                */
 
-static int id_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == ':' || c == '@' || c == '/' || c == '-';
-}
+/*
+ * inputs.md "Identifiers": [A-Za-z0-9._:@/-], and no '/' in an account id
+ * (it names report files and folders).  Every run's three ids pass here
+ * (600M bytes for 10M runs), and uuids mix digits and letters at random:
+ * a table look-up per byte, where the ranges tested cost a mispredicted
+ * branch every other byte.
+ */
+#define ANY_ID     1                    /* the byte may be in an id */
+#define ACCOUNT_ID 2                    /* ... and in an account id */
+#define ID_BITS(c)                                                                       \
+    ((((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9') || \
+      (c) == '.' || (c) == '_' || (c) == ':' || (c) == '@' || (c) == '-')                \
+         ? ANY_ID | ACCOUNT_ID                                                           \
+     : (c) == '/' ? ANY_ID                                                               \
+                  : 0)
+#define ID_BITS4(c)  ID_BITS(c), ID_BITS((c) + 1), ID_BITS((c) + 2), ID_BITS((c) + 3)
+#define ID_BITS16(c) ID_BITS4(c), ID_BITS4((c) + 4), ID_BITS4((c) + 8), ID_BITS4((c) + 12)
+#define ID_BITS64(c) ID_BITS16(c), ID_BITS16((c) + 16), ID_BITS16((c) + 32), ID_BITS16((c) + 48)
+static const unsigned char id_bits[256] = { ID_BITS64(0), ID_BITS64(64), ID_BITS64(128), ID_BITS64(192) };
 
 int tly_field_id(const char *s, size_t n, int account, const char **why)
 {
@@ -32,13 +46,8 @@ int tly_field_id(const char *s, size_t n, int account, const char **why)
         return -1;
     }
     for (size_t i = 1; i < n; i++) {
-        if (!id_char(u[i])) {
-            *why = "has a character outside [A-Za-z0-9._:@/-]";
-            return -1;
-        }
-        /* an account id names report files and folders */
-        if (account && u[i] == '/') {
-            *why = "has a '/'";
+        if (!(id_bits[u[i]] & (account ? ACCOUNT_ID : ANY_ID))) {
+            *why = u[i] == '/' ? "has a '/'" : "has a character outside [A-Za-z0-9._:@/-]";
             return -1;
         }
     }
