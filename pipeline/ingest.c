@@ -36,6 +36,7 @@
 #include "fields.h"
 #include "money.h"
 #include "prefetch.h"
+#include "rowahead.h"
 #include "rundays.h"
 #include "timeutil.h"
 
@@ -953,7 +954,8 @@ struct source {
     struct tly_bundle *b;
     struct tly_bundle_reject *rej;
     struct tly_prefetch *ahead;
-    int failed;                 /* the CSV reader was given the read failure */
+    int failed;                 /* the CSV reader was given the read failure (on
+                                   the rowahead's thread: loading may not be there) */
 };
 
 /* The entry's bytes, on the prefetch's thread; *rej is filled on failure. */
@@ -966,11 +968,12 @@ static ssize_t source_read(void *ctx, void *buf, size_t n)
 
 /*
  * The CSV reader's read function: the entry's bytes, read ahead
- * (prefetch.h).  A read failure counts when the reader gets to it, as
- * with a direct read: one the prefetch met past the point where loading
- * stopped (a ledger error, a row bound) must not replace that error.  It
- * stays the bundle's, sticky, and is met again when the rest of the entry
- * is drained.
+ * (prefetch.h).  A read failure counts when loading gets to it, as with a
+ * direct read: one the prefetch or the rowahead met past the point where
+ * loading stopped (a ledger error, a row bound) must not replace that
+ * error.  So it counts only with the TLY_CSV_ERROR loading was handed
+ * (load_file); it stays the bundle's, sticky, and is met again when the
+ * rest of the entry is drained.
  */
 static ssize_t ahead_read(void *ctx, void *buf, size_t n)
 {
@@ -1054,13 +1057,18 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
  */
 static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
 {
+    struct tly_rowahead *ra;
     struct tly_csv_row row;
-    int ev, err = TLY_OK;
+    int ev, err;
 
-    while (!err && !g->rej_code[0] && (ev = tly_csv_next(r, &row)) != TLY_CSV_END) {
-        if (ev == TLY_CSV_ERROR)
-            return TLY_ERR_IO;          /* the caller tells a read failure from nomem */
-        if (tly_csv_rows(r) > g->s->max_rows_per_file) {
+    if ((err = tly_rowahead_create(&ra, r, filetypes[g->type].ncols)))
+        return err;
+    while (!err && !g->rej_code[0] && (ev = tly_rowahead_next(ra, &row, rows)) != TLY_CSV_END) {
+        if (ev == TLY_CSV_ERROR) {
+            err = TLY_ERR_IO;           /* the caller tells a read failure from nomem */
+            break;
+        }
+        if (*rows > g->s->max_rows_per_file) {
             bundle_reject(g, "too_large", g->path, "'%s' has more than %lld rows", g->path,
                           (long long)g->s->max_rows_per_file);
             break;
@@ -1093,7 +1101,7 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
         }
         err = load_row(g, &row);
     }
-    *rows = tly_csv_rows(r);
+    tly_rowahead_destroy(ra);           /* r is ours again */
     return err;
 }
 
@@ -1167,7 +1175,7 @@ static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundl
     if (!err && ev != TLY_CSV_ERROR)
         err = load_rows(g, r, missing, &rows);
     tly_prefetch_destroy(src.ahead);    /* the bundle and *src.rej are ours again */
-    if (src.failed || ev == TLY_CSV_ERROR || err == TLY_ERR_IO) {
+    if (ev == TLY_CSV_ERROR || err == TLY_ERR_IO) {
         tly_csv_close(r);
         if (src.failed && tly_bundle_failure(b) == TLY_QUARANTINED) {
             bundle_reject(g, rej.code, e->path, "%s", rej.detail);
