@@ -117,23 +117,16 @@ static int query_int(struct tly_ledger *l, const char *sql, int64_t *value)
     return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(l, "reading run ids");
 }
 
-/* Adds every key 'sql' yields; *repeated when two in a row are equal. */
-static int add_all(struct tly_ledger *l, struct tly_idfilter *f, const char *sql, int *repeated)
+/* Adds every key 'sql' yields. */
+static int add_all(struct tly_ledger *l, struct tly_idfilter *f, const char *sql)
 {
     sqlite3_stmt *q;
-    int rc, err, first = 1;
-    int64_t prev = 0;
+    int rc, err;
 
     if ((err = tly_ledger_prepare(l, sql, &q)))
         return err;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        int64_t key = sqlite3_column_int64(q, 0);
-        if (repeated && !first && key == prev)
-            *repeated = 1;
-        tly_idfilter_add(f, key);
-        prev = key;
-        first = 0;
-    }
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        tly_idfilter_add(f, sqlite3_column_int64(q, 0));
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? TLY_OK : tly_ledger_error(l, "reading run ids");
 }
@@ -142,28 +135,33 @@ static int add_all(struct tly_ledger *l, struct tly_idfilter *f, const char *sql
  * Sized for twice the runs there are (max(rowid) counts them: runs are
  * never deleted), so it serves until they have doubled.
  */
-int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *repeated)
+int tly_idfilter_new(int64_t runs, struct tly_idfilter **out)
+{
+    uint64_t nblocks = ((uint64_t)runs * 2 + BLOCK_BYTES - 1) / BLOCK_BYTES;
+    int err;
+
+    nblocks = nblocks < MIN_BLOCKS ? MIN_BLOCKS : nblocks > MAX_BLOCKS ? MAX_BLOCKS : nblocks;
+    if ((err = create(out, nblocks)))
+        return err;
+    (*out)->unsaved = 1;
+    return TLY_OK;
+}
+
+int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out)
 {
     struct tly_idfilter *f;
     int64_t runs;
-    uint64_t nblocks;
     int err;
 
     *out = NULL;
-    if (repeated)
-        *repeated = 0;
-    if ((err = query_int(l, "SELECT COALESCE(max(rowid), 0) FROM runs", &runs)))
+    if ((err = query_int(l, "SELECT COALESCE(max(rowid), 0) FROM runs", &runs)) ||
+        (err = tly_idfilter_new(runs, &f)))
         return err;
-    nblocks = ((uint64_t)runs * 2 + BLOCK_BYTES - 1) / BLOCK_BYTES;
-    nblocks = nblocks < MIN_BLOCKS ? MIN_BLOCKS : nblocks > MAX_BLOCKS ? MAX_BLOCKS : nblocks;
-    if ((err = create(&f, nblocks)))
-        return err;
-    if ((err = add_all(l, f, "SELECT id_key FROM run_ids ORDER BY id_key", repeated)))
+    if ((err = add_all(l, f, "SELECT id_key FROM run_ids")))
         goto fail;
     tly_idfilter_merged(f);
-    if ((err = add_all(l, f, "SELECT id_key FROM run_ids_new", NULL)))
+    if ((err = add_all(l, f, "SELECT id_key FROM run_ids_new")))
         goto fail;
-    f->unsaved = 1;
     *out = f;
     return TLY_OK;
 fail:
@@ -231,7 +229,7 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out)
 
     if ((err = read_stored(l, &f)))
         return err;
-    if (f && (err = add_all(l, f, "SELECT id_key FROM run_ids_new", NULL))) {
+    if (f && (err = add_all(l, f, "SELECT id_key FROM run_ids_new"))) {
         tly_idfilter_destroy(f);
         return err;
     }
@@ -240,7 +238,7 @@ int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out)
         return TLY_OK;
     }
     tly_idfilter_destroy(f);
-    return tly_idfilter_build(l, out, NULL);
+    return tly_idfilter_build(l, out);
 }
 
 int tly_idfilter_unsaved(const struct tly_idfilter *f)

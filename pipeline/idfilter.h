@@ -21,6 +21,7 @@
  * with it is rebuilt, never trusted.
  *
  *   tly_idfilter_load       the filter of run_ids and run_ids_new
+ *   tly_idfilter_new        an empty filter for that many runs (a bulk load fills it)
  *   tly_idfilter_build      a new filter of every key in the key tables
  *   tly_idfilter_add        one new key (it goes to run_ids_new)
  *   tly_idfilter_merged     run_ids_new moved into run_ids
@@ -41,8 +42,10 @@
 struct tly_idfilter;
 
 int tly_idfilter_load(struct tly_ledger *l, struct tly_idfilter **out);
-/* *repeated: run_ids holds a key twice (it is read in key order); may be NULL */
-int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out, int *repeated);
+/* Sized as build sizes it for 'runs' runs; unsaved.  Keys added then count as
+   run_ids_new's until tly_idfilter_merged. */
+int tly_idfilter_new(int64_t runs, struct tly_idfilter **out);
+int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out);
 void tly_idfilter_add(struct tly_idfilter *f, int64_t key);
 void tly_idfilter_merged(struct tly_idfilter *f);
 int tly_idfilter_may_hold(const struct tly_idfilter *f, int64_t key);

@@ -28,6 +28,7 @@
  */
 #include "ingest.h"
 #include "idfilter.h"
+#include "keyspool.h"
 #include "alloc.h"
 #include "bundle.h"
 #include "csvread.h"
@@ -192,7 +193,7 @@ static const struct table {
         " WHERE account_id = ?1 AND txn_id = ?2", 6 },
     [TLY_FILE_RUNS] = {
         "INSERT INTO runs(account_id, event_id, ts, kind, resource_id, resource_name, owner,"
-        " outcome, file_id, line, id_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        " outcome, file_id, line) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         "WITH ids(run) AS (SELECT run FROM run_ids_new WHERE id_key = ?11"
         "  UNION ALL SELECT run FROM run_ids WHERE id_key = ?11)"
         " SELECT r.ts, r.kind, r.resource_id, r.resource_name, r.owner, r.outcome, r.file_id, r.line"
@@ -255,6 +256,7 @@ struct ing {
     int64_t period_start, period_end;
     int bulk;                       /* a bulk load into an empty runs table (bulk_plan) */
     char *day_index_sql;            /* bulk load: runs_by_day, to rebuild */
+    struct tly_keyspool *spool;     /* bulk load: the runs' id keys, for run_ids */
     int bulk_duplicates;            /* the bulk load met duplicates: reload row by row */
     int reloading;                  /* this is that reload (see load_row_by_row) */
     struct tly_rundays *rundays;    /* run_day of the runs inserted (rundays.h) */
@@ -339,6 +341,7 @@ static void ing_release(struct ing *g)
     tly_free(g->man);
     tly_free(g->skipped);
     tly_free(g->day_index_sql);
+    tly_keyspool_destroy(g->spool);
     tly_rundays_destroy(g->rundays);
 }
 
@@ -714,7 +717,7 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
                 return tly_ledger_error(g->l, "reading the row in force");
         }
     }
-    bind_all(ins, b, nbind);
+    bind_all(ins, b, nb + 2);           /* the id key is not a column */
     if ((err = tly_ledger_step_done(g->l, ins)))
         return err;
     if ((*inserted = sqlite3_changes(g->l->db) > 0)) {
@@ -751,19 +754,24 @@ static int load_credit(struct ing *g, const struct tly_csv_row *row, struct valu
 
 /*
  * A runs row into the ledger, and into run_day when it is new; its id key
- * into run_ids_new and the id filter, except in a bulk load (bulk_end
- * indexes its runs).
+ * into run_ids_new and the id filter, or in a bulk load into the key
+ * spool (bulk_end stores its keys in order).
  */
 static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
 {
+    int64_t run;
     int inserted, err;
 
     if ((err = insert_event(g, row, b, R_BINDS, &inserted)) || !inserted)
         return err;
-    if (!g->bulk) {
+    run = sqlite3_last_insert_rowid(g->l->db);
+    if (g->bulk) {
+        if ((err = tly_keyspool_add(g->spool, b[R_KEY].i, run)))
+            return err;
+    } else {
         tly_idfilter_add(g->filter, b[R_KEY].i);
         sqlite3_bind_int64(g->ins_new_id, 1, b[R_KEY].i);
-        sqlite3_bind_int64(g->ins_new_id, 2, sqlite3_last_insert_rowid(g->l->db));
+        sqlite3_bind_int64(g->ins_new_id, 2, run);
         if ((err = tly_ledger_step_done(g->l, g->ins_new_id)))
             return err;
     }
@@ -1445,8 +1453,9 @@ static int insert_bundle(struct ing *g, const char *hex)
  * time index dropped for the bundle, and both built once, by sorting, at
  * its end.  Runs are then inserted without the lookup by key (there is
  * nothing to look in yet), so a duplicate inside the bundle shows as two
- * equal keys in run_ids: the bundle is rolled back and read again row by
- * row (load_row_by_row), which tells duplicates from conflicts as always.
+ * equal keys in the key spool: the bundle is rolled back and read again
+ * row by row (load_row_by_row), which tells duplicates from conflicts as
+ * always.
  * bulk_plan decides before the bundle's transaction, since the journal mode
  * can change only outside one (the writer lock keeps the table as it read
  * it); the index is dropped inside it, so a rollback restores it.  It is
@@ -1474,24 +1483,77 @@ static int bulk_plan(struct ing *g)
     return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading runs");
 }
 
-/* Inside the bundle's transaction, so a rollback restores it. */
+/* The ledger's directory, where the key spool may spill (it is writable: the ledger is). */
+static int ledger_dir(const struct ing *g, char *dir, size_t cap)
+{
+    const char *slash = strrchr(g->l->path, '/');
+    size_t n = !slash ? 1 : slash == g->l->path ? 1 : (size_t)(slash - g->l->path);
+
+    if (n >= cap)
+        return tly_error(TLY_ERR_USAGE, "ledger path too long");
+    memcpy(dir, slash ? g->l->path : ".", n);
+    dir[n] = '\0';
+    return TLY_OK;
+}
+
+/* Inside the bundle's transaction, so a rollback restores the index. */
 static int bulk_begin(struct ing *g)
 {
+    char dir[4096];
+    int err;
+
+    if (!g->bulk)
+        return TLY_OK;
+    if ((err = ledger_dir(g, dir, sizeof dir)) || (err = tly_keyspool_create(&g->spool, dir)))
+        return err;
     return g->day_index_sql ? tly_ledger_exec(g->l, "DROP INDEX runs_by_day") : TLY_OK;
 }
 
 /*
- * The builds are external sorts of every run, on two sorter threads (the
- * machine has two cores).  The sorter sorts lists of up to cache_size
+ * The load's id keys into run_ids and a new id filter, in key order from
+ * the spool: SQLite inserts at the end of the table every time.  Two runs
+ * of the load sharing a key (the same id twice, or a rare collision) come
+ * out next to each other: they set g->bulk_duplicates, and the rest is
+ * not worth storing (the bundle is read again row by row).
+ */
+static int store_bulk_keys(struct ing *g)
+{
+    sqlite3_stmt *ins;
+    int64_t key, run, prev = 0;
+    int err, got, first = 1;
+
+    if ((err = tly_keyspool_sort(g->spool)) ||
+        (err = tly_idfilter_new(tly_keyspool_count(g->spool), &g->filter)) ||
+        (err = tly_ledger_prepare(g->l, "INSERT INTO run_ids(id_key, run) VALUES(?1, ?2)", &ins)))
+        return err;
+    while (!(err = tly_keyspool_next(g->spool, &key, &run, &got)) && got) {
+        if (!first && key == prev) {
+            g->bulk_duplicates = 1;
+            break;
+        }
+        tly_idfilter_add(g->filter, key);
+        sqlite3_bind_int64(ins, 1, key);
+        sqlite3_bind_int64(ins, 2, run);
+        if ((err = tly_ledger_step_done(g->l, ins)))
+            break;
+        prev = key;
+        first = 0;
+    }
+    sqlite3_finalize(ins);
+    tly_idfilter_merged(g->filter);     /* they are run_ids' keys */
+    return err;
+}
+
+/*
+ * The time index is an external sort of every run, on two sorter threads
+ * (the machine has two cores).  The sorter sorts lists of up to cache_size
  * bytes in memory, as linked lists whose merge misses the CPU cache at
  * every step once a list outgrows it, then merges them from temporary
  * files.  So the cache is cut to 4 MiB meanwhile (SQLite's least list is
- * 250 pages, 4 MB): the lists sort inside the CPU cache, and the two builds
- * of 10M runs take 9.5 s instead of 16 s with 32 MiB lists, in less
- * memory.  The id filter is built from run_ids in key order, which finds
- * two runs of the load sharing a key (the same id twice, or a rare
- * collision): they set g->bulk_duplicates, and the time index is not worth
- * building then.
+ * 250 pages, 4 MB): the lists sort inside the CPU cache, and the builds of
+ * 10M runs took 9.5 s instead of 16 s with 32 MiB lists, in less memory.
+ * run_ids was built by the same sorter, from a scan of the whole runs
+ * table (7 s); the key spool sorts the pairs outside SQLite (keyspool.h).
  */
 static int bulk_end(struct ing *g)
 {
@@ -1499,11 +1561,10 @@ static int bulk_end(struct ing *g)
 
     if (!g->bulk)
         return TLY_OK;
-    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -4096;"
-                                " INSERT INTO run_ids SELECT id_key, rowid FROM runs ORDER BY 1, 2");
+    if ((err = store_bulk_keys(g)) || g->bulk_duplicates || !g->day_index_sql)
+        return err;
+    err = tly_ledger_exec(g->l, "PRAGMA threads = 2; PRAGMA cache_size = -4096;");
     if (!err)
-        err = tly_idfilter_build(g->l, &g->filter, &g->bulk_duplicates);
-    if (!err && !g->bulk_duplicates && g->day_index_sql)
         err = tly_ledger_exec(g->l, g->day_index_sql);
     restored = tly_ledger_exec(g->l, "PRAGMA threads = 0; PRAGMA cache_size = " TLY_LEDGER_CACHE);
     return err ? err : restored;
@@ -1555,7 +1616,7 @@ static int refit_filter(struct ing *g)
         return TLY_OK;
     tly_idfilter_destroy(g->filter);
     g->filter = NULL;
-    return tly_idfilter_build(g->l, &g->filter, NULL);
+    return tly_idfilter_build(g->l, &g->filter);
 }
 
 /*

@@ -4,7 +4,7 @@
 # that follows gives byte-identical reports to a ledger built from scratch
 # by this version (migrations 6 and 7 move pending late runs to
 # late_run_day and turn the runs mark into a bundle mark; 11 moves the
-# id keys into run_ids).
+# id keys into run_ids; 16 drops their first home, runs.id_key).
 set -eu
 : "${TALLY:?}" "${root:?}"
 here=$root/tests/e2e
@@ -27,12 +27,20 @@ for f in $(cd "$tmp/fresh" && find . -name '*.csv' -o -name '*.xlsx' -o -name '*
     cmp -s "$tmp/fresh/$f" "$tmp/migrated/$f" || { echo "migrated ledger differs: $f"; exit 1; }
     n=$((n + 1))
 done
-# migration 11: every run's id key is in run_ids or run_ids_new, once
+# migrations 11 and 16: every run is in run_ids or run_ids_new once, and
+# under its own key: the same run sent again is a duplicate (found by its
+# key), one sent again with other content a conflict
 keys=$(sqlite3 "$tmp/old.db" "SELECT (SELECT count(*) FROM runs) - (SELECT count(*) FROM run_ids)
-    - (SELECT count(*) FROM run_ids_new), (SELECT count(*) FROM runs r WHERE NOT EXISTS
-    (SELECT 1 FROM run_ids i WHERE i.id_key = r.id_key AND i.run = r.rowid UNION ALL
-     SELECT 1 FROM run_ids_new i WHERE i.id_key = r.id_key AND i.run = r.rowid))")
+    - (SELECT count(*) FROM run_ids_new), (SELECT count(*) FROM runs r WHERE
+    (SELECT count(*) FROM run_ids i WHERE i.run = r.rowid)
+    + (SELECT count(*) FROM run_ids_new i WHERE i.run = r.rowid) != 1)")
 [ "$keys" = "0|0" ] || { echo "run ids do not match runs: $keys"; exit 1; }
+mkdir "$tmp/again"
+sed -n '1,2p; 3s/,ok$/,failed/p' "$case/bundle-1/runs.csv" > "$tmp/again/runs.csv"
+rc=0
+"$TALLY" --db "$tmp/old.db" ingest "$tmp/again" 2>"$tmp/err" || rc=$?
+[ "$rc" = 3 ] && grep -q ' 0 rows loaded, 1 duplicate, 1 quarantined' "$tmp/err" &&
+    grep -q "line 3: conflict: l-r2 " "$tmp/err" || { echo "re-sent runs (exit $rc):"; cat "$tmp/err"; exit 1; }
 late=$(sqlite3 "$tmp/old.db" "SELECT SUM(runs) FROM late_run_day")
 [ "$late" = 4 ] || { echo "late_run_day holds $late runs, want the 4 pending"; exit 1; }
 grep -q '^acct-late,runs,2026-11-01,.*,4\.000000,' "$tmp/migrated/statements.csv" ||

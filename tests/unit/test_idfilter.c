@@ -76,8 +76,7 @@ static void put_keys(struct fx *f, int from, int n, const char *table)
     for (int i = from; i < from + n; i++) {
         snprintf(id, sizeof id, "k%d", i);
         snprintf(sql, sizeof sql, "INSERT INTO runs VALUES('acc', '%s', 0, 'agent', 'a', NULL, NULL, NULL,"
-                 " 1, 1, %lld); INSERT INTO %s VALUES(%lld, last_insert_rowid())", id,
-                 (long long)tly_ledger_run_key("acc", 3, id, strlen(id)), table,
+                 " 1, 1); INSERT INTO %s VALUES(%lld, last_insert_rowid())", id, table,
                  (long long)tly_ledger_run_key("acc", 3, id, strlen(id)));
         exec(f, sql);
     }
@@ -149,7 +148,7 @@ static void test_idfilter_saved_and_untrusted(void **state)
     char sql[200];
 
     put_keys(f, 0, 100, "run_ids");
-    assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
+    assert_int_equal(tly_idfilter_build(f->l, &filter), TLY_OK);
     snprintf(sql, sizeof sql, "k%d", 100);
     tly_idfilter_add(filter, tly_ledger_run_key("acc", 3, sql, strlen(sql)));   /* not in the tables */
     save_and_free(f, filter);
@@ -174,7 +173,7 @@ static void test_idfilter_damaged_blob_rebuilt(void **state)
     struct tly_idfilter *filter;
 
     put_keys(f, 0, 100, "run_ids");
-    assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
+    assert_int_equal(tly_idfilter_build(f->l, &filter), TLY_OK);
     save_and_free(f, filter);
     poke(f, -1, 0);                                                 /* checksum and mark kept */
     assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
@@ -192,7 +191,7 @@ static void test_idfilter_rebuilt_when_full(void **state)
     int64_t bytes;
 
     put_keys(f, 0, 10, "run_ids");
-    assert_int_equal(tly_idfilter_build(f->l, &filter, NULL), TLY_OK);
+    assert_int_equal(tly_idfilter_build(f->l, &filter), TLY_OK);
     save_and_free(f, filter);
     bytes = q_int(f, "SELECT length(bits) FROM run_filter");
     assert_int_equal(bytes, 8 + 1024 * 32);                 /* the least size */
@@ -206,23 +205,6 @@ static void test_idfilter_rebuilt_when_full(void **state)
     assert_int_equal(q_int(f, FILTER_KEYS), 10);  /* the keys of run_ids */
 }
 
-/* bulk_end: run_ids read in key order tells a key held twice. */
-static void test_idfilter_build_finds_repeated_key(void **state)
-{
-    struct fx *f = *state;
-    struct tly_idfilter *filter;
-    int repeated = -1;
-
-    put_keys(f, 0, 50, "run_ids");
-    assert_int_equal(tly_idfilter_build(f->l, &filter, &repeated), TLY_OK);
-    assert_int_equal(repeated, 0);
-    tly_idfilter_destroy(filter);
-    exec(f, "INSERT INTO run_ids SELECT id_key, run + 1000 FROM run_ids WHERE run = 7");
-    assert_int_equal(tly_idfilter_build(f->l, &filter, &repeated), TLY_OK);
-    assert_int_equal(repeated, 1);
-    tly_idfilter_destroy(filter);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,7 +212,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idfilter_saved_and_untrusted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idfilter_damaged_blob_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idfilter_rebuilt_when_full, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idfilter_build_finds_repeated_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,8 +95,8 @@ static void dep(struct tly_ledger *l, const char *id, const char *ev, const char
 static void run_event(struct tly_ledger *l, const char *id, const char *ev, const char *when,
                       const char *kind, const char *resource)
 {
-    sql(l, "INSERT INTO runs VALUES('%s', '%s', %lld, '%s', '%s', NULL, NULL, 'ok', 1, 2,"
-        " tally_run_key('%s', '%s'))", id, ev, (long long)ts(when), kind, resource, id, ev);
+    sql(l, "INSERT INTO runs VALUES('%s', '%s', %lld, '%s', '%s', NULL, NULL, 'ok', 1, 2)", id, ev,
+        (long long)ts(when), kind, resource);
     /* what ingest keeps beside every run it loads (rundays.h), each run its own bundle */
     sql(l, "INSERT INTO bundles(sha256, name, status) VALUES('%s', 'b', 'loaded')", ev);
     sql(l, "INSERT INTO run_day VALUES('%s', %lld, '%s', '%s', 1, %lld) ON CONFLICT DO UPDATE"
