@@ -1510,6 +1510,46 @@ static int bulk_begin(struct ing *g)
 }
 
 /*
+ * Inserts the first n pairs of 'pending' into run_ids: a full batch with
+ * the statement of KEYS_PER_INSERT rows, the last few one by one.  One
+ * statement per key spent more time starting and ending statements than
+ * inserting (10M keys: 9.5 s, against 4 s for INSERT ... SELECT).
+ */
+#define KEYS_PER_INSERT 64
+
+static int insert_keys(struct ing *g, sqlite3_stmt *batch, sqlite3_stmt *one, const int64_t (*pending)[2], int n)
+{
+    int err = TLY_OK;
+
+    if (n == KEYS_PER_INSERT) {
+        for (int i = 0; i < n; i++) {
+            sqlite3_bind_int64(batch, 2 * i + 1, pending[i][0]);
+            sqlite3_bind_int64(batch, 2 * i + 2, pending[i][1]);
+        }
+        return tly_ledger_step_done(g->l, batch);
+    }
+    for (int i = 0; i < n && !err; i++) {
+        sqlite3_bind_int64(one, 1, pending[i][0]);
+        sqlite3_bind_int64(one, 2, pending[i][1]);
+        err = tly_ledger_step_done(g->l, one);
+    }
+    return err;
+}
+
+static int prepare_key_inserts(struct ing *g, sqlite3_stmt **batch, sqlite3_stmt **one)
+{
+    char sql[64 + KEYS_PER_INSERT * sizeof "(?,?),"];
+    size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT INTO run_ids(id_key, run) VALUES");
+    int err;
+
+    for (int i = 0; i < KEYS_PER_INSERT; i++)
+        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s(?,?)", i ? "," : "");
+    if ((err = tly_ledger_prepare(g->l, sql, batch)))
+        return err;
+    return tly_ledger_prepare(g->l, "INSERT INTO run_ids(id_key, run) VALUES(?1, ?2)", one);
+}
+
+/*
  * The load's id keys into run_ids and a new id filter, in key order from
  * the spool: SQLite inserts at the end of the table every time.  Two runs
  * of the load sharing a key (the same id twice, or a rare collision) come
@@ -1518,29 +1558,36 @@ static int bulk_begin(struct ing *g)
  */
 static int store_bulk_keys(struct ing *g)
 {
-    sqlite3_stmt *ins;
-    int64_t key, run, prev = 0;
-    int err, got, first = 1;
+    sqlite3_stmt *batch = NULL, *one = NULL;
+    int64_t key, run, prev = 0, pending[KEYS_PER_INSERT][2];
+    int err, got, first = 1, n = 0;
 
     if ((err = tly_keyspool_sort(g->spool)) ||
         (err = tly_idfilter_new(tly_keyspool_count(g->spool), &g->filter)) ||
-        (err = tly_ledger_prepare(g->l, "INSERT INTO run_ids(id_key, run) VALUES(?1, ?2)", &ins)))
-        return err;
+        (err = prepare_key_inserts(g, &batch, &one)))
+        goto done;
     while (!(err = tly_keyspool_next(g->spool, &key, &run, &got)) && got) {
         if (!first && key == prev) {
             g->bulk_duplicates = 1;
             break;
         }
-        tly_idfilter_add(g->filter, key);
-        sqlite3_bind_int64(ins, 1, key);
-        sqlite3_bind_int64(ins, 2, run);
-        if ((err = tly_ledger_step_done(g->l, ins)))
-            break;
-        prev = key;
         first = 0;
+        prev = key;
+        tly_idfilter_add(g->filter, key);
+        pending[n][0] = key;
+        pending[n][1] = run;
+        if (++n == KEYS_PER_INSERT) {
+            if ((err = insert_keys(g, batch, one, (const int64_t(*)[2])pending, n)))
+                break;
+            n = 0;
+        }
     }
-    sqlite3_finalize(ins);
+    if (!err && !g->bulk_duplicates)
+        err = insert_keys(g, batch, one, (const int64_t(*)[2])pending, n);
     tly_idfilter_merged(g->filter);     /* they are run_ids' keys */
+done:
+    sqlite3_finalize(batch);
+    sqlite3_finalize(one);
     return err;
 }
 

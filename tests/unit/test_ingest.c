@@ -384,6 +384,32 @@ static void put_runs(struct fx *f, const char *b, const char *prefix, int n, con
 }
 
 /*
+ * ingest.c store_bulk_keys: a bulk load's keys go into run_ids from the key
+ * spool, 64 to a statement and the rest one by one: 200 runs are three
+ * batches and 8 more, every one under its own key; sent again, each is
+ * found by it.
+ */
+static void test_ingest_bulk_keys_in_batches(void **state)
+{
+    struct fx *f = *state;
+    static char text[32768];
+    int len = 0;
+
+    for (int b = 0; b < 2; b++) {
+        len = snprintf(text, sizeof text, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+        for (int i = 0; i < 200 + b; i++)
+            len += snprintf(text + len, sizeof text - (size_t)len,
+                            "run-%d,acc-%d,2026-09-20T%02d:%02d:00Z,agent,ag-1,,,ok\n", i, i % 3, i / 60, i % 60);
+        put(f, b ? "b2" : "b1", "runs.csv", text);
+        assert_int_equal(ingest(f, b ? "b2" : "b1"), TLY_OK);
+    }
+    assert_int_equal(f->st.rows_loaded, 200 + 1);   /* b1, then b2: run-200 */
+    assert_int_equal(f->st.duplicates, 200);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 200);
+    assert_runs_indexes(f);
+}
+
+/*
  * ingest.c merge_new_ids: a night's keys go to run_ids_new, which moves
  * into run_ids once it holds more than an eighth of the runs; duplicates
  * and conflicts are found in either table.
@@ -893,6 +919,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_sizes_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_is_fixed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bulk_keys_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
