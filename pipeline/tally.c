@@ -9,6 +9,7 @@
 #include "error.h"
 
 #include <stdio.h>
+#include <sqlite3.h>
 #include <string.h>
 
 static const struct tly_cmd {
@@ -72,6 +73,13 @@ int main(int argc, char **argv)
     const struct tly_cmd *cmd;
     int i, err;
 
+    /*
+     * One thread uses SQLite, and nothing reads its memory statistics:
+     * keeping them took a global mutex on every SQLite allocation, 2% of
+     * a bulk load.  Only possible before SQLite is first used.
+     */
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+        tly_warn("SQLite kept its memory statistics");
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if ((!strcmp(argv[i], "--db") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             *(argv[i][2] == 'd' ? &db : &config) = argv[i + 1];
