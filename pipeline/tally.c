@@ -9,6 +9,9 @@
 #include "error.h"
 
 #include <stdio.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sqlite3.h>
 #include <string.h>
 
@@ -65,6 +68,25 @@ static int finish_stdout(void)
     return TLY_OK;
 }
 
+/*
+ * A report builds and frees one workbook per account, and zlib takes and
+ * gives back a quarter-MiB state for each part of it.  With glibc's
+ * defaults the freed top of the heap went back to the kernel every time and
+ * came back as fresh zeroed pages: a third of the report's system time (brk,
+ * page faults, page clearing).  The heap now keeps up to 64 MiB of freed
+ * memory for reuse (never more than it held at its peak, so the peak RSS is
+ * the same), and only blocks of 4 MiB or more (the key spool's chunks) are
+ * mapped on their own.  A tuning only: an allocator that refuses it (the
+ * sanitizers' do) changes nothing else.
+ */
+static void keep_freed_memory(void)
+{
+#ifdef __GLIBC__
+    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    (void)mallopt(M_MMAP_THRESHOLD, 4 << 20);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     struct tly_settings settings;
@@ -80,6 +102,7 @@ int main(int argc, char **argv)
      */
     if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
         tly_warn("SQLite kept its memory statistics");
+    keep_freed_memory();
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if ((!strcmp(argv[i], "--db") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             *(argv[i][2] == 'd' ? &db : &config) = argv[i + 1];
