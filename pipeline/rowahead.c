@@ -1,13 +1,12 @@
 /*
  * rowahead.c — CSV rows parsed one step ahead (see rowahead.h).
  *
- * A ring of BATCHES arenas: the thread copies rows into the batch at
- * 'head' and publishes it when the next row does not fit (or the rows
- * end); the caller reads the batch at 'tail' record by record and gives it
- * back when it asks for the row after its last.  The counters move only
- * under the lock, which is what publishes a batch's bytes to the other
- * side.  Locking per batch, not per row, keeps the hand-over cheap: a
- * batch holds a couple of thousand runs.
+ * A ring (ring.h) of BATCHES arenas: the thread copies rows into a free
+ * batch and publishes it when the next row does not fit (or the rows end);
+ * the caller reads the oldest published batch record by record and gives
+ * it back when it asks for the row after its last.  Locking per batch, not
+ * per row, keeps the hand-over cheap: a batch holds a couple of thousand
+ * runs.
  *
  * A record is a struct rec, the lengths of the caller's columns, the row's
  * raw text, then its values, padded to keep the next record aligned.
@@ -15,8 +14,8 @@
 #include "rowahead.h"
 #include "alloc.h"
 #include "error.h"
+#include "ring.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -43,15 +42,11 @@ struct tly_rowahead {
     struct tly_csv *r;
     int ncols;
     struct batch batch[BATCHES];
-    unsigned head, tail;        /* batches published, batches given back (mod 2^32) */
-    int stop;                   /* destroy asked the thread to end */
-    int locks_ready, threaded;
-    pthread_mutex_t lock;
-    pthread_cond_t published, given_back;
-    pthread_t thread;
+    struct tly_ring ring;       /* the thread fills batches, the caller reads them */
 
     /* the caller's side */
-    int reading;                /* holds the batch at tail */
+    int reading;                /* holds the batch 'slot' */
+    int slot;
     size_t pos;                 /* next record in it */
     int final_event;            /* TLY_CSV_END or TLY_CSV_ERROR once met, else -2 */
     long final_rows;
@@ -119,25 +114,12 @@ static void put_record(const struct tly_rowahead *ra, struct batch *b, int ev,
 /* The next batch to fill, emptied; NULL when destroy asked the thread to end. */
 static struct batch *take_free(struct tly_rowahead *ra)
 {
-    struct batch *b = NULL;
+    int i = tly_ring_free_slot(&ra->ring);
 
-    pthread_mutex_lock(&ra->lock);
-    while (!ra->stop && ra->head - ra->tail == BATCHES)
-        pthread_cond_wait(&ra->given_back, &ra->lock);
-    if (!ra->stop) {
-        b = &ra->batch[ra->head % BATCHES];
-        b->used = 0;
-    }
-    pthread_mutex_unlock(&ra->lock);
-    return b;
-}
-
-static void publish(struct tly_rowahead *ra)
-{
-    pthread_mutex_lock(&ra->lock);
-    ra->head++;
-    pthread_cond_signal(&ra->published);
-    pthread_mutex_unlock(&ra->lock);
+    if (i < 0)
+        return NULL;
+    ra->batch[i].used = 0;
+    return &ra->batch[i];
 }
 
 /* Room for 'size' bytes: a row larger than a batch gets one its size. */
@@ -169,7 +151,7 @@ static void *produce(void *arg)
         rows = tly_csv_rows(ra->r);
         size = record_size(ra, ev, &row);
         if (b && b->used && size > b->cap - b->used) {
-            publish(ra);
+            tly_ring_publish(&ra->ring);
             b = NULL;
         }
         if (!b && !(b = take_free(ra)))
@@ -181,25 +163,8 @@ static void *produce(void *arg)
         }
         put_record(ra, b, ev, &row, rows, size);
     } while (!is_final(ev));
-    publish(ra);
+    tly_ring_publish(&ra->ring);
     return NULL;
-}
-
-static int start(struct tly_rowahead *ra)
-{
-    if (pthread_mutex_init(&ra->lock, NULL))
-        return 0;
-    if (pthread_cond_init(&ra->published, NULL)) {
-        pthread_mutex_destroy(&ra->lock);
-        return 0;
-    }
-    if (pthread_cond_init(&ra->given_back, NULL)) {
-        pthread_cond_destroy(&ra->published);
-        pthread_mutex_destroy(&ra->lock);
-        return 0;
-    }
-    ra->locks_ready = 1;
-    return pthread_create(&ra->thread, NULL, produce, ra) == 0;
 }
 
 int tly_rowahead_create(struct tly_rowahead **out, struct tly_csv *r, int ncolumns)
@@ -224,7 +189,7 @@ int tly_rowahead_create(struct tly_rowahead **out, struct tly_csv *r, int ncolum
         }
         ra->batch[i].cap = BATCH_SIZE;
     }
-    ra->threaded = start(ra);
+    tly_ring_start(&ra->ring, BATCHES, produce, ra);
     *out = ra;
     return TLY_OK;
 }
@@ -232,26 +197,18 @@ int tly_rowahead_create(struct tly_rowahead **out, struct tly_csv *r, int ncolum
 /* The record after the last one taken, waiting for its batch if need be. */
 static const struct rec *next_record(struct tly_rowahead *ra)
 {
-    const struct batch *b = &ra->batch[ra->tail % BATCHES];
     const struct rec *rec;
 
-    if (ra->reading && ra->pos == b->used) {
-        pthread_mutex_lock(&ra->lock);
-        ra->tail++;
-        pthread_cond_signal(&ra->given_back);
-        pthread_mutex_unlock(&ra->lock);
+    if (ra->reading && ra->pos == ra->batch[ra->slot].used) {
+        tly_ring_give_back(&ra->ring);
         ra->reading = 0;
     }
     if (!ra->reading) {
-        pthread_mutex_lock(&ra->lock);
-        while (ra->head == ra->tail)
-            pthread_cond_wait(&ra->published, &ra->lock);
-        pthread_mutex_unlock(&ra->lock);
-        b = &ra->batch[ra->tail % BATCHES];
+        ra->slot = tly_ring_next_slot(&ra->ring);   /* the thread stops only in destroy */
         ra->reading = 1;
         ra->pos = 0;
     }
-    rec = (const struct rec *)(b->data + ra->pos);
+    rec = (const struct rec *)(ra->batch[ra->slot].data + ra->pos);
     ra->pos += rec->size;
     return rec;
 }
@@ -262,7 +219,7 @@ int tly_rowahead_next(struct tly_rowahead *ra, struct tly_csv_row *row, long *ro
     const char *p;
     int ev;
 
-    if (!ra->threaded) {
+    if (!ra->ring.threaded) {
         ev = tly_csv_next(ra->r, row);
         *rows = tly_csv_rows(ra->r);
         return ev;
@@ -296,18 +253,7 @@ void tly_rowahead_destroy(struct tly_rowahead *ra)
 {
     if (!ra)
         return;
-    if (ra->threaded) {
-        pthread_mutex_lock(&ra->lock);
-        ra->stop = 1;
-        pthread_cond_signal(&ra->given_back);
-        pthread_mutex_unlock(&ra->lock);
-        pthread_join(ra->thread, NULL);
-    }
-    if (ra->locks_ready) {
-        pthread_cond_destroy(&ra->given_back);
-        pthread_cond_destroy(&ra->published);
-        pthread_mutex_destroy(&ra->lock);
-    }
+    tly_ring_stop(&ra->ring);
     for (int i = 0; i < BATCHES; i++)
         tly_free(ra->batch[i].data);
     tly_free(ra->val);
