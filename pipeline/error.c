@@ -3,7 +3,10 @@
  */
 #include "error.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static const char *command_name;
 static int quiet;
@@ -28,26 +31,66 @@ static const struct {
 void tly_error_set_command(const char *name) { command_name = name; }
 void tly_error_quiet(int q) { quiet = q; }
 
-static void vreport(const char *kind, const char *fmt, va_list ap)
+/*
+ * Muting.  While mutes > 0, descriptor 2 points at /dev/null and real_fd
+ * is the stderr it replaced; mute_lock also keeps each line whole when
+ * several threads report (ingest's read-ahead, the report's writers).
+ */
+static pthread_mutex_t mute_lock = PTHREAD_MUTEX_INITIALIZER;
+static int mutes, real_fd = -1;
+
+void tly_stderr_mute(void)
 {
+    int null_fd;
+
+    pthread_mutex_lock(&mute_lock);
+    if (mutes++ == 0) {
+        fflush(stderr);
+        if ((null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) >= 0) {
+            if ((real_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3)) >= 0)
+                dup2(null_fd, STDERR_FILENO);
+            close(null_fd);
+        }
+    }
+    pthread_mutex_unlock(&mute_lock);
+}
+
+void tly_stderr_unmute(void)
+{
+    pthread_mutex_lock(&mute_lock);
+    if (--mutes == 0 && real_fd >= 0) {
+        fflush(stderr);
+        dup2(real_fd, STDERR_FILENO);
+        close(real_fd);
+        real_fd = -1;
+    }
+    pthread_mutex_unlock(&mute_lock);
+}
+
+/* "tally: [COMMAND: ][KIND]message" on the real stderr, when it is a terminal if only_tty. */
+static void vreport(int with_command, const char *kind, int only_tty, const char *fmt, va_list ap)
+{
+    int fd;
+
     if (quiet)
         return;
-    flockfile(stderr);          /* one line, whole: ingest's prefetch thread reports too */
-    fputs("tally: ", stderr);
-    if (command_name)
-        fprintf(stderr, "%s: ", command_name);
-    if (kind)
-        fputs(kind, stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    funlockfile(stderr);
+    pthread_mutex_lock(&mute_lock);
+    fd = real_fd >= 0 ? real_fd : STDERR_FILENO;
+    if (!only_tty || isatty(fd)) {
+        fflush(stderr);
+        dprintf(fd, "tally: %s%s%s", with_command && command_name ? command_name : "",
+                with_command && command_name ? ": " : "", kind ? kind : "");
+        vdprintf(fd, fmt, ap);
+        dprintf(fd, "\n");
+    }
+    pthread_mutex_unlock(&mute_lock);
 }
 
 int tly_error(enum tly_err code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport(NULL, fmt, ap);
+    vreport(1, NULL, 0, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -56,7 +99,7 @@ void tly_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("warning: ", fmt, ap);
+    vreport(1, "warning: ", 0, fmt, ap);
     va_end(ap);
 }
 
@@ -64,8 +107,13 @@ void tly_note(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport(NULL, fmt, ap);
+    vreport(1, NULL, 0, fmt, ap);
     va_end(ap);
+}
+
+void tly_vprogress(const char *fmt, va_list ap)
+{
+    vreport(0, NULL, 1, fmt, ap);
 }
 
 const char *tly_strerror(enum tly_err code)

@@ -34,6 +34,19 @@ int tly_error(enum tly_err code, const char *fmt, ...)
 void tly_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tly_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A progress line "tally: ...", only when stderr is a terminal. */
+void tly_vprogress(const char *fmt, va_list ap);
+
+/*
+ * Muting the libraries: libxlsxwriter prints "[ERROR][packager.c:...]"
+ * lines of its own, and Tally's contract is one clear line per error,
+ * which Tally writes.  While any thread holds a mute (they are counted),
+ * descriptor 2 points at /dev/null; the messages above still reach the
+ * real stderr, whole, from any thread.
+ */
+void tly_stderr_mute(void);
+void tly_stderr_unmute(void);
+
 /* The command name that prefixes messages ("tally: ingest: ..."). */
 void tly_error_set_command(const char *name);
 

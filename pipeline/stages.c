@@ -111,11 +111,8 @@ double tly_elapsed(const struct timespec *since)
 void tly_progress(const char *fmt, ...)
 {
     va_list ap;
-    if (!isatty(STDERR_FILENO))
-        return;
+
     va_start(ap, fmt);
-    fputs("tally: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    tly_vprogress(fmt, ap);
     va_end(ap);
 }

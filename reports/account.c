@@ -298,6 +298,7 @@ struct tly_account_writer {
     sqlite3_stmt *statement;
     char *dir;                  /* DIR/accounts */
     const char *scratch_dir;    /* borrowed; NULL: the account's folder */
+    struct tly_xwriter *books;  /* writes each usage.xlsx while the next account is built */
 };
 
 /* The folder and file names of one account, and what was written. */
@@ -687,7 +688,8 @@ int tly_account_writer_open(struct tly_ledger *l, const char *dir, const char *s
     }
     if ((err = tly_ledger_prepare(l, "SELECT " TLY_STATEMENT_COLUMNS " FROM statements"
                                      " WHERE account_id = ?1 ORDER BY pool, cycle_start",
-                                  &w->statement))) {
+                                  &w->statement)) ||
+        (err = tly_xwriter_create(&w->books))) {
         tly_account_writer_free(w);
         return err;
     }
@@ -699,9 +701,18 @@ void tly_account_writer_free(struct tly_account_writer *w)
 {
     if (!w)
         return;
+    tly_xwriter_abort(w->books);
     sqlite3_finalize(w->statement);
     tly_free(w->dir);
     tly_free(w);
+}
+
+int tly_account_writer_finish(struct tly_account_writer *w)
+{
+    int err = tly_xwriter_finish(w->books);
+
+    w->books = NULL;
+    return err;
 }
 
 int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, long *files)
@@ -732,7 +743,7 @@ int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, 
     if ((err = write_statement(&o)))
         goto fail;
     write_overview_sheet(&o, overview, &trend);
-    err = tly_xbook_close(o.book);
+    err = tly_xwriter_close(w->books, o.book);
     o.book = NULL;
     if (err)
         return err;

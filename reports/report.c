@@ -78,6 +78,8 @@ static int write_all(struct tly_ledger *l, const struct tly_report_opts *o, cons
         tly_finance_account(f, &m);
         st->accounts++;
     }
+    if (!err)
+        err = tly_account_writer_finish(w);
     if (!err && o->account && st->accounts == 0)
         err = tly_error(TLY_ERR_USAGE, "no account '%s' in the ledger", o->account);
     if (!err) {

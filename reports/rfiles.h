@@ -43,6 +43,8 @@ struct tly_account_writer;
 int tly_account_writer_open(struct tly_ledger *l, const char *dir, const char *scratch_dir,
                             struct tly_account_writer **out);
 int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, long *files);
+/* Waits until every workbook handed over is written; its first failure. */
+int tly_account_writer_finish(struct tly_account_writer *w);
 void tly_account_writer_free(struct tly_account_writer *w);
 
 /* finance.c */

@@ -5,14 +5,13 @@
 #include "xbook.h"
 #include "alloc.h"
 #include "error.h"
+#include "ring.h"
 #include "timeutil.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #define XLSX_EPOCH_DAY 25569        /* Excel serial of 1970-01-01 */
 #define WIDTH_MIN 6.0
@@ -163,58 +162,165 @@ static void fit_columns(struct tly_xsheet *s)
 }
 
 /*
- * workbook_close() with the library's own stderr lines held back: it prints
- * "[ERROR][packager.c:…]" lines of its own, and Tally's contract is one
- * clear line per error, which the caller writes.  *saved_errno is errno as
- * the failing write left it (0 when the close succeeded).
+ * workbook_close() with the library's own stderr lines held back (error.h
+ * "Muting").  Sets b->closed and b->close_errno (errno as the failing
+ * write left it, 0 when the close succeeded).
  */
-static lxw_error close_quietly(lxw_workbook *wb, int *saved_errno)
+static void close_quietly(struct tly_xbook *b)
 {
-    int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC), old = -1;
-    lxw_error err;
-
-    fflush(stderr);
-    if (null_fd >= 0 && (old = dup(STDERR_FILENO)) >= 0)
-        dup2(null_fd, STDERR_FILENO);
+    tly_stderr_mute();
     errno = 0;
-    err = workbook_close(wb);
-    *saved_errno = err != LXW_NO_ERROR ? errno : 0;
-    fflush(stderr);
-    if (old >= 0) {
-        dup2(old, STDERR_FILENO);
-        close(old);
-    }
-    if (null_fd >= 0)
-        close(null_fd);
-    return err;
+    b->closed = workbook_close(b->wb);      /* writes the file and frees the workbook */
+    b->wb = NULL;
+    b->close_errno = b->closed != LXW_NO_ERROR ? errno : 0;
+    tly_stderr_unmute();
+}
+
+/* Fits the columns; the failure the cell writers met, reported, or TLY_OK. */
+static int finish_sheets(struct tly_xbook *b)
+{
+    for (size_t i = 0; i < b->nsheets; i++)
+        fit_columns(b->sheets[i]);
+    if (b->nomem)
+        return tly_error(TLY_ERR_NOMEM, "cannot write '%s': out of memory", b->path);
+    if (b->err != LXW_NO_ERROR)
+        return tly_error(b->err == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
+                         "cannot write '%s': %s", b->path, lxw_strerror(b->err));
+    return TLY_OK;
+}
+
+/* What close_quietly() met, reported when 'report' (else only returned); frees b. */
+static int closed_result(struct tly_xbook *b, int report)
+{
+    int rc = TLY_OK;
+
+    if (b->closed == LXW_NO_ERROR)
+        rc = TLY_OK;
+    else if (!report)
+        rc = b->closed == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT;
+    else if (b->close_errno && b->closed != LXW_ERROR_MEMORY_MALLOC_FAILED)
+        /* a full disk shows as a zip error: name the system's reason instead */
+        rc = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", b->path, strerror(b->close_errno));
+    else
+        rc = tly_error(b->closed == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
+                       "cannot write '%s': %s", b->path, lxw_strerror(b->closed));
+    tly_xbook_abort(b);
+    return rc;
 }
 
 int tly_xbook_close(struct tly_xbook *b)
 {
-    lxw_error err;
-    int rc = TLY_OK, saved_errno = 0;
+    int rc = finish_sheets(b);
 
-    for (size_t i = 0; i < b->nsheets; i++)
-        fit_columns(b->sheets[i]);
-    if (b->nomem)
-        rc = tly_error(TLY_ERR_NOMEM, "cannot write '%s': out of memory", b->path);
-    else if (b->err != LXW_NO_ERROR)
-        rc = tly_error(b->err == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
-                       "cannot write '%s': %s", b->path, lxw_strerror(b->err));
     if (rc) {
         tly_xbook_abort(b);
         return rc;
     }
-    err = close_quietly(b->wb, &saved_errno);   /* writes the file and frees the workbook */
-    b->wb = NULL;
-    if (err != LXW_NO_ERROR && saved_errno && err != LXW_ERROR_MEMORY_MALLOC_FAILED)
-        /* a full disk shows as a zip error: name the system's reason instead */
-        rc = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", b->path, strerror(saved_errno));
-    else if (err != LXW_NO_ERROR)
-        rc = tly_error(err == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT,
-                       "cannot write '%s': %s", b->path, lxw_strerror(err));
-    tly_xbook_abort(b);
+    close_quietly(b);
+    return closed_result(b, 1);
+}
+
+/* ------------------------------------------------------------------------
+ * The writer thread
+ * ------------------------------------------------------------------------ */
+
+/*
+ * One thread with two slots: one book being written while the next is
+ * built.  One thread, not two: workbook_close() calls gmtime(), whose
+ * result is one static struct for the whole process, so two books must
+ * never be written at once (and a second writer gained little: building
+ * the books is most of what is left).  A slot keeps its book after the
+ * thread has written it, until the caller needs the slot again (or
+ * finishes): the caller then reports the result and frees the book, so
+ * every message and every tly_free happens on its thread.
+ */
+#define WRITER_SLOTS 2
+
+struct tly_xwriter {
+    struct tly_ring ring;           /* the caller fills slots, the thread writes them */
+    struct tly_xbook *slot[WRITER_SLOTS];
+    int failed;                     /* a failure was reported: later ones are not */
+};
+
+static void *write_books(void *arg)
+{
+    struct tly_xwriter *w = arg;
+    int i;
+
+    while ((i = tly_ring_next_slot(&w->ring)) >= 0) {
+        close_quietly(w->slot[i]);
+        tly_ring_give_back(&w->ring);
+    }
+    return NULL;
+}
+
+int tly_xwriter_create(struct tly_xwriter **out)
+{
+    struct tly_xwriter *w = tly_calloc(1, sizeof *w);
+
+    *out = NULL;
+    if (!w)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    tly_ring_start(&w->ring, WRITER_SLOTS, write_books, w);
+    *out = w;
+    return TLY_OK;
+}
+
+/* The written book in slot i, if any: its result (reported until one failed), freed. */
+static int collect(struct tly_xwriter *w, int i)
+{
+    int rc;
+
+    if (!w->slot[i])
+        return TLY_OK;
+    rc = closed_result(w->slot[i], !w->failed);
+    w->slot[i] = NULL;
     return rc;
+}
+
+int tly_xwriter_close(struct tly_xwriter *w, struct tly_xbook *b)
+{
+    int rc = finish_sheets(b), i;
+
+    if (rc) {
+        tly_xbook_abort(b);
+    } else if (!w->ring.threaded) {
+        close_quietly(b);
+        rc = closed_result(b, 1);
+    } else {
+        i = tly_ring_free_slot(&w->ring);       /* the thread stops only in finish */
+        rc = collect(w, i);
+        w->slot[i] = b;
+        tly_ring_publish(&w->ring);
+    }
+    if (rc)
+        w->failed = 1;
+    return rc;
+}
+
+int tly_xwriter_finish(struct tly_xwriter *w)
+{
+    int rc = TLY_OK, err;
+
+    if (!w)
+        return TLY_OK;
+    tly_ring_stop(&w->ring);                /* every book handed over is written */
+    /* oldest first: the slot the next hand-over would have filled */
+    for (unsigned k = 0; k < WRITER_SLOTS; k++)
+        if ((err = collect(w, (int)((w->ring.head + k) % WRITER_SLOTS))) && !rc) {
+            rc = err;
+            w->failed = 1;
+        }
+    tly_free(w);
+    return rc;
+}
+
+void tly_xwriter_abort(struct tly_xwriter *w)
+{
+    if (w) {
+        w->failed = 1;              /* the caller has reported its own failure */
+        tly_xwriter_finish(w);
+    }
 }
 
 struct tly_xsheet *tly_xbook_sheet(struct tly_xbook *b, const char *name)

@@ -1,0 +1,275 @@
+/*
+ * test_xbook.c — workbooks written on the writer threads (xbook.h) are the
+ * same bytes as written directly; a failed book is reported once, on one
+ * line, without libxlsxwriter's own; and a muted stderr (error.h) still
+ * carries Tally's messages from any thread.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "xbook.h"
+
+#define BOOKS 7                 /* more than the writer's slots */
+
+static char root[64];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof root, "/tmp/tally-xbook-XXXXXX");
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Book i: a sheet of 20 * (i + 1) rows, so the books differ in size. */
+static int build(const char *dir, int i, struct tly_xbook **out)
+{
+    struct tly_xsheet *s;
+    char path[128], text[48];
+    int err;
+
+    snprintf(path, sizeof path, "%s/book%d.xlsx", dir, i);
+    if ((err = tly_xbook_open(path, "Usage", 1790000000, root, out)))
+        return err;
+    if ((s = tly_xbook_sheet(*out, "Usage")))
+        for (uint32_t r = 0; r < 20u * (uint32_t)(i + 1); r++) {
+            snprintf(text, sizeof text, "row %u of book %d", r, i);
+            tly_xsheet_text(s, r, 0, text, strlen(text), TLY_XF_TEXT);
+            tly_xsheet_number(s, r, 1, r * 1.25, TLY_XF_CREDITS);
+        }
+    return TLY_OK;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+
+    if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET) &&
+        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+static void test_xwriter_writes_the_bytes_of_a_direct_close(void **state)
+{
+    struct tly_xwriter *w;
+    struct tly_xbook *b;
+    char direct[96], threaded[96];
+
+    (void)state;
+    snprintf(direct, sizeof direct, "%s/direct", root);
+    snprintf(threaded, sizeof threaded, "%s/threaded", root);
+    assert_int_equal(mkdir(direct, 0755), 0);
+    assert_int_equal(mkdir(threaded, 0755), 0);
+    for (int i = 0; i < BOOKS; i++) {
+        assert_int_equal(build(direct, i, &b), TLY_OK);
+        assert_int_equal(tly_xbook_close(b), TLY_OK);
+    }
+    /* no tly_xbook_close between create and finish (xbook.h): gmtime() */
+    assert_int_equal(tly_xwriter_create(&w), TLY_OK);
+    for (int i = 0; i < BOOKS; i++) {
+        assert_int_equal(build(threaded, i, &b), TLY_OK);
+        assert_int_equal(tly_xwriter_close(w, b), TLY_OK);
+    }
+    assert_int_equal(tly_xwriter_finish(w), TLY_OK);
+    for (int i = 0; i < BOOKS; i++) {
+        char a[128], c[128];
+        size_t na, nc;
+        char *x, *y;
+
+        snprintf(a, sizeof a, "%s/book%d.xlsx", direct, i);
+        snprintf(c, sizeof c, "%s/book%d.xlsx", threaded, i);
+        assert_non_null(x = slurp(a, &na));
+        assert_non_null(y = slurp(c, &nc));
+        assert_true(na > 1000);
+        assert_int_equal(na, nc);
+        assert_memory_equal(x, y, na);
+        free(x);
+        free(y);
+    }
+}
+
+/* Runs fn with descriptor 2 sent to a file; returns what reached it. */
+static char *capture_stderr(void (*fn)(void))
+{
+    char path[96];
+    size_t len;
+    int fd, saved;
+    char *text;
+
+    snprintf(path, sizeof path, "%s/stderr", root);
+    fflush(stderr);
+    assert_true((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0);
+    assert_true((saved = dup(STDERR_FILENO)) >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    close(fd);
+    fn();
+    fflush(stderr);
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    assert_non_null(text = slurp(path, &len));
+    return text;
+}
+
+static int lines_starting(const char *text, const char *prefix)
+{
+    int n = 0;
+
+    for (const char *p = text; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        n += !strncmp(p, prefix, strlen(prefix));
+    return n;
+}
+
+static int failed_result;
+
+/* Book 2 of 6 goes to a folder that does not exist: the caller stops at the first failure. */
+static void hand_over_a_failing_book(void)
+{
+    struct tly_xwriter *w;
+    struct tly_xbook *b;
+    char ok[96], missing[96];
+    int err = TLY_OK;
+
+    snprintf(ok, sizeof ok, "%s/ok", root);
+    snprintf(missing, sizeof missing, "%s/missing", root);
+    assert_int_equal(mkdir(ok, 0755), 0);
+    assert_int_equal(tly_xwriter_create(&w), TLY_OK);
+    for (int i = 0; i < 6 && !err; i++) {
+        assert_int_equal(build(i == 2 ? missing : ok, i, &b), TLY_OK);
+        err = tly_xwriter_close(w, b);
+    }
+    if (err)
+        tly_xwriter_abort(w);
+    else
+        err = tly_xwriter_finish(w);
+    failed_result = err;
+}
+
+static void test_xwriter_reports_a_failed_book_once(void **state)
+{
+    char *text;
+
+    (void)state;
+    text = capture_stderr(hand_over_a_failing_book);
+    assert_int_equal(failed_result, TLY_ERR_OUTPUT);
+    assert_int_equal(lines_starting(text, "tally: "), 1);
+    assert_non_null(strstr(text, "missing/book2.xlsx': No such file or directory"));
+    assert_null(strstr(text, "[ERROR]"));        /* libxlsxwriter's own line stayed muted */
+    free(text);
+}
+
+static void *warn_from_a_thread(void *arg)
+{
+    (void)arg;
+    tly_warn("from a thread");
+    return NULL;
+}
+
+static void muted_messages(void)
+{
+    pthread_t t;
+
+    tly_stderr_mute();
+    fprintf(stderr, "[ERROR] a library line\n");
+    tly_stderr_mute();                          /* a second writer thread */
+    tly_warn("from the caller");
+    assert_int_equal(pthread_create(&t, NULL, warn_from_a_thread, NULL), 0);
+    pthread_join(t, NULL);
+    tly_stderr_unmute();
+    fprintf(stderr, "[ERROR] still muted\n");
+    tly_stderr_unmute();
+    fprintf(stderr, "heard again\n");
+}
+
+static void test_stderr_mute_keeps_tally_lines(void **state)
+{
+    char *text;
+
+    (void)state;
+    text = capture_stderr(muted_messages);
+    assert_non_null(strstr(text, "tally: warning: from the caller\n"));
+    assert_non_null(strstr(text, "tally: warning: from a thread\n"));
+    assert_null(strstr(text, "[ERROR]"));
+    assert_non_null(strstr(text, "heard again\n"));
+    free(text);
+}
+
+/* alloc.h fault injection through open, build, hand-over and finish: clean NOMEM, no leak. */
+static void test_xwriter_out_of_memory_is_clean(void **state)
+{
+    char dir[96];
+    int err = TLY_ERR_NOMEM;
+    long n;
+
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/oom", root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    tly_error_quiet(1);
+    for (n = 1; n < 1000 && err == TLY_ERR_NOMEM; n++) {
+        struct tly_xwriter *w = NULL;
+        struct tly_xbook *b;
+
+        tly_alloc_fail_at(n);
+        err = tly_xwriter_create(&w);
+        for (int i = 0; i < 5 && !err; i++)
+            if (!(err = build(dir, i, &b)))
+                err = tly_xwriter_close(w, b);
+        if (err)
+            tly_xwriter_abort(w);
+        else
+            err = tly_xwriter_finish(w);
+        tly_alloc_fail_at(0);
+        if (err)
+            assert_int_equal(err, TLY_ERR_NOMEM);
+    }
+    tly_error_quiet(0);
+    assert_int_equal(err, TLY_OK);
+    assert_true(n > 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_xwriter_writes_the_bytes_of_a_direct_close, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_xwriter_reports_a_failed_book_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stderr_mute_keeps_tally_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xwriter_out_of_memory_is_clean, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
