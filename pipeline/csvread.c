@@ -658,6 +658,27 @@ static int long_row_step(struct long_row *w, char c)
 }
 
 /*
+ * A quote error's row: its line and raw text (cut to TLY_CSV_RAW_MAX), and
+ * no values, as the row never ended.  Every field is set, so a caller that
+ * copies the row (rowahead.c) never reads what an earlier row left.
+ */
+static int quote_error_row(struct tly_csv *r, struct tly_csv_row *row, const char *raw, size_t n)
+{
+    row->line = r->row_line;
+    row->index = r->header_mode ? 0 : r->rows;
+    row->raw = raw;
+    row->raw_len = n > TLY_CSV_RAW_MAX ? TLY_CSV_RAW_MAX : n;
+    row->reject = TLY_CSV_OK;
+    row->nfields = 0;
+    row->bad_field = 0;
+    for (int i = 0; i < r->ncolumns; i++)
+        r->val[i] = NULL, r->len[i] = 0;
+    row->val = r->ncolumns ? r->val : NULL;
+    row->len = r->ncolumns ? r->len : NULL;
+    return TLY_CSV_QUOTE_ERROR;
+}
+
+/*
  * The pending row outgrew the cap: keep its first TLY_CSV_RAW_MAX bytes,
  * then walk to its end without libcsv.  Returns TLY_CSV_ROW (its reason
  * set), TLY_CSV_QUOTE_ERROR or TLY_CSV_ERROR.
@@ -723,13 +744,9 @@ ended:
         r->val[i] = NULL, r->len[i] = 0;
     return TLY_CSV_ROW;
 quote:
-    row->line = r->row_line;
-    row->raw = r->side;
-    row->raw_len = r->side_len;
-    row->reject = TLY_CSV_OK;
     r->rows++;
     r->state = DONE;
-    return TLY_CSV_QUOTE_ERROR;
+    return quote_error_row(r, row, r->side, r->side_len);
 }
 
 /* The next row of any kind; the engine behind header and next. */
@@ -760,15 +777,9 @@ static int read_row(struct tly_csv *r, struct tly_csv_row *row)
             if (!r->pending)
                 return TLY_CSV_END;
             /* inputs.md: an unterminated quote is a quote error */
-            row->line = r->row_line;
-            row->raw = r->buf + r->row_start;
-            row->raw_len = r->end - r->row_start;
-            if (row->raw_len > TLY_CSV_RAW_MAX)
-                row->raw_len = TLY_CSV_RAW_MAX;
-            row->reject = TLY_CSV_OK;
             r->rows += !r->header_mode;
             r->pending = 0;
-            return TLY_CSV_QUOTE_ERROR;
+            return quote_error_row(r, row, r->buf + r->row_start, r->end - r->row_start);
         }
         if (!r->pending) {
             size_t n = le - ls - (le > ls && r->buf[le - 1] == '\r');
@@ -782,16 +793,10 @@ static int read_row(struct tly_csv *r, struct tly_csv_row *row)
             r->line++;
             if (!quote_error)
                 goto fail;
-            row->line = r->row_line;
-            row->raw = r->buf + r->row_start;
-            row->raw_len = le - r->row_start;
-            if (row->raw_len > TLY_CSV_RAW_MAX)
-                row->raw_len = TLY_CSV_RAW_MAX;
-            row->reject = TLY_CSV_OK;
             r->rows += !r->header_mode;
             r->pending = 0;
             r->state = DRAINING;
-            return TLY_CSV_QUOTE_ERROR;
+            return quote_error_row(r, row, r->buf + r->row_start, le - r->row_start);
         }
         r->line++;
         if (r->row_done) {

@@ -69,6 +69,12 @@ static int is_final(int ev)
     return ev == TLY_CSV_END || ev == TLY_CSV_ERROR;
 }
 
+/* Only a whole row has values; a quote error has its raw text alone. */
+static int has_values(int ev)
+{
+    return ev == TLY_CSV_ROW;
+}
+
 /* END and ERROR carry no row: the reader does not fill one for them. */
 static size_t record_size(const struct tly_rowahead *ra, int ev, const struct tly_csv_row *row)
 {
@@ -77,7 +83,7 @@ static size_t record_size(const struct tly_rowahead *ra, int ev, const struct tl
     if (is_final(ev))
         return n;
     n += row->raw_len;
-    for (int i = 0; i < ra->ncols; i++)
+    for (int i = 0; i < ra->ncols && has_values(ev); i++)
         if (row->val[i])
             n += row->len[i];
     return padded(n);
@@ -101,7 +107,7 @@ static void put_record(const struct tly_rowahead *ra, struct batch *b, int ev,
         rec->raw_len = row->raw_len;
         memcpy(p, row->raw, row->raw_len);
         p += row->raw_len;
-        for (int i = 0; i < ra->ncols; i++)
+        for (int i = 0; i < ra->ncols && has_values(ev); i++)
             if (row->val[i]) {
                 memcpy(p, row->val[i], row->len[i]);
                 p += row->len[i];
@@ -140,7 +146,7 @@ static void *produce(void *arg)
 {
     struct tly_rowahead *ra = arg;
     struct batch *b = NULL;
-    struct tly_csv_row row;
+    struct tly_csv_row row = { 0 };
     int ev;
 
     do {

@@ -712,6 +712,21 @@ static void test_ingest_quote_error(void **state)
                         "3 quote_error:");
 }
 
+/* The same as the first data row: the rest of the file is rejected, nothing crashes */
+static void test_ingest_quote_error_in_first_row(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id\n"
+        "r2,acc-1,2026-09-20T10:00:00Z,agent,a\"b\n"
+        "r3,acc-1,2026-09-20T10:00:00Z,agent,a\n");
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 0);
+    assert_int_equal(f->st.quarantined, 1);
+    assert_string_equal(q_text(f, "SELECT line || ' ' || substr(reason, 1, 12) FROM rejects"),
+                        "2 quote_error:");
+}
+
 /* Row rules with their reason; each bad row is quarantined, the others load. */
 static void test_ingest_row_rules(void **state)
 {
@@ -932,6 +947,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_no_known_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_missing_column_rejects_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_quote_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_quote_error_in_first_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_row_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_every_row_accounted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_rejects_csv, setup, teardown),
