@@ -8,12 +8,14 @@
 #include "cmd.h"
 #include "error.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 #include <sqlite3.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct tly_cmd {
     const char *name;
@@ -87,6 +89,23 @@ static void keep_freed_memory(void)
 #endif
 }
 
+/*
+ * git's sanitize_stdfds(): a descriptor 0, 1 or 2 left closed by whoever
+ * started Tally would be the next file opened, and then messages to stderr
+ * (or the report's muting of descriptor 2, error.h) would land in a report
+ * file.  /dev/null fills the gaps; if it cannot be opened there is nothing
+ * better to do than go on.
+ */
+static void open_standard_fds(void)
+{
+    int fd = open("/dev/null", O_RDWR);
+
+    while (fd >= 0 && fd <= STDERR_FILENO)
+        fd = open("/dev/null", O_RDWR);
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
 int main(int argc, char **argv)
 {
     struct tly_settings settings;
@@ -100,6 +119,7 @@ int main(int argc, char **argv)
      * keeping them took a global mutex on every SQLite allocation, 2% of
      * a bulk load.  Only possible before SQLite is first used.
      */
+    open_standard_fds();
     if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
         tly_warn("SQLite kept its memory statistics");
     keep_freed_memory();

@@ -17,7 +17,8 @@
 #   - a header naming a column twice warns "repeated column", and the first counts;
 #   - a rate card's unknown column warns, as a bundle file's does;
 #   - --out naming the ledger's directory, or a file, exits 73 and destroys nothing;
-#   - notify computes at its own as-of, and a run there shows its digest again.
+#   - notify computes at its own as-of, and a run there shows its digest again;
+#   - started with descriptors 0, 1 and 2 closed, a run writes the same reports.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -170,6 +171,19 @@ summary 0 "notify" --db "$db" notify --outbox "$tmp/box"
 summary 0 "balance" --db "$db" balance gale-northwind
 [ -s "$tmp/out" ] || problem "balance wrote nothing to stdout"
 summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
+# started with descriptors 0, 1 and 2 closed (a careless cron or daemon):
+# the same reports, none of them receiving what was meant for stderr
+"$TALLY" --db "$tmp/closed.db" run --rates "$F/rates.csv" --out "$tmp/closed" \
+    "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip" <&- >&- 2>&-
+rc=$?
+[ "$rc" = 3 ] || problem "run with 0, 1 and 2 closed: exit $rc (expected 3)"
+diff -r -x run.json "$tmp/dir" "$tmp/closed" >/dev/null ||
+    problem "run with 0, 1 and 2 closed: reports differ from the run above"
+ck=$(sqlite3 "$tmp/closed.db" "PRAGMA integrity_check" 2>&1)
+[ "$ck" = ok ] || problem "run with 0, 1 and 2 closed: ledger integrity: $ck"
+! grep -l "tally: " "$tmp/closed.db"* "$tmp/closed"/*.csv >/dev/null 2>&1 ||
+    problem "run with 0, 1 and 2 closed: a message landed in a file"
+rm_db "$tmp/closed.db"; rm -rf "$tmp/closed"
 # inputs.md: skipped files are "listed in the command's summary and in run.json"
 rm_db "$db"; rm -rf "$tmp/dir" "$tmp/skip"
 cp -r "$F/agent-platform" "$tmp/skip"
