@@ -1,9 +1,8 @@
 /*
  * ring.c — slots handed from one thread to another (see ring.h).
  *
- * head - tail is the number of published slots not yet given back, so the
- * slot to fill is head % slots and the slot to take is tail % slots.
- * Unsigned counters wrap together, which keeps the difference right.
+ * Two positions that go round the slots and a count between them: the
+ * filler waits while every slot is in use, the taker while none is.
  */
 #include "ring.h"
 
@@ -26,7 +25,7 @@ static int init_locks(struct tly_ring *r)
 int tly_ring_start(struct tly_ring *r, unsigned slots, void *(*fn)(void *), void *arg)
 {
     r->slots = slots;
-    r->head = r->tail = 0;
+    r->fill_at = r->take_at = r->in_use = 0;
     r->stop = 0;
     r->threaded = init_locks(r) && pthread_create(&r->thread, NULL, fn, arg) == 0;
     return r->threaded;
@@ -56,10 +55,10 @@ int tly_ring_free_slot(struct tly_ring *r)
     int slot = -1;
 
     pthread_mutex_lock(&r->lock);
-    while (!r->stop && r->head - r->tail == r->slots)
+    while (!r->stop && r->in_use == r->slots)
         pthread_cond_wait(&r->given_back, &r->lock);
     if (!r->stop)
-        slot = (int)(r->head % r->slots);
+        slot = (int)r->fill_at;
     pthread_mutex_unlock(&r->lock);
     return slot;
 }
@@ -67,7 +66,8 @@ int tly_ring_free_slot(struct tly_ring *r)
 void tly_ring_publish(struct tly_ring *r)
 {
     pthread_mutex_lock(&r->lock);
-    r->head++;
+    r->fill_at = (r->fill_at + 1) % r->slots;
+    r->in_use++;
     pthread_cond_signal(&r->published);
     pthread_mutex_unlock(&r->lock);
 }
@@ -77,10 +77,10 @@ int tly_ring_next_slot(struct tly_ring *r)
     int slot = -1;
 
     pthread_mutex_lock(&r->lock);
-    while (!r->stop && r->head == r->tail)
+    while (!r->stop && r->in_use == 0)
         pthread_cond_wait(&r->published, &r->lock);
-    if (r->head != r->tail)
-        slot = (int)(r->tail % r->slots);
+    if (r->in_use)
+        slot = (int)r->take_at;
     pthread_mutex_unlock(&r->lock);
     return slot;
 }
@@ -88,7 +88,8 @@ int tly_ring_next_slot(struct tly_ring *r)
 void tly_ring_give_back(struct tly_ring *r)
 {
     pthread_mutex_lock(&r->lock);
-    r->tail++;
+    r->take_at = (r->take_at + 1) % r->slots;
+    r->in_use--;
     pthread_cond_signal(&r->given_back);
     pthread_mutex_unlock(&r->lock);
 }

@@ -28,7 +28,8 @@
 
 struct tly_ring {
     unsigned slots;
-    unsigned head, tail;        /* slots published, slots given back (mod 2^32) */
+    unsigned fill_at, take_at;  /* the next slot to fill, the next to take */
+    unsigned in_use;            /* published and not yet given back */
     int stop;                   /* tly_ring_stop() asked the thread to end */
     int locks_ready, threaded;
     pthread_mutex_t lock;

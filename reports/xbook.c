@@ -307,7 +307,7 @@ int tly_xwriter_finish(struct tly_xwriter *w)
     tly_ring_stop(&w->ring);                /* every book handed over is written */
     /* oldest first: the slot the next hand-over would have filled */
     for (unsigned k = 0; k < WRITER_SLOTS; k++)
-        if ((err = collect(w, (int)((w->ring.head + k) % WRITER_SLOTS))) && !rc) {
+        if ((err = collect(w, (int)((w->ring.fill_at + k) % WRITER_SLOTS))) && !rc) {
             rc = err;
             w->failed = 1;
         }

@@ -62,8 +62,8 @@ static void *take(void *arg)
 
     while ((i = tly_ring_next_slot(&p->ring)) >= 0) {
         pthread_mutex_lock(&p->ring.lock);
-        if ((int)(p->ring.head - p->ring.tail) > p->max_in_flight)
-            p->max_in_flight = (int)(p->ring.head - p->ring.tail);
+        if ((int)p->ring.in_use > p->max_in_flight)
+            p->max_in_flight = (int)p->ring.in_use;
         pthread_mutex_unlock(&p->ring.lock);
         p->taken[p->ntaken++] = p->slot[i];
         tly_ring_give_back(&p->ring);
