@@ -410,6 +410,49 @@ static void test_ingest_bulk_keys_in_batches(void **state)
 }
 
 /*
+ * ingest.c hold_run/flush_runs: a bulk load's runs wait 64 at a time with
+ * their texts copied.  Two runs files of one bundle (150 and 71 runs, the
+ * first with a rejected row), names of up to 500 bytes so the copies'
+ * buffer grows while runs wait: every run keeps its own texts, its key
+ * points at its own row, and run_day counts each once.
+ */
+static void test_ingest_bulk_runs_held_across_files(void **state)
+{
+    static const char *const files[2] = { "runs.csv", "runs-eu.csv" };
+    static const int counts[2] = { 150, 71 };
+    static char text[1 << 20];
+    struct fx *f = *state;
+
+    for (int fi = 0; fi < 2; fi++) {
+        int len = snprintf(text, sizeof text,
+                           "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+        for (int i = 0; i < counts[fi]; i++) {
+            char name[600];
+            size_t n = (size_t)(i * 7 % 500);
+
+            memset(name, 'a' + i % 26, n);
+            name[n] = '\0';
+            if (fi == 0 && i == 30)
+                len += snprintf(text + len, sizeof text - (size_t)len,
+                                "bad,acc-1,notadate,agent,ag-1,,,ok\n");
+            len += snprintf(text + len, sizeof text - (size_t)len,
+                            "f%d-r%d,acc-%d,2026-09-%02dT%02d:%02d:00Z,agent,ag-%d,%s,,ok\n", fi, i,
+                            i % 5, 10 + i % 9, i % 24, i % 60, i % 3, name);
+        }
+        put(f, "b1", files[fi], text);
+    }
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 150 + 71);
+    assert_int_equal(f->st.quarantined, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs r JOIN run_ids i ON i.run = r.rowid"
+                              " WHERE i.id_key = tally_run_key(r.account_id, r.event_id)"), 150 + 71);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs WHERE COALESCE(length(resource_name), 0)"
+                              " != CAST(substr(event_id, instr(event_id, '-r') + 2) AS INT) * 7 % 500"), 0);
+    assert_runs_indexes(f);
+    assert_run_day_sums_runs(f);
+}
+
+/*
  * ingest.c merge_new_ids: a night's keys go to run_ids_new, which moves
  * into run_ids once it holds more than an eighth of the runs; duplicates
  * and conflicts are found in either table.
@@ -935,6 +978,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_run_key_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_key_is_fixed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_keys_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_bulk_runs_held_across_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
