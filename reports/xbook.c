@@ -192,7 +192,7 @@ static int finish_sheets(struct tly_xbook *b)
 /* What close_quietly() met, reported when 'report' (else only returned); frees b. */
 static int closed_result(struct tly_xbook *b, int report)
 {
-    int rc = TLY_OK;
+    int rc;
 
     if (b->closed == LXW_NO_ERROR)
         rc = TLY_OK;

@@ -739,35 +739,37 @@ static void test_ingest_missing_column_rejects_file(void **state)
                         "runs.csv 1 missing_column: ts");
 }
 
-/* inputs.md: a quote error rejects the rest of the file, listed at its line */
-static void test_ingest_quote_error(void **state)
+/*
+ * inputs.md: a quote error rejects the rest of the file, listed at its
+ * line; after 'good' loaded rows, or as the first data row (nothing before
+ * it for the parsing thread to copy from).
+ */
+static void check_quote_error(struct fx *f, int good, const char *want)
 {
-    struct fx *f = *state;
-    put(f, "b1", "runs.csv",
-        "event_id,account_id,ts,kind,resource_id\n"
-        "r1,acc-1,2026-09-20T10:00:00Z,agent,a\n"
-        "r2,acc-1,2026-09-20T10:00:00Z,agent,a\"b\n"
-        "r3,acc-1,2026-09-20T10:00:00Z,agent,a\n");
+    char text[512];
+    int len = snprintf(text, sizeof text, "event_id,account_id,ts,kind,resource_id\n");
+
+    for (int i = 0; i < good; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len,
+                        "r%d,acc-1,2026-09-20T10:00:00Z,agent,a\n", i);
+    snprintf(text + len, sizeof text - (size_t)len,
+             "rq,acc-1,2026-09-20T10:00:00Z,agent,a\"b\n"
+             "rz,acc-1,2026-09-20T10:00:00Z,agent,a\n");
+    put(f, "b1", "runs.csv", text);
     assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
-    assert_int_equal(f->st.rows_loaded, 1);
+    assert_int_equal(f->st.rows_loaded, good);
     assert_int_equal(f->st.quarantined, 1);
-    assert_string_equal(q_text(f, "SELECT line || ' ' || substr(reason, 1, 12) FROM rejects"),
-                        "3 quote_error:");
+    assert_string_equal(q_text(f, "SELECT line || ' ' || substr(reason, 1, 12) FROM rejects"), want);
 }
 
-/* The same as the first data row: the rest of the file is rejected, nothing crashes */
+static void test_ingest_quote_error(void **state)
+{
+    check_quote_error(*state, 1, "3 quote_error:");
+}
+
 static void test_ingest_quote_error_in_first_row(void **state)
 {
-    struct fx *f = *state;
-    put(f, "b1", "runs.csv",
-        "event_id,account_id,ts,kind,resource_id\n"
-        "r2,acc-1,2026-09-20T10:00:00Z,agent,a\"b\n"
-        "r3,acc-1,2026-09-20T10:00:00Z,agent,a\n");
-    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
-    assert_int_equal(f->st.rows_loaded, 0);
-    assert_int_equal(f->st.quarantined, 1);
-    assert_string_equal(q_text(f, "SELECT line || ' ' || substr(reason, 1, 12) FROM rejects"),
-                        "2 quote_error:");
+    check_quote_error(*state, 0, "2 quote_error:");
 }
 
 /* Row rules with their reason; each bad row is quarantined, the others load. */
