@@ -56,8 +56,8 @@ static const char *const sql[NQ] = {
     /* runs are read one day at a time, the days with runs from run_day (migration 12) */
     [Q_RUNS] = "SELECT ts, event_id, kind, resource_id FROM runs"
                " WHERE day = ?4 AND account_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts, event_id",
-    [Q_RUN_DAYS] = "SELECT DISTINCT day FROM run_day WHERE account_id = ?1 AND day >= ?2 AND day <= ?3"
-                   " ORDER BY day",
+    [Q_RUN_DAYS] = "SELECT day, MIN(first_ts) FROM run_day WHERE account_id = ?1 AND day >= ?2"
+                   " AND day <= ?3 GROUP BY day ORDER BY day",
     /* late runs summed at ingest (rundays.h), by bundles loaded since the close */
     [Q_LATE_RUNS] = "SELECT MIN(first_ts), kind, resource_id, SUM(runs) FROM late_run_day"
                     " WHERE account_id = ?1 AND bundle_id > ?2 GROUP BY day, kind, resource_id"

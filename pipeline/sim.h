@@ -183,8 +183,10 @@ struct sim {
     struct sim_out *out;                        /* reconcile.c's writer */
     /* inputs streamed or preloaded by reconcile.c */
     sqlite3_stmt *runs;                         /* a day's runs, by ts, event_id (step_runs) */
-    sqlite3_stmt *run_days;                     /* the account's days with runs, from ?2 */
+    sqlite3_stmt *run_days;                     /* the account's days with runs and their first instants */
     int runs_has_row;
+    int runs_pending;                           /* a day noted, its runs not read (simulate.c "Lazy days") */
+    int64_t pending_day, pending_first;
     int64_t runs_from;                          /* the first instant of the runs read */
     int64_t last_run_ts;                        /* the last run applied, or INT64_MIN */
     sqlite3_stmt *day_runs, *day_charged;       /* run_day of (account, day), NULL: none */

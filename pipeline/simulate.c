@@ -992,6 +992,8 @@ static int apply_run(struct sim *s, int64_t ts, const char *kind, const char *re
 
 static int64_t next_run_ts(struct sim *s)
 {
+    if (s->runs_pending)
+        return s->pending_first;
     return s->runs_has_row ? sqlite3_column_int64(s->runs, 0) : INT64_MAX;
 }
 
@@ -1003,26 +1005,75 @@ static int runs_error(sqlite3_stmt *st)
 /*
  * The runs cursor reads one day at a time (the time index leads with the
  * day, ledger.c migration 12): s->run_days yields the account's days with
- * runs, and s->runs the runs of one of them, from the instant sought on.
+ * runs and the first instant of each, and s->runs the runs of one of them,
+ * from the instant sought on.
+ *
+ * Lazy days.  Most days are quiet, and a quiet day needs only its first
+ * instant, which run_day holds.  Reading its first run instead cost an
+ * index seek and a row of the runs table, whose pages mix every account:
+ * a quarter of a night's reconcile.  So a day that starts whole (no run of
+ * it before the instant sought, none at or after the as-of) is only noted
+ * (runs_pending) until a run of it must be applied (read_pending_day).
+ * TALLY_REPLAY_EVERY_RUN (no day_runs) keeps the eager cursor: it is the
+ * differential test of this shortcut too.
  */
-static int step_runs(struct sim *s)
+static int day_is_whole(const struct sim *s, int64_t day, int64_t from)
 {
-    int rc = sqlite3_step(s->runs), day_rc;
+    return s->day_runs && day * TLY_DAY_SECONDS >= from && (day + 1) * TLY_DAY_SECONDS <= s->as_of;
+}
 
+/* Binds s->runs to the runs of 'day' from 'from' on; returns its first step. */
+static int read_day(struct sim *s, int64_t day, int64_t from)
+{
+    sqlite3_reset(s->runs);
+    sqlite3_bind_int64(s->runs, 2, from);
+    sqlite3_bind_int64(s->runs, 4, day);
+    return sqlite3_step(s->runs);
+}
+
+/* Goes on to the next day with runs after the current one's are read. */
+static int next_day(struct sim *s, int64_t from)
+{
+    int rc = SQLITE_DONE, day_rc;
+
+    s->runs_has_row = 0;
     while (rc == SQLITE_DONE) {
-        if ((day_rc = sqlite3_step(s->run_days)) != SQLITE_ROW) {
-            if (day_rc != SQLITE_DONE)
-                return runs_error(s->run_days);
-            break;
+        int64_t day;
+        if ((day_rc = sqlite3_step(s->run_days)) != SQLITE_ROW)
+            return day_rc == SQLITE_DONE ? TLY_OK : runs_error(s->run_days);
+        day = sqlite3_column_int64(s->run_days, 0);
+        if (day_is_whole(s, day, from)) {
+            s->runs_pending = 1;
+            s->pending_day = day;
+            s->pending_first = sqlite3_column_int64(s->run_days, 1);
+            return TLY_OK;
         }
-        sqlite3_reset(s->runs);
-        sqlite3_bind_int64(s->runs, 4, sqlite3_column_int64(s->run_days, 0));
-        rc = sqlite3_step(s->runs);
+        rc = read_day(s, day, from);
     }
     s->runs_has_row = rc == SQLITE_ROW;
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return runs_error(s->runs);
-    return TLY_OK;
+    return rc == SQLITE_ROW ? TLY_OK : runs_error(s->runs);
+}
+
+/* After a step of s->runs: on its row, or on to the next day with runs from 'next_from'. */
+static int after_step(struct sim *s, int rc, int64_t next_from)
+{
+    if (rc == SQLITE_DONE)
+        return next_day(s, next_from);
+    s->runs_has_row = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW ? TLY_OK : runs_error(s->runs);
+}
+
+static int step_runs(struct sim *s)
+{
+    return after_step(s, sqlite3_step(s->runs), (sqlite3_column_int64(s->run_days, 0) + 1) * TLY_DAY_SECONDS);
+}
+
+/* Reads the runs of the day only noted so far. */
+static int read_pending_day(struct sim *s)
+{
+    s->runs_pending = 0;
+    return after_step(s, read_day(s, s->pending_day, s->pending_day * TLY_DAY_SECONDS),
+                      (s->pending_day + 1) * TLY_DAY_SECONDS);
 }
 
 /* Puts the cursor on the first run at or after 'from'. */
@@ -1030,10 +1081,25 @@ static int seek_runs(struct sim *s, int64_t from)
 {
     sqlite3_reset(s->run_days);
     sqlite3_bind_int64(s->run_days, 2, tly_day_of(from));
-    sqlite3_reset(s->runs);
-    sqlite3_bind_int64(s->runs, 2, from);
-    sqlite3_bind_null(s->runs, 4);          /* no rows: step_runs goes to the first day */
-    return step_runs(s);
+    s->runs_pending = 0;
+    return next_day(s, from);
+}
+
+/* Applies the runs at instant t, in event_id order. */
+static int apply_runs_at(struct sim *s, int64_t t)
+{
+    int err;
+
+    if (s->runs_pending && s->pending_first == t && (err = read_pending_day(s)))
+        return err;
+    while (next_run_ts(s) == t) {
+        if ((err = apply_run(s, t, (const char *)sqlite3_column_text(s->runs, 2),
+                             (const char *)sqlite3_column_text(s->runs, 3))))
+            return err;
+        if ((err = step_runs(s)))
+            return err;
+    }
+    return TLY_OK;
 }
 
 /*
@@ -1091,14 +1157,7 @@ static int events_at(struct sim *s, int64_t t, size_t *ci, size_t *di)
     while (*di < s->ndevs && s->devs[*di].ts == t)
         if ((err = apply_dep_event(s, &s->devs[(*di)++])))
             return err;
-    while (next_run_ts(s) == t) {
-        if ((err = apply_run(s, t, (const char *)sqlite3_column_text(s->runs, 2),
-                             (const char *)sqlite3_column_text(s->runs, 3))))
-            return err;
-        if ((err = step_runs(s)))
-            return err;
-    }
-    return TLY_OK;
+    return apply_runs_at(s, t);
 }
 
 /* The next instant that touches credits (runs are handled by runs_instant). */
@@ -1160,15 +1219,8 @@ static int instant(struct sim *s, int64_t t, size_t *ci, size_t *di)
  */
 static int runs_instant(struct sim *s, int64_t t)
 {
-    int err;
-    while (next_run_ts(s) == t) {
-        if ((err = apply_run(s, t, (const char *)sqlite3_column_text(s->runs, 2),
-                             (const char *)sqlite3_column_text(s->runs, 3))))
-            return err;
-        if ((err = step_runs(s)))
-            return err;
-    }
-    return thresholds_check_pool(s, POOL_RUNS, t);
+    int err = apply_runs_at(s, t);
+    return err ? err : thresholds_check_pool(s, POOL_RUNS, t);
 }
 
 /*

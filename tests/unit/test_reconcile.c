@@ -640,6 +640,43 @@ static void test_quiet_days_equal_replay(void **state)
 }
 
 /*
+ * Lazy days (simulate.c): a day is noted from run_day and its runs read
+ * only when one must be applied.  Oct 2 is quiet.  Oct 3's first run is at
+ * the instant of a credits grant, so the instant reads the noted day.  The
+ * as-of falls inside Oct 4, whose run after it is no run of this as-of.
+ * Both ways: 5 runs used, on Oct 2 (2), Oct 3 (2) and Oct 4 (1).
+ */
+static void test_lazy_day_read_at_an_instant_and_an_as_of_inside_a_day(void **state)
+{
+    int64_t used[2], weighted[2];
+    long quiet[2];
+
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        struct tly_ledger *l = fresh();
+        account(l, "a1", "gale", "2026-10-01", "0");
+        credit(l, "a1", "r1", "2026-10-01T00:00:00Z", "runs", "grant", 100 * TLY_MICRO, NULL);
+        credit(l, "a1", "g1", "2026-10-03T10:00:00Z", "credits", "grant", 5 * TLY_MICRO, NULL);
+        run_event(l, "a1", "x1", "2026-10-02T09:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x2", "2026-10-02T17:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x3", "2026-10-03T10:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x4", "2026-10-03T12:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x5", "2026-10-04T08:00:00Z", "agent", "ag");
+        run_event(l, "a1", "x6", "2026-10-04T20:00:00Z", "agent", "ag");
+        quiet[mode] = reconcile_mode(l, "2026-10-04T12:00:00Z", mode);
+        used[mode] = one(l, "SELECT used FROM statements WHERE pool = 'runs'");
+        weighted[mode] = one(l, "SELECT SUM(runs * (day - 20725)) FROM usage_day WHERE category = 'agent'");
+        done(l);
+    }
+    assert_int_equal(quiet[0], 1);     /* Oct 2 */
+    assert_int_equal(quiet[1], 0);
+    for (int mode = 0; mode < 2; mode++) {
+        assert_int_equal(used[mode], 5 * TLY_MICRO);
+        assert_int_equal(weighted[mode], 2 * 3 + 2 * 4 + 1 * 5);
+    }
+}
+
+/*
  * §10 "Unknown accounts": held and listed once until the row arrives.  The
  * count takes whole days from run_day and the as-of's own day up to it.
  */
@@ -697,6 +734,7 @@ int main(void)
         cmocka_unit_test(test_unknown_account_runs_on_asof_day),
         cmocka_unit_test(test_runnable_named_by_latest_run),
         cmocka_unit_test(test_quiet_days_equal_replay),
+        cmocka_unit_test(test_lazy_day_read_at_an_instant_and_an_as_of_inside_a_day),
         cmocka_unit_test(test_overrun_evidence_after_close_incremental_equals_batch),
     };
     tly_error_quiet(1);
