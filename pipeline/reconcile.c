@@ -30,7 +30,8 @@ enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
     Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
     Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_DAY_ROWS, Q_CLOSED_STMT,
-    Q_CLOSED_CROSSINGS, Q_HAS_USAGE, Q_CLOSED_CARDS, W_STATEMENT, W_USAGE, W_DISC, W_ACTION,
+    Q_CLOSED_CROSSINGS, Q_HAS_USAGE, Q_CLOSED_CARDS, Q_OPEN_USAGE, W_STATEMENT, W_USAGE,
+    W_USAGE_DELETE, W_DISC, W_ACTION,
     W_CROSSING, W_ITEM, W_ITEMS_CLEAR, W_DEP_STATE, W_RUNNABLE_STATE, W_ACCOUNT_STATE, W_SNAP_CLEAR,
     W_SNAP, W_CLOSE, W_LOT, NQ
 };
@@ -103,6 +104,10 @@ static const char *const sql[NQ] = {
                     " AND deployment_id = ?3)",
     [Q_CLOSED_CARDS] = "SELECT cycle_start, cycle_end, card FROM statements"
                        " WHERE account_id = ?1 AND pool = 'credits' AND frozen = 1 ORDER BY cycle_start",
+    /* in usage_order()'s order: sync_usage() merges the two */
+    [Q_OPEN_USAGE] = "SELECT rowid, day, category, resource_id, deployment_id, late, credits, seconds,"
+                     " runs FROM usage_day WHERE account_id = ?1 AND frozen = 0"
+                     " ORDER BY day, category, resource_id, deployment_id, late, credits, seconds, runs",
     [W_STATEMENT] = "INSERT OR REPLACE INTO statements(account_id, pool, cycle_start, cycle_end, state,"
                     " opening, granted, used, used_models, used_finetune, used_guardrails,"
                     " used_scripts, used_ocr, used_browser, used_runs, adjusted, expired, late,"
@@ -110,6 +115,7 @@ static const char *const sql[NQ] = {
                     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22)",
     [W_USAGE] = "INSERT INTO usage_day(account_id, day, category, resource_id, deployment_id,"
                 " credits, seconds, runs, late, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [W_USAGE_DELETE] = "DELETE FROM usage_day WHERE rowid = ?1",
     [W_DISC] = "INSERT INTO discrepancies(account_id, kind, ts, category, resource_id,"
                " deployment_id, credits, detail, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
     [W_ACTION] = "INSERT INTO actions(account_id, category, resource_id, deployment_id, stop_at,"
@@ -147,6 +153,15 @@ struct disc {
     char *category, *resource_id, *deployment_id, *detail;
 };
 
+/* An open usage_day row as sync_usage() compares it. */
+struct usage_key {
+    int64_t day;
+    const char *category, *resource_id, *deployment_id;
+    int late;
+    int64_t credits, seconds, runs;
+    size_t row;                        /* in sim.rows */
+};
+
 struct crossing {
     enum pool pool;
     int threshold;
@@ -164,6 +179,10 @@ struct sim_out {
     size_t ndiscs, discs_cap;
     struct crossing *crossings;
     size_t ncrossings, crossings_cap;
+    struct usage_key *usage;           /* sync_usage's buffers, kept from account to account */
+    size_t usage_cap;
+    int64_t *stale;
+    size_t stale_cap;
     int err;
 };
 
@@ -696,16 +715,145 @@ static int row_discrepancy(struct sim *s, const struct acc_row *r)
                            d->deployment_id, r->kind != ACC_UNPRICED, r->credits, detail, r->post_ts);
 }
 
+static int is_usage(const struct acc_row *r)
+{
+    return r->kind == ACC_USAGE || r->kind == ACC_LATE;
+}
+
+static struct usage_key usage_key_of(const struct sim *s, size_t i)
+{
+    const struct acc_row *r = &s->rows[i];
+    const struct dep *d = r->dep >= 0 ? &s->deps[r->dep] : NULL;
+    struct usage_key k = {
+        .day = r->day, .category = row_category(s, r),
+        .resource_id = d ? d->resource_id : s->runnables[r->runnable].resource_id,
+        .deployment_id = d ? d->deployment_id : "", .late = r->kind == ACC_LATE,
+        .credits = r->credits, .seconds = r->seconds, .runs = r->count, .row = i,
+    };
+    return k;
+}
+
+static int cmp_int(int64_t a, int64_t b)
+{
+    return (a > b) - (a < b);
+}
+
+/* Q_OPEN_USAGE's order (text in SQLite's BINARY collation, as strcmp) */
+static int usage_order(const struct usage_key *a, const struct usage_key *b)
+{
+    int c;
+    if ((c = cmp_int(a->day, b->day)) || (c = strcmp(a->category, b->category)) ||
+        (c = strcmp(a->resource_id, b->resource_id)) || (c = strcmp(a->deployment_id, b->deployment_id)) ||
+        (c = cmp_int(a->late, b->late)) || (c = cmp_int(a->credits, b->credits)) ||
+        (c = cmp_int(a->seconds, b->seconds)))
+        return c;
+    return cmp_int(a->runs, b->runs);
+}
+
+static int usage_cmp(const void *a, const void *b)
+{
+    return usage_order(a, b);
+}
+
+static struct usage_key usage_key_at(sqlite3_stmt *st)
+{
+    struct usage_key k = {
+        .day = sqlite3_column_int64(st, 1), .category = (const char *)sqlite3_column_text(st, 2),
+        .resource_id = (const char *)sqlite3_column_text(st, 3),
+        .deployment_id = (const char *)sqlite3_column_text(st, 4), .late = sqlite3_column_int(st, 5),
+        .credits = sqlite3_column_int64(st, 6), .seconds = sqlite3_column_int64(st, 7),
+        .runs = sqlite3_column_int64(st, 8),
+    };
+    return k;
+}
+
+/*
+ * Merges the account's open usage_day rows in the ledger (Q_OPEN_USAGE)
+ * with the simulated ones, both in usage_order: a row in both is marked
+ * kept (row = SIZE_MAX), a ledger row in no simulated one is noted stale.
+ */
+static int match_open_usage(struct sim *s, size_t n, size_t *nstale)
+{
+    struct sim_out *w = s->out;
+    sqlite3_stmt *st = w->q[Q_OPEN_USAGE];
+    size_t i = 0;
+    int rc;
+
+    *nstale = 0;
+    sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct usage_key old = usage_key_at(st);
+        int c = 1;
+        if (!old.category || !old.resource_id || !old.deployment_id) {
+            reset(st);
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        }
+        while (i < n && (c = usage_order(&w->usage[i], &old)) < 0)
+            i++;                                /* a simulated row the ledger lacks */
+        if (c == 0) {
+            w->usage[i++].row = SIZE_MAX;       /* in both: stays */
+            continue;
+        }
+        if (tly_grow(&w->stale, &w->stale_cap, *nstale + 1, sizeof *w->stale)) {
+            reset(st);
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        }
+        w->stale[(*nstale)++] = sqlite3_column_int64(st, 0);
+    }
+    reset(st);
+    return rc == SQLITE_DONE ? TLY_OK : ledger_err(w, "reading usage");
+}
+
+/*
+ * usage_day's open rows are rewritten by difference.  A night re-simulates
+ * the whole open cycle, but only its newest day brings new rows: deleting
+ * and inserting every open row of every account was a quarter of a night's
+ * reconcile.  The rows both in the ledger and in the simulation stay, the
+ * others are deleted or inserted, so the account's open rows end as the
+ * simulation's, as they did.  Their order in the table means nothing:
+ * every reader sums or picks by key (rmodel.c, Q_HAS_USAGE, Q_LAST_RUN_DAY).
+ * A row the simulation freezes is never among the ledger's open ones.
+ */
+static int sync_usage(struct sim *s)
+{
+    struct sim_out *w = s->out;
+    size_t n = 0, nstale;
+    int err;
+
+    for (size_t i = 0; i < s->nrows; i++) {
+        if (!is_usage(&s->rows[i]))
+            continue;
+        if (is_frozen(s, s->rows[i].post_ts)) {
+            if ((err = write_usage_row(s, &s->rows[i])))
+                return err;
+            continue;
+        }
+        if (tly_grow(&w->usage, &w->usage_cap, n + 1, sizeof *w->usage))
+            return tly_error(TLY_ERR_NOMEM, "out of memory");
+        w->usage[n++] = usage_key_of(s, i);
+    }
+    qsort(w->usage, n, sizeof *w->usage, usage_cmp);
+    if ((err = match_open_usage(s, n, &nstale)))
+        return err;
+    for (size_t i = 0; i < nstale; i++) {
+        sqlite3_bind_int64(w->q[W_USAGE_DELETE], 1, w->stale[i]);
+        if ((err = tly_ledger_step_done(w->l, w->q[W_USAGE_DELETE])))
+            return err;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (w->usage[i].row != SIZE_MAX && (err = write_usage_row(s, &s->rows[w->usage[i].row])))
+            return err;
+    return TLY_OK;
+}
+
 static int write_rows(struct sim *s)
 {
     int err;
+    if ((err = sync_usage(s)))
+        return err;
     for (size_t i = 0; i < s->nrows; i++) {
         const struct acc_row *r = &s->rows[i];
-        if (r->kind == NACC)
-            continue;
-        if ((r->kind == ACC_USAGE || r->kind == ACC_LATE) && (err = write_usage_row(s, r)))
-            return err;
-        if (r->kind != ACC_USAGE && (err = row_discrepancy(s, r)))
+        if (r->kind != NACC && r->kind != ACC_USAGE && (err = row_discrepancy(s, r)))
             return err;
     }
     return TLY_OK;
@@ -1400,8 +1548,7 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
         goto out;
     /* open time is recomputed; closed cycles' rows (frozen) stay */
     if ((err = tly_ledger_exec(l,
-            "DELETE FROM statements WHERE frozen = 0; DELETE FROM usage_day WHERE frozen = 0;"
-            " DELETE FROM discrepancies WHERE frozen = 0; DELETE FROM actions WHERE frozen = 0;"
+            "DELETE FROM statements WHERE frozen = 0; DELETE FROM discrepancies WHERE frozen = 0; DELETE FROM actions WHERE frozen = 0;"
             " DELETE FROM crossings WHERE frozen = 0; DELETE FROM deployment_state;"
             " DELETE FROM runnable_state; DELETE FROM account_state; DELETE FROM lots;")))
         goto out;
@@ -1427,6 +1574,8 @@ out:
     for (int i = 0; i < NQ; i++)
         sqlite3_finalize(w.q[i]);
     tly_free(w.discs);
+    tly_free(w.usage);
+    tly_free(w.stale);
     tly_free(w.crossings);
     tly_cards_release(&cards);
     return err;

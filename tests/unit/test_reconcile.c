@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "error.h"
 #include "ledger.h"
 #include "money.h"
@@ -676,6 +678,80 @@ static void test_lazy_day_read_at_an_instant_and_an_as_of_inside_a_day(void **st
     }
 }
 
+/* Every usage_day row in one text, in a fixed order (the table's own is no order). */
+static char *usage_rows(struct tly_ledger *l)
+{
+    sqlite3_stmt *st;
+    char *text;
+    assert_int_equal(tly_ledger_prepare(l, "SELECT group_concat(r, ';') FROM (SELECT day || ',' || category"
+                                           " || ',' || resource_id || ',' || deployment_id || ',' || credits"
+                                           " || ',' || seconds || ',' || runs || ',' || late || ',' || frozen"
+                                           " AS r FROM usage_day ORDER BY r)", &st), TLY_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    text = strdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+    sqlite3_finalize(st);
+    assert_non_null(text);
+    return text;
+}
+
+static void usage_case(struct tly_ledger *l)
+{
+    account(l, "a1", "gale", "2026-10-01", "0");
+    rate(l, "gpu.x", "model", 1000000);
+    credit(l, "a1", "g1", "2026-10-01T00:00:00Z", "credits", "grant", 1000 * TLY_MICRO, NULL);
+    credit(l, "a1", "r1", "2026-10-01T00:00:00Z", "runs", "grant", 100 * TLY_MICRO, NULL);
+    dep(l, "a1", "e1", "2026-10-02T06:00:00Z", "model", "deploy", "m1", "gpu.x");
+    run_event(l, "a1", "x1", "2026-10-02T09:00:00Z", "agent", "ag");
+    run_event(l, "a1", "x2", "2026-10-03T09:00:00Z", "agent", "ag");
+}
+
+/*
+ * reconcile.c sync_usage: a night keeps the open rows that did not change
+ * (same rowid), replaces the ones that did, adds the new day's, and ends
+ * with the rows a batch run writes.  Oct 2–3 at the first as-of; one more
+ * day; then a late run on Oct 2, which changes that day's agent row only.
+ */
+static void test_usage_rows_rewritten_by_difference(void **state)
+{
+    struct tly_ledger *l = fresh();
+    char *incremental, *batch;
+    int64_t hosting_oct2, agent_oct2, last;
+    (void)state;
+    usage_case(l);
+    reconcile(l, "2026-10-04T00:00:00Z");
+    hosting_oct2 = one(l, "SELECT rowid FROM usage_day WHERE day = 20728 AND category = 'model'");
+    agent_oct2 = one(l, "SELECT rowid FROM usage_day WHERE day = 20728 AND category = 'agent'");
+    run_event(l, "a1", "x3", "2026-10-04T09:00:00Z", "agent", "ag");
+    reconcile(l, "2026-10-05T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM usage_day"), 6);   /* 3 days × (hosting, agent) */
+    assert_int_equal(one(l, "SELECT rowid FROM usage_day WHERE day = 20728 AND category = 'model'"), hosting_oct2);
+    assert_int_equal(one(l, "SELECT rowid FROM usage_day WHERE day = 20728 AND category = 'agent'"), agent_oct2);
+    run_event(l, "a1", "x4", "2026-10-02T10:00:00Z", "agent", "ag");
+    reconcile(l, "2026-10-05T00:00:00Z");
+    assert_int_equal(one(l, "SELECT rowid FROM usage_day WHERE day = 20728 AND category = 'model'"), hosting_oct2);
+    assert_true(one(l, "SELECT rowid FROM usage_day WHERE day = 20728 AND category = 'agent'") != agent_oct2);
+    assert_int_equal(one(l, "SELECT runs FROM usage_day WHERE day = 20728 AND category = 'agent'"), 2);
+    last = one(l, "SELECT MAX(rowid) FROM usage_day");
+    reconcile(l, "2026-10-05T00:00:00Z");                              /* nothing new: nothing written */
+    assert_int_equal(one(l, "SELECT MAX(rowid) FROM usage_day"), last);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM usage_day"), 6);
+    incremental = usage_rows(l);
+    done(l);
+
+    l = fresh();
+    usage_case(l);
+    run_event(l, "a1", "x3", "2026-10-04T09:00:00Z", "agent", "ag");
+    run_event(l, "a1", "x4", "2026-10-02T10:00:00Z", "agent", "ag");
+    reconcile(l, "2026-10-05T00:00:00Z");
+    batch = usage_rows(l);
+    done(l);
+    assert_string_equal(incremental, batch);
+    /* 18 h of Oct 2 and two whole days at 1 credit/h */
+    assert_non_null(strstr(batch, "20728,model,m1,m1,18000000,64800,0,0,0"));
+    free(incremental);
+    free(batch);
+}
+
 /*
  * §10 "Unknown accounts": held and listed once until the row arrives.  The
  * count takes whole days from run_day and the as-of's own day up to it.
@@ -735,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_runnable_named_by_latest_run),
         cmocka_unit_test(test_quiet_days_equal_replay),
         cmocka_unit_test(test_lazy_day_read_at_an_instant_and_an_as_of_inside_a_day),
+        cmocka_unit_test(test_usage_rows_rewritten_by_difference),
         cmocka_unit_test(test_overrun_evidence_after_close_incremental_equals_batch),
     };
     tly_error_quiet(1);
