@@ -784,7 +784,7 @@ static int match_open_usage(struct sim *s, size_t n, size_t *nstale)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct usage_key old = usage_key_at(st);
         int c = 1;
-        if (!old.category || !old.resource_id || !old.deployment_id) {
+        if (!old.category || !old.resource_id || !old.deployment_id) {   /* NOT NULL: SQLite's OOM */
             reset(st);
             return tly_error(TLY_ERR_NOMEM, "out of memory");
         }
@@ -812,7 +812,9 @@ static int match_open_usage(struct sim *s, size_t n, size_t *nstale)
  * others are deleted or inserted, so the account's open rows end as the
  * simulation's, as they did.  Their order in the table means nothing:
  * every reader sums or picks by key (rmodel.c, Q_HAS_USAGE, Q_LAST_RUN_DAY).
- * A row the simulation freezes is never among the ledger's open ones.
+ * A row the simulation freezes is inserted as it is; its open copy in the
+ * ledger matches no open row, so it goes as stale.  Every account with an
+ * accounts row comes here; tly_reconcile clears the open rows of any other.
  */
 static int sync_usage(struct sim *s)
 {
@@ -832,7 +834,8 @@ static int sync_usage(struct sim *s)
             return tly_error(TLY_ERR_NOMEM, "out of memory");
         w->usage[n++] = usage_key_of(s, i);
     }
-    qsort(w->usage, n, sizeof *w->usage, usage_cmp);
+    if (n)
+        qsort(w->usage, n, sizeof *w->usage, usage_cmp);      /* usage is NULL until a first row */
     if ((err = match_open_usage(s, n, &nstale)))
         return err;
     for (size_t i = 0; i < nstale; i++) {
@@ -1570,6 +1573,15 @@ int tly_reconcile(struct tly_ledger *l, const struct tly_reconcile_opts *o,
     }
     if (!err && rc != SQLITE_DONE)
         err = tly_ledger_error(l, "listing accounts");
+    /*
+     * sync_usage rewrites the open rows of the accounts it sees, which are
+     * all with an accounts row (the others are unknown_account's, which
+     * have none).  Whatever else holds open rows is cleared, as the delete
+     * of every open row before sync_usage did.
+     */
+    if (!err && !o->only_account)
+        err = tly_ledger_exec(l, "DELETE FROM usage_day WHERE frozen = 0"
+                                 " AND account_id NOT IN (SELECT account_id FROM accounts)");
 out:
     for (int i = 0; i < NQ; i++)
         sqlite3_finalize(w.q[i]);

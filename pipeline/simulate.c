@@ -1031,6 +1031,13 @@ static int read_day(struct sim *s, int64_t day, int64_t from)
     return sqlite3_step(s->runs);
 }
 
+/* After a step of s->runs that did not end its day. */
+static int on_row(struct sim *s, int rc)
+{
+    s->runs_has_row = rc == SQLITE_ROW;
+    return rc == SQLITE_ROW ? TLY_OK : runs_error(s->runs);
+}
+
 /* Goes on to the next day with runs after the current one's are read. */
 static int next_day(struct sim *s, int64_t from)
 {
@@ -1050,30 +1057,27 @@ static int next_day(struct sim *s, int64_t from)
         }
         rc = read_day(s, day, from);
     }
-    s->runs_has_row = rc == SQLITE_ROW;
-    return rc == SQLITE_ROW ? TLY_OK : runs_error(s->runs);
-}
-
-/* After a step of s->runs: on its row, or on to the next day with runs from 'next_from'. */
-static int after_step(struct sim *s, int rc, int64_t next_from)
-{
-    if (rc == SQLITE_DONE)
-        return next_day(s, next_from);
-    s->runs_has_row = rc == SQLITE_ROW;
-    return rc == SQLITE_ROW ? TLY_OK : runs_error(s->runs);
+    return on_row(s, rc);
 }
 
 static int step_runs(struct sim *s)
 {
-    return after_step(s, sqlite3_step(s->runs), (sqlite3_column_int64(s->run_days, 0) + 1) * TLY_DAY_SECONDS);
+    int rc = sqlite3_step(s->runs);
+
+    if (rc == SQLITE_DONE)          /* run_days is on the day just read */
+        return next_day(s, (sqlite3_column_int64(s->run_days, 0) + 1) * TLY_DAY_SECONDS);
+    return on_row(s, rc);
 }
 
 /* Reads the runs of the day only noted so far. */
 static int read_pending_day(struct sim *s)
 {
+    int rc = read_day(s, s->pending_day, s->pending_day * TLY_DAY_SECONDS);
+
     s->runs_pending = 0;
-    return after_step(s, read_day(s, s->pending_day, s->pending_day * TLY_DAY_SECONDS),
-                      (s->pending_day + 1) * TLY_DAY_SECONDS);
+    if (rc == SQLITE_DONE)
+        return next_day(s, (s->pending_day + 1) * TLY_DAY_SECONDS);
+    return on_row(s, rc);
 }
 
 /* Puts the cursor on the first run at or after 'from'. */

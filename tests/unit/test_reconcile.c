@@ -753,6 +753,24 @@ static void test_usage_rows_rewritten_by_difference(void **state)
 }
 
 /*
+ * An account's open rows go with its accounts row (a repair by hand, say):
+ * sync_usage never sees the account again, and tly_reconcile clears them,
+ * as the delete of every open row before each run did.
+ */
+static void test_open_usage_of_an_account_gone_is_cleared(void **state)
+{
+    struct tly_ledger *l = fresh();
+    (void)state;
+    usage_case(l);
+    reconcile(l, "2026-10-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM usage_day WHERE frozen = 0"), 4);
+    sql(l, "DELETE FROM accounts");
+    reconcile(l, "2026-10-04T00:00:00Z");
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM usage_day"), 0);
+    done(l);
+}
+
+/*
  * §10 "Unknown accounts": held and listed once until the row arrives.  The
  * count takes whole days from run_day and the as-of's own day up to it.
  */
@@ -812,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_quiet_days_equal_replay),
         cmocka_unit_test(test_lazy_day_read_at_an_instant_and_an_as_of_inside_a_day),
         cmocka_unit_test(test_usage_rows_rewritten_by_difference),
+        cmocka_unit_test(test_open_usage_of_an_account_gone_is_cleared),
         cmocka_unit_test(test_overrun_evidence_after_close_incremental_equals_batch),
     };
     tly_error_quiet(1);
