@@ -39,6 +39,7 @@
 #include "prefetch.h"
 #include "rowahead.h"
 #include "rundays.h"
+#include "runids.h"
 #include "timeutil.h"
 
 #include <limits.h>
@@ -261,7 +262,7 @@ struct ing {
     /* statements */
     sqlite3_stmt *ins[TLY_FILE_MANIFEST], *sel[TLY_FILE_MANIFEST];
     sqlite3_stmt *ins_ver, *sel_ver, *put_acc, *ins_file, *ins_reject, *sel_prov;
-    sqlite3_stmt *ins_new_id;               /* run_ids_new, see insert_run */
+    struct tly_runids_held *new_ids;        /* a night's keys for run_ids_new (runids.h) */
     struct tly_idfilter *filter;            /* loaded at a night's first run, built by a bulk load */
     /* counters of this bundle (added to the stats at commit) */
     long loaded, duplicates, quarantined, superseded;
@@ -353,7 +354,7 @@ static void ing_release(struct ing *g)
     sqlite3_finalize(g->ins_file);
     sqlite3_finalize(g->ins_reject);
     sqlite3_finalize(g->sel_prov);
-    sqlite3_finalize(g->ins_new_id);
+    tly_runids_held_destroy(g->new_ids);
     tly_idfilter_destroy(g->filter);
     for (size_t i = 0; i < g->nseen; i++)
         tly_free(g->seen[i].path);
@@ -399,7 +400,7 @@ static int prepare_all(struct ing *g)
             " low_threshold = ?7, updated_at = ?8, raw = ?9, file_id = ?10, line = ?11"
             " WHERE accounts.updated_at < ?8", &g->put_acc);
     if (!err)
-        err = tly_ledger_prepare(g->l, "INSERT INTO run_ids_new VALUES(?1, ?2)", &g->ins_new_id);
+        err = tly_runids_held_create(g->l, TLY_RUNIDS_HELD_MAX, &g->new_ids);
     if (!err)
         err = tly_ledger_prepare(g->l, "INSERT INTO files(bundle_id, path) VALUES(?1, ?2)",
                                  &g->ins_file);
@@ -742,6 +743,9 @@ static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bin
         if (!g->filter && (err = tly_idfilter_load(g->l, &g->filter)))
             return err;
         if (tly_idfilter_may_hold(g->filter, b[nbind - 1].i)) {
+            /* the lookup reads run_ids_new: a key waiting for it goes in first */
+            if (tly_runids_held_holds(g->new_ids, b[nbind - 1].i) && (err = tly_runids_held_flush(g->new_ids)))
+                return err;
             bind_all(sel, b, nbind);
             if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
                 return same_or_conflict(g, row, sel, b);
@@ -852,8 +856,9 @@ static int hold_run(struct ing *g, const struct tly_csv_row *row, struct bind *b
 
 /*
  * A runs row into the ledger, and into run_day when it is new; its id key
- * into run_ids_new and the id filter, or in a bulk load into the key
- * spool (bulk_end stores its keys in order).
+ * into the id filter and the held keys (runids.h: run_ids_new takes them in
+ * key order before the commit), or in a bulk load into the key spool
+ * (bulk_end stores its keys in order).
  */
 static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
 {
@@ -866,9 +871,7 @@ static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind 
         return err;
     run = sqlite3_last_insert_rowid(g->l->db);
     tly_idfilter_add(g->filter, b[R_KEY].i);
-    sqlite3_bind_int64(g->ins_new_id, 1, b[R_KEY].i);
-    sqlite3_bind_int64(g->ins_new_id, 2, run);
-    if ((err = tly_ledger_step_done(g->l, g->ins_new_id)))
+    if ((err = tly_runids_held_add(g->new_ids, b[R_KEY].i, run)))
         return err;
     return tly_rundays_add(g->rundays, b[0].s, b[0].n, b[3].s, b[3].n, b[4].s, b[4].n, b[2].i);
 }
@@ -1630,46 +1633,6 @@ static int bulk_begin(struct ing *g)
 }
 
 /*
- * Inserts the first n pairs of 'pending' into run_ids: a full batch with
- * the statement of KEYS_PER_INSERT rows, the last few one by one.  One
- * statement per key spent more time starting and ending statements than
- * inserting (10M keys: 9.5 s, against 4 s for INSERT ... SELECT).
- */
-#define KEYS_PER_INSERT 64
-
-static int insert_keys(struct ing *g, sqlite3_stmt *batch, sqlite3_stmt *one, const int64_t (*pending)[2], int n)
-{
-    int err = TLY_OK;
-
-    if (n == KEYS_PER_INSERT) {
-        for (int i = 0; i < n; i++) {
-            sqlite3_bind_int64(batch, 2 * i + 1, pending[i][0]);
-            sqlite3_bind_int64(batch, 2 * i + 2, pending[i][1]);
-        }
-        return tly_ledger_step_done(g->l, batch);
-    }
-    for (int i = 0; i < n && !err; i++) {
-        sqlite3_bind_int64(one, 1, pending[i][0]);
-        sqlite3_bind_int64(one, 2, pending[i][1]);
-        err = tly_ledger_step_done(g->l, one);
-    }
-    return err;
-}
-
-static int prepare_key_inserts(struct ing *g, sqlite3_stmt **batch, sqlite3_stmt **one)
-{
-    char sql[64 + KEYS_PER_INSERT * sizeof "(?,?),"];
-    size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT INTO run_ids(id_key, run) VALUES");
-    int err;
-
-    for (int i = 0; i < KEYS_PER_INSERT; i++)
-        n += (size_t)snprintf(sql + n, sizeof sql - n, "%s(?,?)", i ? "," : "");
-    if ((err = tly_ledger_prepare(g->l, sql, batch)))
-        return err;
-    return tly_ledger_prepare(g->l, "INSERT INTO run_ids(id_key, run) VALUES(?1, ?2)", one);
-}
-
-/*
  * The load's id keys into run_ids and a new id filter, in key order from
  * the spool: SQLite inserts at the end of the table every time.  Two runs
  * of the load sharing a key (the same id twice, or a rare collision) come
@@ -1678,13 +1641,14 @@ static int prepare_key_inserts(struct ing *g, sqlite3_stmt **batch, sqlite3_stmt
  */
 static int store_bulk_keys(struct ing *g)
 {
-    sqlite3_stmt *batch = NULL, *one = NULL;
-    int64_t key, run, prev = 0, pending[KEYS_PER_INSERT][2];
-    int err, got, first = 1, n = 0;
+    struct tly_runids_writer w = { 0 };
+    int64_t key, run, prev = 0, pending[TLY_RUNIDS_PER_INSERT][2];
+    int err, got, first = 1;
+    size_t n = 0;
 
     if ((err = tly_keyspool_sort(g->spool)) ||
         (err = tly_idfilter_new(tly_keyspool_count(g->spool), &g->filter)) ||
-        (err = prepare_key_inserts(g, &batch, &one)))
+        (err = tly_runids_writer_prepare(&w, g->l, "run_ids")))
         goto done;
     while (!(err = tly_keyspool_next(g->spool, &key, &run, &got)) && got) {
         if (!first && key == prev) {
@@ -1696,18 +1660,17 @@ static int store_bulk_keys(struct ing *g)
         tly_idfilter_add(g->filter, key);
         pending[n][0] = key;
         pending[n][1] = run;
-        if (++n == KEYS_PER_INSERT) {
-            if ((err = insert_keys(g, batch, one, (const int64_t(*)[2])pending, n)))
+        if (++n == TLY_RUNIDS_PER_INSERT) {
+            if ((err = tly_runids_writer_put(&w, (const int64_t(*)[2])pending, n)))
                 break;
             n = 0;
         }
     }
     if (!err && !g->bulk_duplicates)
-        err = insert_keys(g, batch, one, (const int64_t(*)[2])pending, n);
+        err = tly_runids_writer_put(&w, (const int64_t(*)[2])pending, n);
     tly_idfilter_merged(g->filter);     /* they are run_ids' keys */
 done:
-    sqlite3_finalize(batch);
-    sqlite3_finalize(one);
+    tly_runids_writer_finalize(&w);
     return err;
 }
 
@@ -1830,7 +1793,8 @@ static int load_pass(struct ing *g, const char *path, const char *hex, struct tl
         check_manifest(g);
     /* inputs.md: nothing of a rejected bundle is committed */
     if (g->rej_code[0] || (err = tly_rundays_flush(g->rundays)) || (err = bulk_end(g)) ||
-        g->bulk_duplicates || (err = merge_new_ids(g)) || (err = refit_filter(g)) ||
+        g->bulk_duplicates || (err = tly_runids_held_flush(g->new_ids)) || (err = merge_new_ids(g)) ||
+        (err = refit_filter(g)) ||
         (g->filter && tly_idfilter_unsaved(g->filter) && (err = tly_idfilter_save(g->l, g->filter))))
         goto fail;
     if ((err = finish_loaded(g)) || (err = tly_ledger_commit(g->l)))
