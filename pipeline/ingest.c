@@ -45,6 +45,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REJECTS_SHOWN 10            /* row rejects named on stderr per bundle */
@@ -180,33 +181,50 @@ struct bind {
 #define R_KEY (R_BINDS + 2)
 
 /*
- * A bulk load inserts runs RUNS_PER_INSERT to a statement (flush_runs).
- * The runs wait here with their texts copied: the parser's batch they
- * point into is handed back meanwhile.
+ * Runs wait here with their texts copied (the parser's batch they point
+ * into is handed back meanwhile) and go in RUNS_PER_INSERT to a statement
+ * (flush_runs).  A bulk load flushes every RUNS_PER_INSERT runs, in the
+ * order they came.  A night holds up to NIGHT_HELD_RUNS and inserts them in
+ * the time index's order (day, account, ts): as they came, the accounts
+ * interleave, and each run landed on a random page of the newest day's
+ * part of runs_by_day; in its order they land one after the other.
  */
 #define RUNS_PER_INSERT 64
+#define NIGHT_HELD_RUNS 32768
+
+struct held_run {
+    struct bind b[R_KEY + 1];
+    size_t at[R_BINDS];             /* where each text is in 'text' */
+};
+
+/* A held run's place in the time index (a night's flush sorts these). */
+struct run_place {
+    int64_t day, ts;
+    const char *account;
+    size_t account_n, run;
+};
 
 struct held_runs {
-    struct bind b[RUNS_PER_INSERT][R_KEY + 1];
-    size_t at[RUNS_PER_INSERT][R_BINDS];    /* where each text is in 'text' */
+    struct held_run *runs;
+    size_t n, cap, max;
+    struct run_place *order;        /* the insert order of runs[0 .. n-1] */
+    size_t order_cap;
     char *text;
-    size_t used, cap;
-    int n;
+    size_t used, text_cap;
     int64_t last_run;               /* the rowid of the last run inserted */
     sqlite3_stmt *insert;           /* RUNS_PER_INSERT rows */
 };
 
 /*
  * Parameters 1 and 2 are (account_id, id); then the 'ndata' compared data
- * columns; then file_id, line; then, for a keyed table, the id key.  The
- * SELECT returns the data columns, then file_id and line of the row in
- * force.  A keyed table (runs) has no unique index to insert against: its
- * rows are looked up by key first (insert_event).
+ * columns; then file_id, line; then, for runs, the id key.  The SELECT
+ * returns the data columns, then file_id and line of the row in force.
+ * Runs have no unique index to insert against: they are looked up by key
+ * first (find_run).
  */
 static const struct table {
     const char *insert, *select;
     int ndata;
-    int keyed;
 } tables[] = {
     [TLY_FILE_CREDITS] = {
         "INSERT INTO credits(account_id, txn_id, ts, pool, type, amount, expires_at, reference,"
@@ -219,7 +237,7 @@ static const struct table {
         "WITH ids(run) AS (SELECT run FROM run_ids_new WHERE id_key = ?11"
         "  UNION ALL SELECT run FROM run_ids WHERE id_key = ?11)"
         " SELECT r.ts, r.kind, r.resource_id, r.resource_name, r.owner, r.outcome, r.file_id, r.line"
-        " FROM ids JOIN runs r ON r.rowid = ids.run WHERE r.account_id = ?1 AND r.event_id = ?2", 6, 1 },
+        " FROM ids JOIN runs r ON r.rowid = ids.run WHERE r.account_id = ?1 AND r.event_id = ?2", 6 },
     [TLY_FILE_DEPLOYMENTS] = {
         "INSERT INTO deployments(account_id, event_id, ts, category, action, resource_id,"
         " resource_name, owner, deployment_id, deployment_name, deployment_type, hardware, units,"
@@ -279,7 +297,7 @@ struct ing {
     int bulk;                       /* a bulk load into an empty runs table (bulk_plan) */
     char *day_index_sql;            /* bulk load: runs_by_day, to rebuild */
     struct tly_keyspool *spool;     /* bulk load: the runs' id keys, for run_ids */
-    struct held_runs *held;         /* bulk load: runs waiting for their INSERT */
+    struct held_runs *held;         /* runs waiting for their INSERT */
     int bulk_duplicates;            /* the bulk load met duplicates: reload row by row */
     int reloading;                  /* this is that reload (see load_row_by_row) */
     struct tly_rundays *rundays;    /* run_day of the runs inserted (rundays.h) */
@@ -367,6 +385,8 @@ static void ing_release(struct ing *g)
     tly_keyspool_destroy(g->spool);
     if (g->held) {
         sqlite3_finalize(g->held->insert);
+        tly_free(g->held->runs);
+        tly_free(g->held->order);
         tly_free(g->held->text);
         tly_free(g->held);
     }
@@ -723,38 +743,20 @@ static int same_or_conflict(struct ing *g, const struct tly_csv_row *row, sqlite
 }
 
 /*
- * Inserts an event row; when its (account, id) is there already, reads the
- * row in force back and counts a duplicate or quarantines a conflict.  A
- * keyed table (runs; its key is its last bind) is looked up first when the
- * id filter may hold the key, except in a bulk load: there is nothing to
- * look in then, and its duplicates are found at its end (bulk_end).
+ * Inserts an event row of a table with a unique (account, id) (credits,
+ * deployments); when one is there already, reads the row in force back and
+ * counts a duplicate or quarantines a conflict.  Runs go by insert_run.
  */
 static int insert_event(struct ing *g, const struct tly_csv_row *row, struct bind *b, int nb,
                         int *inserted)
 {
-    const struct table *t = &tables[g->type];
     sqlite3_stmt *ins = g->ins[g->type], *sel = g->sel[g->type];
-    int nbind = nb + 2 + t->keyed, rc, err;
+    int err;
 
     *inserted = 0;
     b[nb].k = B_INT, b[nb].i = g->file_id;
     b[nb + 1].k = B_INT, b[nb + 1].i = row->line;
-    if (t->keyed && !g->bulk) {
-        if (!g->filter && (err = tly_idfilter_load(g->l, &g->filter)))
-            return err;
-        if (tly_idfilter_may_hold(g->filter, b[nbind - 1].i)) {
-            /* the lookup reads run_ids_new: a key waiting for it goes in first */
-            if (tly_runids_held_holds(g->new_ids, b[nbind - 1].i) && (err = tly_runids_held_flush(g->new_ids)))
-                return err;
-            bind_all(sel, b, nbind);
-            if ((rc = sqlite3_step(sel)) == SQLITE_ROW)
-                return same_or_conflict(g, row, sel, b);
-            sqlite3_reset(sel);
-            if (rc != SQLITE_DONE)
-                return tly_ledger_error(g->l, "reading the row in force");
-        }
-    }
-    bind_all(ins, b, nb + 2);           /* the id key is not a column */
+    bind_all(ins, b, nb + 2);
     if ((err = tly_ledger_step_done(g->l, ins)))
         return err;
     if ((*inserted = sqlite3_changes(g->l->db) > 0)) {
@@ -785,95 +787,172 @@ static int load_credit(struct ing *g, const struct tly_csv_row *row, struct valu
     return insert_event(g, row, b, 8, &inserted);
 }
 
+static int by_time_index(const void *a, const void *b)
+{
+    const struct run_place *x = a, *y = b;
+    int c;
+
+    if (x->day != y->day)
+        return x->day < y->day ? -1 : 1;
+    if ((c = memcmp(x->account, y->account, x->account_n < y->account_n ? x->account_n : y->account_n)))
+        return c;
+    if (x->account_n != y->account_n)
+        return x->account_n < y->account_n ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return (x->run > y->run) - (x->run < y->run);      /* as they came */
+}
+
+/* The held runs' texts where they are now, and the order to insert them in. */
+static int place_held_runs(struct ing *g)
+{
+    struct held_runs *h = g->held;
+
+    if (tly_grow(&h->order, &h->order_cap, h->n, sizeof *h->order))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < h->n; k++) {
+        struct bind *b = h->runs[k].b;
+        for (int i = 0; i < R_BINDS; i++)
+            if (b[i].k == B_TEXT)
+                b[i].s = h->text + h->runs[k].at[i];
+        h->order[k] = (struct run_place){ .day = tly_day_of(b[2].i), .ts = b[2].i, .account = b[0].s,
+                                          .account_n = b[0].n, .run = k };
+    }
+    if (!g->bulk)
+        qsort(h->order, h->n, sizeof *h->order, by_time_index);
+    return TLY_OK;
+}
+
+/* Inserts the held runs in their order: full batches, then one by one. */
+static int insert_held_runs(struct ing *g)
+{
+    struct held_runs *h = g->held;
+    sqlite3_stmt *one = g->ins[TLY_FILE_RUNS];
+    size_t k = 0;
+    int err = TLY_OK;
+
+    for (; k + RUNS_PER_INSERT <= h->n && !err; k += RUNS_PER_INSERT) {
+        for (int j = 0; j < RUNS_PER_INSERT; j++)
+            bind_from(h->insert, 1 + j * (R_BINDS + 2), h->runs[h->order[k + (size_t)j].run].b, R_BINDS + 2);
+        err = tly_ledger_step_done(g->l, h->insert);
+    }
+    for (; k < h->n && !err; k++) {
+        bind_all(one, h->runs[h->order[k].run].b, R_BINDS + 2);
+        err = tly_ledger_step_done(g->l, one);
+    }
+    return err;
+}
+
 /*
- * The held runs into the ledger: a full batch with one statement, the last
- * few one by one; then their keys into the spool and their days into
- * run_day.  A multi-row INSERT that names no rowid gives its rows max + 1
- * in order, so run k of the batch is last_run + 1 + k.  That is checked:
- * the rowids are what run_ids will point at, so anything else is an error,
- * not a guess.  A bulk load does not look for duplicates as it goes
- * (insert_event): every run is inserted, and bulk_end finds them.
+ * The held runs into the ledger, then their keys (into the spool in a bulk
+ * load, else with the held keys for run_ids_new) and their days into
+ * run_day.  An INSERT that names no rowid gives its rows max + 1 in order,
+ * so the k-th run inserted is last_run + 1 + k.  That is checked: the
+ * rowids are what run_ids will point at, so anything else is an error, not
+ * a guess.
  */
 static int flush_runs(struct ing *g)
 {
     struct held_runs *h = g->held;
-    sqlite3_stmt *one = g->ins[TLY_FILE_RUNS];
     int64_t last;
-    int err = TLY_OK;
+    int err;
 
-    for (int k = 0; k < h->n; k++)
-        for (int i = 0; i < R_BINDS; i++)
-            if (h->b[k][i].k == B_TEXT)
-                h->b[k][i].s = h->text + h->at[k][i];
-    if (h->n == RUNS_PER_INSERT) {
-        for (int k = 0; k < h->n; k++)
-            bind_from(h->insert, 1 + k * (R_BINDS + 2), h->b[k], R_BINDS + 2);
-        err = tly_ledger_step_done(g->l, h->insert);
-    }
-    for (int k = 0; k < h->n && h->n < RUNS_PER_INSERT && !err; k++) {
-        bind_all(one, h->b[k], R_BINDS + 2);
-        err = tly_ledger_step_done(g->l, one);
-    }
-    if (err)
+    if ((err = place_held_runs(g)) || (err = insert_held_runs(g)))
         return err;
-    if ((last = sqlite3_last_insert_rowid(g->l->db)) != h->last_run + h->n)
+    if ((last = sqlite3_last_insert_rowid(g->l->db)) != h->last_run + (int64_t)h->n)
         return tly_error(TLY_ERR_LEDGER, "runs were given rowids up to %lld, not %lld",
-                         (long long)last, (long long)(h->last_run + h->n));
-    for (int k = 0; k < h->n && !err; k++) {
-        const struct bind *b = h->b[k];
-        if (!(err = tly_keyspool_add(g->spool, b[R_KEY].i, h->last_run + 1 + k)))
+                         (long long)last, (long long)(h->last_run + (int64_t)h->n));
+    for (size_t k = 0; k < h->n && !err; k++) {
+        const struct bind *b = h->runs[h->order[k].run].b;
+        int64_t run = h->last_run + 1 + (int64_t)k;
+        if (g->bulk)
+            err = tly_keyspool_add(g->spool, b[R_KEY].i, run);
+        else
+            err = tly_runids_held_add(g->new_ids, b[R_KEY].i, run);
+        if (!err)
             err = tly_rundays_add(g->rundays, b[0].s, b[0].n, b[3].s, b[3].n, b[4].s, b[4].n, b[2].i);
     }
-    g->loaded += h->n;
+    g->loaded += (long)h->n;
     h->last_run = last;
     h->n = 0;
     h->used = 0;
     return err;
 }
 
-/* A run of a bulk load, held with a copy of its texts until a batch is full. */
-static int hold_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
+/* A run held with a copy of its texts until the hold is full. */
+static int hold_run(struct ing *g, const struct bind *b)
 {
     struct held_runs *h = g->held;
+    struct held_run *r;
     size_t need = 0;
 
-    b[R_BINDS].k = B_INT, b[R_BINDS].i = g->file_id;
-    b[R_BINDS + 1].k = B_INT, b[R_BINDS + 1].i = row->line;
     for (int i = 0; i < R_BINDS; i++)
         if (b[i].k == B_TEXT)
             need += b[i].n;
-    if (tly_grow(&h->text, &h->cap, h->used + need, 1))
+    if (tly_grow(&h->text, &h->text_cap, h->used + need, 1) ||
+        tly_grow(&h->runs, &h->cap, h->n + 1, sizeof *h->runs))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
+    r = &h->runs[h->n];
     for (int i = 0; i < R_BINDS; i++)
         if (b[i].k == B_TEXT) {
             memcpy(h->text + h->used, b[i].s, b[i].n);
-            h->at[h->n][i] = h->used;
+            r->at[i] = h->used;
             h->used += b[i].n;
         }
-    memcpy(h->b[h->n], b, sizeof h->b[h->n]);
-    return ++h->n == RUNS_PER_INSERT ? flush_runs(g) : TLY_OK;
+    memcpy(r->b, b, sizeof r->b);
+    return ++h->n == h->max ? flush_runs(g) : TLY_OK;
 }
 
 /*
- * A runs row into the ledger, and into run_day when it is new; its id key
- * into the id filter and the held keys (runids.h: run_ids_new takes them in
- * key order before the commit), or in a bulk load into the key spool
- * (bulk_end stores its keys in order).
+ * A night looks a run up only when the id filter may hold its key.  The
+ * lookup must see every earlier run of the bundle: when the key may be one
+ * still held (tly_runids_held_holds: a run sent twice in one bundle, or a
+ * collision), the held runs and keys go in first.
+ */
+static int find_run(struct ing *g, const struct tly_csv_row *row, const struct bind *b, int *fresh)
+{
+    sqlite3_stmt *sel = g->sel[TLY_FILE_RUNS];
+    int64_t key = b[R_KEY].i;
+    int rc, err;
+
+    *fresh = 1;
+    if (!g->filter && (err = tly_idfilter_load(g->l, &g->filter)))
+        return err;
+    if (!tly_idfilter_may_hold(g->filter, key))
+        return TLY_OK;
+    if (tly_runids_held_holds(g->new_ids, key) &&
+        ((g->held->n && (err = flush_runs(g))) || (err = tly_runids_held_flush(g->new_ids))))
+        return err;
+    bind_all(sel, b, R_KEY + 1);
+    if ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        *fresh = 0;
+        return same_or_conflict(g, row, sel, b);
+    }
+    sqlite3_reset(sel);
+    return rc == SQLITE_DONE ? TLY_OK : tly_ledger_error(g->l, "reading the row in force");
+}
+
+/*
+ * A runs row: held for its INSERT (flush_runs).  A bulk load does not look
+ * for duplicates as it goes: every run is held, and bulk_end finds them in
+ * the key spool.  A night holds only runs it did not find, and notes each
+ * key in the id filter and as expected, so a later copy in the bundle is
+ * looked for and found.
  */
 static int insert_run(struct ing *g, const struct tly_csv_row *row, struct bind *b)
 {
-    int64_t run;
-    int inserted, err;
+    int fresh, err;
 
-    if (g->bulk)
-        return hold_run(g, row, b);
-    if ((err = insert_event(g, row, b, R_BINDS, &inserted)) || !inserted)
-        return err;
-    run = sqlite3_last_insert_rowid(g->l->db);
-    tly_idfilter_add(g->filter, b[R_KEY].i);
-    if ((err = tly_runids_held_add(g->new_ids, b[R_KEY].i, run)))
-        return err;
-    return tly_rundays_add(g->rundays, b[0].s, b[0].n, b[3].s, b[3].n, b[4].s, b[4].n, b[2].i);
+    b[R_BINDS].k = B_INT, b[R_BINDS].i = g->file_id;
+    b[R_BINDS + 1].k = B_INT, b[R_BINDS + 1].i = row->line;
+    if (!g->bulk) {
+        if ((err = find_run(g, row, b, &fresh)) || !fresh)
+            return err;
+        tly_idfilter_add(g->filter, b[R_KEY].i);
+        if ((err = tly_runids_held_expect(g->new_ids, b[R_KEY].i)))
+            return err;
+    }
+    return hold_run(g, b);
 }
 
 static int load_run(struct ing *g, const struct tly_csv_row *row, struct value *v)
@@ -1600,8 +1679,8 @@ static int ledger_dir(const struct ing *g, char *dir, size_t cap)
  * The held runs' statement.  With one statement per run, starting and
  * ending statements cost as much as with run_ids' keys (store_bulk_keys):
  * the first load of 10M runs took 38-45 s, and 31-34 s at 64 runs to a
- * statement, with the same ledger to the byte.  The runs table is empty:
- * the first run gets rowid 1.
+ * statement, with the same ledger to the byte.  Inside the bundle's
+ * transaction: the last rowid stays the last.
  */
 static int prepare_run_inserts(struct ing *g)
 {
@@ -1611,21 +1690,34 @@ static int prepare_run_inserts(struct ing *g)
     char sql[sizeof head + RUNS_PER_INSERT * sizeof row];
     size_t n = (size_t)snprintf(sql, sizeof sql, "%s", head);
 
+    sqlite3_stmt *q;
+    int rc, err;
+
     if (!(g->held = tly_calloc(1, sizeof *g->held)))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
+    g->held->max = g->bulk ? RUNS_PER_INSERT : NIGHT_HELD_RUNS;
     for (int i = 0; i < RUNS_PER_INSERT; i++)
         n += (size_t)snprintf(sql + n, sizeof sql - n, "%s%s", i ? "," : "", row);
-    return tly_ledger_prepare(g->l, sql, &g->held->insert);
+    if ((err = tly_ledger_prepare(g->l, sql, &g->held->insert)) ||
+        (err = tly_ledger_prepare(g->l, "SELECT COALESCE(max(rowid), 0) FROM runs", &q)))
+        return err;
+    if ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        g->held->last_run = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? TLY_OK : tly_ledger_error(g->l, "reading runs");
 }
 
-/* Inside the bundle's transaction, so a rollback restores the index. */
+/*
+ * The held runs for any load; a bulk load's key spool, and its time index
+ * dropped inside the bundle's transaction, so a rollback restores it.
+ */
 static int bulk_begin(struct ing *g)
 {
     char dir[4096];
     int err;
 
     if (!g->bulk)
-        return TLY_OK;
+        return prepare_run_inserts(g);
     if ((err = ledger_dir(g, dir, sizeof dir)) || (err = tly_keyspool_create(&g->spool, dir)) ||
         (err = prepare_run_inserts(g)))
         return err;

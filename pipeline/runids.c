@@ -64,7 +64,8 @@ struct tly_runids_held {
     int64_t (*pairs)[2];                /* in arrival order until a flush sorts them */
     size_t n, cap, max;
     uint64_t *slots;
-    size_t nslots;                      /* a power of two, >= 2n */
+    size_t nslots;                      /* a power of two, >= 2 * nkeys */
+    size_t nkeys;                       /* slots taken */
     int zero_held;
 };
 
@@ -95,42 +96,52 @@ static void put_slot(struct tly_runids_held *h, uint64_t key)
     }
     while (h->slots[i] && h->slots[i] != key)
         i = (i + 1) & (h->nslots - 1);
+    h->nkeys += !h->slots[i];
     h->slots[i] = key;
 }
 
-/* Room for one more pair: the slots at most half full once it is added. */
+/* Room for one more key: the slots at most half full once it is in. */
 static int make_room(struct tly_runids_held *h)
 {
-    uint64_t *slots;
-    size_t nslots = h->nslots ? h->nslots : MIN_SLOTS;
+    uint64_t *old = h->slots;
+    size_t nold = h->nslots, nslots = nold ? nold : MIN_SLOTS;
 
-    if (tly_grow(&h->pairs, &h->cap, h->n + 1, sizeof *h->pairs))
-        return tly_error(TLY_ERR_NOMEM, "out of memory");
-    while (2 * (h->n + 1) > nslots)
+    while (2 * (h->nkeys + 1) > nslots)
         nslots *= 2;
-    if (nslots == h->nslots)
+    if (nslots == nold)
         return TLY_OK;
-    if (!(slots = tly_calloc(nslots, sizeof *slots)))
+    if (!(h->slots = tly_calloc(nslots, sizeof *h->slots))) {
+        h->slots = old;
         return tly_error(TLY_ERR_NOMEM, "out of memory");
-    tly_free(h->slots);
-    h->slots = slots;
+    }
     h->nslots = nslots;
-    for (size_t i = 0; i < h->n; i++)
-        put_slot(h, (uint64_t)h->pairs[i][0]);
+    h->nkeys = 0;
+    for (size_t i = 0; i < nold; i++)
+        if (old[i])
+            put_slot(h, old[i]);
+    tly_free(old);
     return TLY_OK;
+}
+
+int tly_runids_held_expect(struct tly_runids_held *h, int64_t key)
+{
+    int err = make_room(h);
+    if (!err)
+        put_slot(h, (uint64_t)key);
+    return err;
 }
 
 int tly_runids_held_add(struct tly_runids_held *h, int64_t key, int64_t run)
 {
-    int err;
+    int err = TLY_OK;
 
-    if ((h->n >= h->max && (err = tly_runids_held_flush(h))) || (err = make_room(h)))
-        return err;
+    if ((h->n >= h->max && (err = tly_runids_held_flush(h))) ||
+        tly_grow(&h->pairs, &h->cap, h->n + 1, sizeof *h->pairs))
+        return err ? err : tly_error(TLY_ERR_NOMEM, "out of memory");
     h->pairs[h->n][0] = key;
     h->pairs[h->n][1] = run;
     h->n++;
-    put_slot(h, (uint64_t)key);
-    return TLY_OK;
+    return tly_runids_held_expect(h, key);
 }
 
 int tly_runids_held_holds(const struct tly_runids_held *h, int64_t key)
@@ -139,7 +150,7 @@ int tly_runids_held_holds(const struct tly_runids_held *h, int64_t key)
 
     if (!key)
         return h->zero_held;
-    if (!h->n)
+    if (!h->nkeys)
         return 0;
     for (i = slot_of(h, (uint64_t)key); h->slots[i]; i = (i + 1) & (h->nslots - 1))
         if (h->slots[i] == (uint64_t)key)
@@ -166,6 +177,7 @@ int tly_runids_held_flush(struct tly_runids_held *h)
     if ((err = tly_runids_writer_put(&h->writer, (const int64_t(*)[2])h->pairs, h->n)))
         return err;
     h->n = 0;
+    h->nkeys = 0;
     h->zero_held = 0;
     memset(h->slots, 0, h->nslots * sizeof *h->slots);
     return TLY_OK;

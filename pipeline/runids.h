@@ -14,11 +14,15 @@
  * run in force must still see every earlier run: before one, the caller
  * asks tly_runids_held_holds() and flushes when the key waits here, which
  * happens only for a run sent twice in one bundle (or a rare key collision).
- * At most 'max' pairs wait; the next add flushes them.
+ * At most 'max' pairs wait; the next add flushes them.  A run that itself
+ * waits to be inserted (ingest.c "held runs") has its key expected: held
+ * from tly_runids_held_expect until the flush after its pair is added, so
+ * the caller inserts such runs before it flushes the keys.
  *
  * Usage:
  *     tly_runids_held_create(l, TLY_RUNIDS_HELD_MAX, &h);
  *     if (tly_runids_held_holds(h, key)) tly_runids_held_flush(h);   before a lookup
+ *     tly_runids_held_expect(h, key) ...;                            (optional)
  *     tly_runids_held_add(h, key, run) ...;
  *     tly_runids_held_flush(h);                                      before the commit
  *     tly_runids_held_destroy(h);
@@ -54,6 +58,7 @@ struct tly_runids_held;
 
 int tly_runids_held_create(struct tly_ledger *l, size_t max, struct tly_runids_held **out);
 int tly_runids_held_add(struct tly_runids_held *h, int64_t key, int64_t run);
+int tly_runids_held_expect(struct tly_runids_held *h, int64_t key);
 int tly_runids_held_holds(const struct tly_runids_held *h, int64_t key);
 /* Inserts the waiting pairs into run_ids_new in key order; none wait after. */
 int tly_runids_held_flush(struct tly_runids_held *h);

@@ -487,6 +487,69 @@ static void test_ingest_new_run_ids_merge(void **state)
     assert_runs_indexes(f);
 }
 
+/*
+ * ingest.c hold_run: a night holds its runs and inserts them in the time
+ * index's order (day, account, ts), each key pointing at its own row.  A
+ * copy of a held run later in the bundle is found as a duplicate, another
+ * version of it as a conflict naming its line.
+ */
+static void test_ingest_night_runs_in_time_index_order(void **state)
+{
+    struct fx *f = *state;
+
+    put_runs(f, "b1", "a", 3, "");                          /* a bulk load */
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put(f, "b2", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "n1,acc-2,2026-09-21T10:00:00Z,agent,ag-1,,,ok\n"
+        "n2,acc-1,2026-09-21T11:00:00Z,agent,ag-1,,,ok\n"
+        "n3,acc-2,2026-09-20T23:00:00Z,agent,ag-1,,,ok\n"
+        "n4,acc-1,2026-09-21T09:00:00Z,agent,ag-1,,,ok\n"
+        "n1,acc-2,2026-09-21T10:00:00Z,agent,ag-1,,,ok\n"     /* held: a duplicate */
+        "n2,acc-1,2026-09-21T11:00:00Z,agent,ag-1,,,failed\n" /* held: a conflict */
+        "n5,acc-1,2026-09-21T09:00:00Z,agent,ag-1,,,ok\n");
+    assert_int_equal(ingest(f, "b2"), TLY_QUARANTINED);
+    assert_int_equal(f->st.rows_loaded, 3 + 5);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_string_equal(q_text(f, "SELECT reason FROM rejects"),
+                        "conflict: n2 differs from the version in force (bundle b2, file runs.csv, line 3)");
+    /* the first flush (at the duplicate) took n1..n4; n5 came in the second */
+    assert_string_equal(q_text(f, "SELECT group_concat(event_id, ' ') FROM (SELECT event_id FROM runs"
+                                  " WHERE rowid > 3 ORDER BY rowid)"), "n3 n4 n2 n1 n5");
+    assert_runs_indexes(f);
+    assert_run_day_sums_runs(f);
+}
+
+/*
+ * More runs than a night holds (NIGHT_HELD_RUNS, 32768): the hold is
+ * flushed on the way; the last run is the first one again, whose run is in
+ * the ledger and whose key still waits for run_ids_new.
+ */
+static void test_ingest_night_hold_flushed_when_full(void **state)
+{
+    struct fx *f = *state;
+    const int n = 40000;
+    size_t cap = 64 + (size_t)n * 64, len;
+    char *text = malloc(cap);
+
+    assert_non_null(text);
+    put_runs(f, "b1", "a", 3, "");
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    len = (size_t)snprintf(text, cap, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "x%d,acc-%d,2026-09-21T%02d:%02d:00Z,agent,ag-1,,,ok\n",
+                                i, i % 7, (i / 60) % 24, i % 60);
+    snprintf(text + len, cap - len, "x0,acc-0,2026-09-21T00:00:00Z,agent,ag-1,,,ok\n");
+    put(f, "b2", "runs.csv", text);
+    free(text);
+    assert_int_equal(ingest(f, "b2"), TLY_OK);
+    assert_int_equal(f->st.rows_loaded, 3 + n);
+    assert_int_equal(f->st.duplicates, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3 + n);
+    assert_runs_indexes(f);
+    assert_run_day_sums_runs(f);
+}
+
 /* inputs.md "accounts.csv": the latest updated_at wins; same updated_at, other content: conflict */
 static void test_ingest_accounts_latest_updated_at(void **state)
 {
@@ -982,6 +1045,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_bulk_keys_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_runs_held_across_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_night_runs_in_time_index_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_night_hold_flushed_when_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_late_runs_summed_per_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_run_day_rollback_and_flushes, setup, teardown),

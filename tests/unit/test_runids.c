@@ -1,9 +1,10 @@
 /*
- * test_runids.c — the held keys of a night (runids.h): every key added is
- * held until a flush and no other is (0 and negative keys included, past
- * the growth of the slots); a flush puts every pair into run_ids_new and
- * holds nothing after; at most 'max' pairs wait; the writer inserts any
- * count, in full batches and singles; failures are clean.
+ * test_runids.c — the held keys of a night (runids.h): every key added or
+ * expected is held until a flush and no other is (0 and negative keys
+ * included, past the growth of the slots); a flush puts every pair into
+ * run_ids_new and holds nothing after; at most 'max' pairs wait; the
+ * writer inserts any count, in full batches and singles; failures are
+ * clean.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,6 +88,8 @@ static void test_runids_held_until_flushed(void **state)
     assert_true(tly_runids_held_holds(h, 0));
     assert_true(tly_runids_held_holds(h, INT64_MIN));
     assert_false(tly_runids_held_holds(h, 7 + 4096));     /* same slot, another key */
+    assert_int_equal(tly_runids_held_expect(h, 99), TLY_OK);   /* a run not inserted yet */
+    assert_true(tly_runids_held_holds(h, 99));
     assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 0);
     assert_int_equal(tly_runids_held_flush(h), TLY_OK);
     assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 4);
@@ -95,6 +98,7 @@ static void test_runids_held_until_flushed(void **state)
     assert_int_equal(count(l, "SELECT run FROM run_ids_new WHERE id_key = -9223372036854775808"), 3);
     assert_false(tly_runids_held_holds(h, 7));
     assert_false(tly_runids_held_holds(h, 0));
+    assert_false(tly_runids_held_holds(h, 99));
     assert_int_equal(tly_runids_held_flush(h), TLY_OK);   /* nothing waits: nothing written */
     assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 4);
     tly_runids_held_destroy(h);
