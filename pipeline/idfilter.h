@@ -4,8 +4,8 @@
  * A night's runs are nearly all new, yet each was looked up in run_ids, a
  * B-tree far larger than the cache: a fifth of a night's ingest.  The
  * filter answers "certainly new" for all but about one key in fifty, so
- * only those are looked up; and since the lookups are then rare, the runs
- * go in in file order, with no staging table sorted for the lookups.
+ * only those are looked up; and since the lookups are then rare, no
+ * staging table sorted for the lookups is needed.
  *
  * It is a split block Bloom filter (as in Apache Parquet): each key sets 8
  * bits in one 32-byte block, so a test is one cache line.  It is sized at

@@ -12,7 +12,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define MIN_SLOTS 4096
 
@@ -65,7 +64,8 @@ struct tly_runids_held {
     size_t n, cap, max;
     uint64_t *slots;
     size_t nslots;                      /* a power of two, >= 2 * nkeys */
-    size_t nkeys;                       /* slots taken */
+    uint64_t *taken;                    /* the keys in the slots, so a flush finds them */
+    size_t nkeys, taken_cap;
     int zero_held;
 };
 
@@ -86,49 +86,55 @@ static size_t slot_of(const struct tly_runids_held *h, uint64_t key)
     return (size_t)key & (h->nslots - 1);
 }
 
-static void put_slot(struct tly_runids_held *h, uint64_t key)
+/* Puts a nonzero key in its slot; 1 when it took an empty one. */
+static int place(struct tly_runids_held *h, uint64_t key)
 {
     size_t i = slot_of(h, key);
 
-    if (!key) {
-        h->zero_held = 1;
-        return;
-    }
     while (h->slots[i] && h->slots[i] != key)
         i = (i + 1) & (h->nslots - 1);
-    h->nkeys += !h->slots[i];
+    if (h->slots[i])
+        return 0;
     h->slots[i] = key;
+    return 1;
 }
 
 /* Room for one more key: the slots at most half full once it is in. */
 static int make_room(struct tly_runids_held *h)
 {
     uint64_t *old = h->slots;
-    size_t nold = h->nslots, nslots = nold ? nold : MIN_SLOTS;
+    size_t nslots = h->nslots ? h->nslots : MIN_SLOTS;
 
+    if (tly_grow(&h->taken, &h->taken_cap, h->nkeys + 1, sizeof *h->taken))
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
     while (2 * (h->nkeys + 1) > nslots)
         nslots *= 2;
-    if (nslots == nold)
+    if (nslots == h->nslots)
         return TLY_OK;
     if (!(h->slots = tly_calloc(nslots, sizeof *h->slots))) {
         h->slots = old;
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
     h->nslots = nslots;
-    h->nkeys = 0;
-    for (size_t i = 0; i < nold; i++)
-        if (old[i])
-            put_slot(h, old[i]);
+    for (size_t k = 0; k < h->nkeys; k++)
+        place(h, h->taken[k]);
     tly_free(old);
     return TLY_OK;
 }
 
 int tly_runids_held_expect(struct tly_runids_held *h, int64_t key)
 {
-    int err = make_room(h);
-    if (!err)
-        put_slot(h, (uint64_t)key);
-    return err;
+    int err;
+
+    if (!key) {
+        h->zero_held = 1;
+        return TLY_OK;
+    }
+    if ((err = make_room(h)))
+        return err;
+    if (place(h, (uint64_t)key))
+        h->taken[h->nkeys++] = (uint64_t)key;
+    return TLY_OK;
 }
 
 int tly_runids_held_add(struct tly_runids_held *h, int64_t key, int64_t run)
@@ -138,10 +144,12 @@ int tly_runids_held_add(struct tly_runids_held *h, int64_t key, int64_t run)
     if ((h->n >= h->max && (err = tly_runids_held_flush(h))) ||
         tly_grow(&h->pairs, &h->cap, h->n + 1, sizeof *h->pairs))
         return err ? err : tly_error(TLY_ERR_NOMEM, "out of memory");
+    if ((err = tly_runids_held_expect(h, key)))
+        return err;
     h->pairs[h->n][0] = key;
     h->pairs[h->n][1] = run;
     h->n++;
-    return tly_runids_held_expect(h, key);
+    return TLY_OK;
 }
 
 int tly_runids_held_holds(const struct tly_runids_held *h, int64_t key)
@@ -167,6 +175,22 @@ static int pair_cmp(const void *a, const void *b)
     return (x[1] > y[1]) - (x[1] < y[1]);
 }
 
+/*
+ * Empties the slots the keys took.  The table only grows, so a memset of it
+ * all cost a night with many runs sent twice (a flush each) O(table) per
+ * copy: 29 s instead of 3.7 s for 100k repeats among 700k runs.  Clearing
+ * each key's cluster from its home slot to the next empty one costs what
+ * was held.
+ */
+static void clear_slots(struct tly_runids_held *h)
+{
+    for (size_t k = 0; k < h->nkeys; k++)
+        for (size_t i = slot_of(h, h->taken[k]); h->slots[i]; i = (i + 1) & (h->nslots - 1))
+            h->slots[i] = 0;
+    h->nkeys = 0;
+    h->zero_held = 0;
+}
+
 int tly_runids_held_flush(struct tly_runids_held *h)
 {
     int err;
@@ -176,10 +200,8 @@ int tly_runids_held_flush(struct tly_runids_held *h)
     qsort(h->pairs, h->n, sizeof *h->pairs, pair_cmp);
     if ((err = tly_runids_writer_put(&h->writer, (const int64_t(*)[2])h->pairs, h->n)))
         return err;
+    clear_slots(h);
     h->n = 0;
-    h->nkeys = 0;
-    h->zero_held = 0;
-    memset(h->slots, 0, h->nslots * sizeof *h->slots);
     return TLY_OK;
 }
 
@@ -190,5 +212,6 @@ void tly_runids_held_destroy(struct tly_runids_held *h)
     tly_runids_writer_finalize(&h->writer);
     tly_free(h->pairs);
     tly_free(h->slots);
+    tly_free(h->taken);
     tly_free(h);
 }

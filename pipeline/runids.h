@@ -41,7 +41,9 @@
 #include "ledger.h"
 
 #define TLY_RUNIDS_PER_INSERT 64
-#define TLY_RUNIDS_HELD_MAX (1 << 20)   /* 16 MiB of pairs and 16 MiB of hash slots */
+/* 8 MiB of pairs; with 32,768 held runs expected, at most 2^21 slots
+ * (16 MiB) and a list of their keys (8 MiB) */
+#define TLY_RUNIDS_HELD_MAX (1 << 19)
 
 struct tly_runids_writer {
     struct tly_ledger *l;

@@ -2,7 +2,7 @@
  * test_runids.c — the held keys of a night (runids.h): every key added or
  * expected is held until a flush and no other is (0 and negative keys
  * included, past the growth of the slots); a flush puts every pair into
- * run_ids_new and holds nothing after; at most 'max' pairs wait; the
+ * run_ids_new and holds nothing after, however large the slots grew; at most 'max' pairs wait; the
  * writer inserts any count, in full batches and singles; failures are
  * clean.
  */
@@ -123,6 +123,49 @@ static void test_runids_held_across_growth(void **state)
     tly_runids_held_destroy(h);
 }
 
+/*
+ * 100,000 keys grow the slots to 262,144; a flush empties them, and so do
+ * a thousand small flushes after it (each clears its keys' clusters only,
+ * not the whole table).  Three keys of the last slot wrap round to slots
+ * 0 and 1, so a cluster cleared past the table's end is covered: with the
+ * last slot taken again, a key left behind there would be found.
+ */
+static void test_runids_flush_clears_clusters(void **state)
+{
+    struct tly_ledger *l = *state;
+    struct tly_runids_held *h;
+    const int64_t last = 262143, wrap[] = { last, last + 262144, last + 2 * 262144 };
+
+    assert_int_equal(tly_runids_held_create(l, TLY_RUNIDS_HELD_MAX, &h), TLY_OK);
+    for (uint64_t i = 1; i <= 100000; i++)
+        assert_int_equal(tly_runids_held_add(h, key_of(i), (int64_t)i), TLY_OK);
+    assert_int_equal(tly_runids_held_flush(h), TLY_OK);
+    for (uint64_t i = 1; i <= 100000; i++)
+        assert_false(tly_runids_held_holds(h, key_of(i)));
+    for (int64_t round = 0; round < 1000; round++) {
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(tly_runids_held_add(h, wrap[k], 100001 + 3 * round + k), TLY_OK);
+        assert_int_equal(tly_runids_held_expect(h, 1), TLY_OK);    /* home slot 1, taken */
+        for (int k = 0; k < 3; k++)
+            assert_true(tly_runids_held_holds(h, wrap[k]));
+        assert_true(tly_runids_held_holds(h, 1));
+        assert_false(tly_runids_held_holds(h, 2));
+        assert_int_equal(tly_runids_held_flush(h), TLY_OK);
+        for (int k = 0; k < 3; k++)
+            assert_false(tly_runids_held_holds(h, wrap[k]));
+        assert_false(tly_runids_held_holds(h, 1));
+        /* the last slot taken again: a key left in slot 0 or 1 would be found */
+        assert_int_equal(tly_runids_held_add(h, wrap[0], 200000 + round), TLY_OK);
+        assert_false(tly_runids_held_holds(h, wrap[1]));
+        assert_false(tly_runids_held_holds(h, wrap[2]));
+        assert_false(tly_runids_held_holds(h, 1));
+        assert_int_equal(tly_runids_held_flush(h), TLY_OK);
+    }
+    assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 104000);
+    assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new WHERE id_key = 262143"), 2000);
+    tly_runids_held_destroy(h);
+}
+
 /* max 100: the 101st and 201st adds flush what waits */
 static void test_runids_held_at_most_max(void **state)
 {
@@ -193,6 +236,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_runids_held_until_flushed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runids_held_across_growth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runids_flush_clears_clusters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runids_held_at_most_max, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runids_writer_batches_and_singles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runids_out_of_memory_is_clean, setup, teardown),
