@@ -3,7 +3,8 @@
  *
  * The held set answers "does this key wait here?" with open addressing:
  * slots of keys, linear probing, at most half full; 0 marks an empty slot,
- * so a key of 0 is noted apart.  The keys are XXH3 values (ledger.c
+ * so a key of 0 is noted apart.  The keys in the slots are also listed, so
+ * a flush clears their clusters only (clear_slots).  The keys are XXH3 values (ledger.c
  * tly_ledger_run_key): their low bits index the slots as they are.
  */
 #include "runids.h"
