@@ -91,7 +91,8 @@ static const char *const sql[NQ] = {
                     " WHERE account_id = ?1 AND day = ?2",
     [Q_DAY_CHARGED] = "SELECT COALESCE(SUM(runs), 0) FROM run_day"
                       " WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
-    [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start), card FROM statements WHERE account_id = ?1 AND frozen = 1",
+    [Q_FIRST_CYCLE] = "SELECT MIN(cycle_start), card, cycle_end FROM statements"
+                      " WHERE account_id = ?1 AND frozen = 1",
     [Q_FROZEN_DAY_ROWS] = "SELECT DISTINCT kind, category, COALESCE(deployment_id, resource_id), ts"
                           " FROM discrepancies WHERE account_id = ?1 AND frozen = 1"
                           " AND kind IN ('unpriced', 'not_chargeable')",
@@ -1253,12 +1254,15 @@ static int first_event(struct sim *s, int64_t *out)
  * and the cycles they fall in held nothing when the first one closed.
  * Those cycles are written as a run would have closed them then: closed,
  * frozen and all zero, ending where the first closed cycle starts (its
- * opening was 0, so the chain of closings still holds).
+ * opening was 0, so the chain of closings still holds).  They are cut by
+ * the anchor that cut the first closed cycle: a changed cycle_anchor
+ * shapes only the cycles after the last closed one (§10).
  */
 static int write_empty_early_cycles(struct sim *s)
 {
     sqlite3_stmt *st = s->out->q[Q_FIRST_CYCLE];
     int64_t first, known = INT64_MIN, card = 0, day;
+    unsigned anchor_day = 0;
     int rc, err;
 
     if ((err = first_event(s, &first)))
@@ -1267,22 +1271,20 @@ static int write_empty_early_cycles(struct sim *s)
     if ((rc = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
         known = sqlite3_column_int64(st, 0);
         card = sqlite3_column_int64(st, 1);
+        anchor_day = tly_cycle_anchor_of(known, sqlite3_column_int64(st, 2));
     }
     reset(st);
     if (rc != SQLITE_ROW)
         return ledger_err(s->out, "reading statements");
-    /* (with an anchor changed since, the first event's cycle may start early though the event does not) */
     if (first == INT64_MAX || known == INT64_MIN || tly_day_of(first) >= known)
         return TLY_OK;
-    for (day = tly_cycle_containing(s->anchor_day, tly_day_of(first)); !err && day < known;) {
-        int64_t next = tly_cycle_next(s->anchor_day, day);
+    for (day = tly_cycle_containing(anchor_day, tly_day_of(first)); !err && day < known;) {
         /* closed by the run that closed the first cycle, or earlier: its card (account_card) */
         struct statement empty = { .cycle_start = day * TLY_DAY_SECONDS, .closed = 1, .card = card };
-        next = next < known ? next : known;
-        empty.cycle_end = next * TLY_DAY_SECONDS;
+        day = tly_cycle_next(anchor_day, day);
+        empty.cycle_end = day * TLY_DAY_SECONDS;
         for (int p = 0; p < NPOOL && !err; p++)
             err = write_statement(s, &empty, (enum pool)p);
-        day = next;
     }
     return err;
 }

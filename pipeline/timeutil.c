@@ -206,3 +206,19 @@ int64_t tly_cycle_next(unsigned anchor_day, int64_t cycle_start_day)
     return m == 12 ? tly_cycle_start_day(anchor_day, y + 1, 1)
                    : tly_cycle_start_day(anchor_day, y, m + 1);
 }
+
+/*
+ * The anchor day that cut a whole cycle [start, end).  Each end is the
+ * anchor day clamped to its month, and of two months in a row one has 31
+ * days, where no anchor day is clamped: the larger day is the anchor.
+ * (Not for the stub after an anchor change: two anchors cut it.)
+ */
+unsigned tly_cycle_anchor_of(int64_t cycle_start_day, int64_t cycle_end_day)
+{
+    int64_t y;
+    unsigned m, start, end;
+
+    tly_civil_from_days(cycle_start_day, &y, &m, &start);
+    tly_civil_from_days(cycle_end_day, &y, &m, &end);
+    return start > end ? start : end;
+}

@@ -40,5 +40,6 @@ void tly_format_date(char *buf, int64_t day);
 int64_t tly_cycle_start_day(unsigned anchor_day, int64_t y, unsigned m);
 int64_t tly_cycle_containing(unsigned anchor_day, int64_t day);
 int64_t tly_cycle_next(unsigned anchor_day, int64_t cycle_start_day);
+unsigned tly_cycle_anchor_of(int64_t cycle_start_day, int64_t cycle_end_day);
 
 #endif

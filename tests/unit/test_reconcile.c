@@ -223,6 +223,24 @@ static void test_cycle_anchor_31_through_february(void **state)
     assert_string_equal(buf, "2025-12-31");  /* cycles before the anchor exist too */
 }
 
+/*
+ * Cycles before the first closed one are cut by the anchor that cut it, read
+ * back from its dates (write_empty_early_cycles): every anchor day, every
+ * cycle of four years with a leap February, gives its own anchor back.
+ */
+static void test_cycle_anchor_read_back_from_its_dates(void **state)
+{
+    (void)state;
+    for (unsigned anchor = 1; anchor <= 31; anchor++) {
+        int64_t day = tly_cycle_containing(anchor, tly_days_from_civil(2023, 1, 1));
+        while (day < tly_days_from_civil(2027, 1, 1)) {
+            int64_t next = tly_cycle_next(anchor, day);
+            assert_int_equal(tly_cycle_anchor_of(day, next), anchor);
+            day = next;
+        }
+    }
+}
+
 /* ------------------------------------------------------------ §6 t* */
 
 /*
@@ -361,10 +379,10 @@ static void test_scale_past_units_bound_ignored(void **state)
 
 /*
  * §10 "Statements cover every cycle from the one holding the account's
- * first event": a late event before the first closed cycle adds its cycle,
- * closed and all zero (reconcile.c write_empty_early_cycles), shaped by the
- * anchor in force and cut where the first closed cycle starts; an anchor
- * changed since adds nothing by itself.
+ * first event": a late event before the first closed cycle adds the cycles
+ * from its own to the first closed one, closed and all zero (reconcile.c
+ * write_empty_early_cycles), cut by the anchor that cut the first closed
+ * cycle; an anchor changed since adds nothing by itself.
  */
 static void test_late_event_before_first_cycle_adds_its_statement(void **state)
 {
@@ -378,15 +396,23 @@ static void test_late_event_before_first_cycle_adds_its_statement(void **state)
     sql(l, "UPDATE accounts SET cycle_anchor = %lld", (long long)tly_day_of(ts("2026-10-15T00:00:00Z")));
     reconcile(l, "2026-11-11T00:00:00Z");
     assert_int_equal(one(l, "SELECT MIN(cycle_start) FROM statements"), tly_day_of(ts("2026-10-01T00:00:00Z")));
-    /* a top-up dated Sep 20 arrives: the cycle holding it, Sep 15 to Oct 1, is listed, empty */
-    credit(l, "a1", "t1", "2026-09-20T00:00:00Z", "credits", "topup", 5 * TLY_MICRO, NULL);
+    /*
+     * a top-up dated Aug 20 arrives: the cycles from the one holding it are
+     * listed, empty, cut as October was (anchor day 1: Aug 1 and Sep 1), not
+     * by the new anchor (§10: it shapes only the cycles after the last closed)
+     */
+    credit(l, "a1", "t1", "2026-08-20T00:00:00Z", "credits", "topup", 5 * TLY_MICRO, NULL);
     reconcile(l, "2026-11-12T00:00:00Z");
     assert_int_equal(one(l, "SELECT COUNT(*) FROM statements WHERE cycle_start = %lld AND cycle_end = %lld"
                             " AND state = 'closed' AND frozen = 1 AND opening = 0 AND granted = 0 AND closing = 0",
-                         (long long)tly_day_of(ts("2026-09-15T00:00:00Z")),
+                         (long long)tly_day_of(ts("2026-08-01T00:00:00Z")),
+                         (long long)tly_day_of(ts("2026-09-01T00:00:00Z"))), 2);
+    assert_int_equal(one(l, "SELECT COUNT(*) FROM statements WHERE cycle_start = %lld AND cycle_end = %lld"
+                            " AND state = 'closed' AND frozen = 1 AND opening = 0 AND granted = 0 AND closing = 0",
+                         (long long)tly_day_of(ts("2026-09-01T00:00:00Z")),
                          (long long)tly_day_of(ts("2026-10-01T00:00:00Z"))), 2);
     assert_int_equal(one(l, "SELECT COUNT(*) FROM statements WHERE cycle_start < %lld",
-                         (long long)tly_day_of(ts("2026-09-15T00:00:00Z"))), 0);
+                         (long long)tly_day_of(ts("2026-08-01T00:00:00Z"))), 0);
     done(l);
 }
 
@@ -817,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_late_event_before_first_cycle_adds_its_statement),
         cmocka_unit_test(test_unpriced_closed_time_charged_late_once_priced),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
+        cmocka_unit_test(test_cycle_anchor_read_back_from_its_dates),
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
         cmocka_unit_test(test_odd_lifecycle_rows_and_scale_by_deploy),
