@@ -116,10 +116,18 @@ const char *tly_edition_runs_label(enum tly_edition e)
     return editions[e].runs_label;
 }
 
-#define CAT_RUNS (-2)
+/*
+ * Runs keep their runnable's kind: an agent and a tool may share a
+ * resource_id (an edition changed after a close leaves runs of both), and
+ * each tab row takes the runs of its own kind only.
+ */
 #define CAT_UNKNOWN (-1)
+#define CAT_AGENT_RUNS (-2)
+#define CAT_WORKFLOW_RUNS (-3)
+#define CAT_TOOL_RUNS (-4)
+#define IS_RUNS(cat) ((cat) <= CAT_AGENT_RUNS)
 
-/* usage_day / deployment_state category → statement category, or runs. */
+/* usage_day / deployment_state category → statement category, or runs of a kind. */
 static int category(const char *s)
 {
     static const char *const names[TLY_RC_MAX] = {
@@ -132,8 +140,12 @@ static int category(const char *s)
     for (int i = 0; i < TLY_RC_MAX; i++)
         if (!strcmp(s, names[i]))
             return i;
-    if (!strcmp(s, "agent") || !strcmp(s, "workflow") || !strcmp(s, "tool"))
-        return CAT_RUNS;
+    if (!strcmp(s, "agent"))
+        return CAT_AGENT_RUNS;
+    if (!strcmp(s, "workflow"))
+        return CAT_WORKFLOW_RUNS;
+    if (!strcmp(s, "tool"))
+        return CAT_TOOL_RUNS;
     return CAT_UNKNOWN;
 }
 
@@ -385,7 +397,7 @@ static int load_days(struct load *ld)
         int cat = category((const char *)sqlite3_column_text(st, 1));
         if (cat == CAT_UNKNOWN)
             return bad_category(ld, st, 1);
-        if (cat == CAT_RUNS)
+        if (IS_RUNS(cat))
             add(ld, &d->runs, sqlite3_column_int64(st, 3));
         else
             add(ld, &d->credits[cat], sqlite3_column_int64(st, 2));
@@ -552,7 +564,7 @@ static int load_deployments(struct load *ld)
     for (size_t i = 0; i < r->nuse && !ld->nomem; i++) {
         struct usage *u = &r->use[i];
         struct tly_rrow *d;
-        if (u->joined || u->cat == CAT_RUNS || !(d = new_dep(ld)))
+        if (u->joined || IS_RUNS(u->cat) || !(d = new_dep(ld)))
             continue;
         d->cat = (enum tly_rcat)u->cat;
         d->resource_id = u->resource_id;
@@ -595,7 +607,7 @@ static int load_runnables(struct load *ld)
         if (ld->nomem)
             break;
         /* runs rows of usage_day have deployment_id '' */
-        if ((u = find_usage(r, CAT_RUNS, d->resource_id, NULL)))
+        if ((u = find_usage(r, category(kind), d->resource_id, NULL)))
             d->runs = u->runs;
     }
     sqlite3_reset(st);
