@@ -272,6 +272,7 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
         { NULL, 0, NULL, NULL, NULL },
     };
     struct tly_reconcile_stats rs;
+    struct timespec t0;
     int64_t as_of;
     int npos, err, found = 0;
 
@@ -281,6 +282,7 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
         tly_opts_usage(balance_usage, options, 0);
         return tly_error(TLY_ERR_USAGE, "balance takes one ACCOUNT");
     }
+    tly_clock(&t0);
     if ((err = tly_resolve_as_of(ctx, as_of_text, &as_of)))
         return err;
     if ((err = tly_stage_reconcile(ctx, as_of, 0, 0, argv[0], &rs)))
@@ -294,6 +296,6 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
         err = print_section(ctx->ledger, &sections[i], argv[0]);
     tly_ledger_rollback(ctx->ledger);
     if (!err)
-        tly_note("1 account explained");
+        tly_note("1 account explained, %.1f s", tly_elapsed(&t0));
     return err;
 }

@@ -81,12 +81,12 @@ int cmd_ingest(int argc, char **argv, struct tly_ctx *ctx)
         }
         result = tly_err_worst(result, rc);
     }
-    summary(&st, i, tly_elapsed(&t0));
     if (i == npos && st.bundles_rejected + st.bundles_already_rejected == npos)
         result = tly_error(TLY_ERR_INPUT, "every bundle given was rejected");
     if (opt.rejects)
         result = tly_err_worst(result, tly_rejects_write_ingest(ctx->ledger, mark, &st,
                                                                 opt.rejects));
+    summary(&st, i, tly_elapsed(&t0));     /* outputs.md: the summary is the last line */
     tly_ingest_stats_release(&st);
     return result;
 }

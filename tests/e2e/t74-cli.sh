@@ -160,7 +160,7 @@ summary() {
     shift 2
     last=$(tail -n 1 "$tmp/err")
     case $last in
-    "tally: "?*) ;;
+    "tally: "*[0-9]" s") ;;     # every summary ends with the seconds it took
     *) problem "'tally $*': the last stderr line is not a one-line summary: '$last'" ;;
     esac
 }
@@ -171,6 +171,10 @@ summary 0 "notify" --db "$db" notify --outbox "$tmp/box"
 summary 0 "balance" --db "$db" balance gale-northwind
 [ -s "$tmp/out" ] || problem "balance wrote nothing to stdout"
 summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
+# failures end with the summary too: every bundle rejected, a refused card
+printf 'not an archive' >"$tmp/junk.zip"
+summary 65 "ingest of a rejected bundle" --db "$db" ingest "$tmp/junk.zip"
+summary 65 "rates with an overlapping card" --db "$db" rates "$tmp/overlap.csv"
 # started with descriptors 0, 1 and 2 closed (a careless cron or daemon):
 # the same reports, none of them receiving what was meant for stderr
 "$TALLY" --db "$tmp/closed.db" run --rates "$F/rates.csv" --out "$tmp/closed" \
