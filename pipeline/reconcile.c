@@ -123,8 +123,11 @@ static const char *const sql[NQ] = {
                  " message, frozen) VALUES(?1,?2,?3,?4,?5,?6,?7)",
     [W_CROSSING] = "INSERT OR REPLACE INTO crossings(account_id, pool, cycle_start, threshold, ts, frozen)"
                    " VALUES(?1,?2,?3,?4,?5,?6)",
+    /* ?8, ?9: the cycle of an item raised once per cycle (sim_cycle_item), else NULL */
     [W_ITEM] = "INSERT OR IGNORE INTO items(account_id, item, pool, threshold, ts, key, detail)"
-               " VALUES(?1,?2,?3,?4,?5,?6,?7)",
+               " SELECT ?1,?2,?3,?4,?5,?6,?7 WHERE ?8 IS NULL OR NOT EXISTS(SELECT 1 FROM items"
+               "  WHERE account_id = ?1 AND item = ?2 AND pool IS ?3 AND threshold IS ?4"
+               "  AND ts >= ?8 AND ts < ?9)",
     [W_ITEMS_CLEAR] = "DELETE FROM items WHERE account_id = ?1 AND digest_id IS NULL AND ts >= ?2",
     [W_DEP_STATE] = "INSERT OR REPLACE INTO deployment_state(account_id, category, resource_id,"
                     " deployment_id, resource_name, deployment_name, deployment_type, owner,"
@@ -258,8 +261,8 @@ int sim_crossing(struct sim *s, enum pool pool, int threshold, int64_t ts)
     return TLY_OK;
 }
 
-int sim_item(struct sim *s, const char *item, const char *pool, int threshold, int64_t ts,
-             const char *key, void *detail)
+static int write_item(struct sim *s, const char *item, const char *pool, int threshold, int64_t ts,
+                      const char *key, void *detail, const struct statement *cycle)
 {
     sqlite3_stmt *st = s->out->q[W_ITEM];
     char *text = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
@@ -276,10 +279,35 @@ int sim_item(struct sim *s, const char *item, const char *pool, int threshold, i
     sqlite3_bind_int64(st, 5, ts);
     sqlite3_bind_text(st, 6, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, text, -1, SQLITE_STATIC);
+    if (cycle) {
+        sqlite3_bind_int64(st, 8, cycle->cycle_start);
+        sqlite3_bind_int64(st, 9, cycle->cycle_end);
+    }
     err = tly_ledger_step_done(s->out->l, st);
     sqlite3_clear_bindings(st);
     free(text);
     return err;
+}
+
+int sim_item(struct sim *s, const char *item, const char *pool, int threshold, int64_t ts,
+             const char *key, void *detail)
+{
+    return write_item(s, item, pool, threshold, ts, key, detail, NULL);
+}
+
+/*
+ * An item raised at most once per cycle (a threshold, a negative balance)
+ * is keyed by its cycle's start, and is not raised again when an item of
+ * its kind already falls inside the cycle: a cycle_anchor changed before
+ * any close reshapes the open cycles, and the crossing an admin was already
+ * e-mailed about would otherwise come again under the new cycle's key
+ * (§5: "delivered exactly once across all runs").
+ */
+int sim_cycle_item(struct sim *s, const char *item, enum pool pool, int threshold, int64_t ts,
+                   const char *key, void *detail)
+{
+    return write_item(s, item, pool == POOL_RUNS ? "runs" : "credits", threshold, ts, key, detail,
+                      &s->stmt[pool]);
 }
 
 /* Writes the wallet's lots (and debt as the pseudo-lot '') with statement 'st'. */

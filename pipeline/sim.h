@@ -213,6 +213,8 @@ int sim_crossing(struct sim *s, enum pool pool, int threshold, int64_t ts);
 /* 'detail' is a JSON object; the writer takes ownership of it. */
 int sim_item(struct sim *s, const char *item, const char *pool, int threshold, int64_t ts,
              const char *key, void *detail);
+int sim_cycle_item(struct sim *s, const char *item, enum pool pool, int threshold, int64_t ts,
+                   const char *key, void *detail);
 
 /* simulate.c */
 int sim_run(struct sim *s, int64_t start);

@@ -76,7 +76,7 @@ static int record(struct sim *s, enum pool pool, int k, int64_t ts, int64_t used
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     snprintf(key, sizeof key, "threshold:%s:%lld:%d", pname,
              (long long)s->stmt[pool].cycle_start, levels[k]);
-    return sim_item(s, "threshold", pname, levels[k], ts, key, detail);
+    return sim_cycle_item(s, "threshold", pool, levels[k], ts, key, detail);
 }
 
 static int negative_item(struct sim *s, int64_t ts)
@@ -98,7 +98,7 @@ static int negative_item(struct sim *s, int64_t ts)
     if (!detail)
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     snprintf(key, sizeof key, "negative:%lld", (long long)s->stmt[POOL_CREDITS].cycle_start);
-    return sim_item(s, "negative_balance", "credits", 0, ts, key, detail);
+    return sim_cycle_item(s, "negative_balance", POOL_CREDITS, 0, ts, key, detail);
 }
 
 /* Conditions met inside [lo, hi], where only hosting accrues. */
