@@ -1410,7 +1410,7 @@ static void check_manifest(struct ing *g)
     for (size_t k = 0; k < g->nman && !g->rej_code[0]; k++)
         if (!g->man[k].matched)
             bundle_reject(g, "manifest_mismatch", g->man[k].path,
-                          "'%s' is in the manifest but not in the bundle", g->man[k].path);
+                          "'%s' is in the manifest but not a data file of the bundle", g->man[k].path);
 }
 
 /* ------------------------------------------------------------------ */
