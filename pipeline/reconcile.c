@@ -306,8 +306,7 @@ int sim_item(struct sim *s, const char *item, const char *pool, int threshold, i
 int sim_cycle_item(struct sim *s, const char *item, enum pool pool, int threshold, int64_t ts,
                    const char *key, void *detail)
 {
-    return write_item(s, item, pool == POOL_RUNS ? "runs" : "credits", threshold, ts, key, detail,
-                      &s->stmt[pool]);
+    return write_item(s, item, pool_names[pool], threshold, ts, key, detail, &s->stmt[pool]);
 }
 
 /* Writes the wallet's lots (and debt as the pseudo-lot '') with statement 'st'. */

@@ -122,14 +122,13 @@ const char *tly_edition_runs_label(enum tly_edition e)
  * each tab row takes the runs of its own kind only.
  */
 #define CAT_UNKNOWN (-1)
-#define CAT_AGENT_RUNS (-2)
-#define CAT_WORKFLOW_RUNS (-3)
-#define CAT_TOOL_RUNS (-4)
-#define IS_RUNS(cat) ((cat) <= CAT_AGENT_RUNS)
+#define CAT_RUNS_FIRST (-2)                 /* then one below for each kind of runnables[] */
+#define IS_RUNS(cat) ((cat) <= CAT_RUNS_FIRST)
 
 /* usage_day / deployment_state category → statement category, or runs of a kind. */
 static int category(const char *s)
 {
+    static const char *const runnables[] = { "agent", "workflow", "tool" };
     static const char *const names[TLY_RC_MAX] = {
         [TLY_RC_MODELS] = "model", [TLY_RC_FINETUNE] = "finetune",
         [TLY_RC_GUARDRAILS] = "guardrail", [TLY_RC_SCRIPTS] = "script",
@@ -140,12 +139,9 @@ static int category(const char *s)
     for (int i = 0; i < TLY_RC_MAX; i++)
         if (!strcmp(s, names[i]))
             return i;
-    if (!strcmp(s, "agent"))
-        return CAT_AGENT_RUNS;
-    if (!strcmp(s, "workflow"))
-        return CAT_WORKFLOW_RUNS;
-    if (!strcmp(s, "tool"))
-        return CAT_TOOL_RUNS;
+    for (int i = 0; i < (int)(sizeof runnables / sizeof *runnables); i++)
+        if (!strcmp(s, runnables[i]))
+            return CAT_RUNS_FIRST - i;
     return CAT_UNKNOWN;
 }
 
