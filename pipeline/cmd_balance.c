@@ -158,7 +158,8 @@ static const struct section sections[] = {
       "SELECT pool, cycle_start, cycle_end, state, opening, granted, used, adjusted, expired, late,"
       " closing, carried_to_next FROM statements WHERE account_id = ?1 ORDER BY cycle_start, pool",
       h_stmt, c_stmt, 12, 0 },
-    { "Grants at the as-of (drawn earliest-expiry first; debt shown as txn '')",
+    { "Grants at the as-of (drawn earliest-expiry first; debt shown as txn '';"
+      " grants spent or expired before the first open cycle are not listed)",
       "SELECT l.pool, l.txn_id, l.type, nullif(l.ts, 0), c.amount, l.remaining, l.expires_at FROM lots l"
       " LEFT JOIN credits c ON c.account_id = l.account_id AND c.txn_id = l.txn_id"
       " WHERE l.account_id = ?1 ORDER BY l.pool, l.expires_at IS NULL, l.expires_at, l.ts, l.txn_id",
