@@ -103,8 +103,8 @@ static const struct tly_rcol script_cols[] = {
     COL("last_active_on", "Last active on", DATE, F_LAST_ACTIVE),
     COL("status", "Status", TEXT, F_STATUS),
     COL("hardware", "Hardware", TEXT, F_HARDWARE),
-    COL("vcpu", "vCPU", TEXT, F_VCPU),
-    COL("memory_gb", "Memory (GB)", TEXT, F_MEMORY_GB),
+    COL("vcpu", "vCPU", TLY_RK_DECIMAL, F_VCPU),
+    COL("memory_gb", "Memory (GB)", TLY_RK_DECIMAL, F_MEMORY_GB),
 };
 
 /* ocr.csv and browser.csv */

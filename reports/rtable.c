@@ -4,6 +4,7 @@
 #include "rtable.h"
 #include "csvread.h"
 #include "error.h"
+#include "fields.h"
 #include "money.h"
 
 #include <assert.h>
@@ -129,6 +130,27 @@ static double sheet_value(enum tly_rkind kind, int64_t v, enum tly_xfmt *f, int 
     }
 }
 
+/*
+ * outputs.md has the card's vCPU and memory "written as in the card", and
+ * a workbook's "numbers stored as numbers": the CSV keeps the card's text,
+ * the sheet its value (rates.c checked it is a decimal, so the fallback to
+ * text is only for a ledger edited by hand).
+ */
+static void write_decimal(struct tly_rtable *t, uint16_t col, const struct tly_rcell *c)
+{
+    const char *why;
+    int64_t micro;
+
+    if (t->csv)
+        csvout_textn(t->csv, c->s, c->n);
+    if (!c->n)
+        return;
+    if (tly_parse_micro(c->s, c->n, TLY_AMOUNT_MAX, &micro, &why) == 0)
+        tly_xsheet_number(t->xs, t->row, col, (double)micro / TLY_MICRO, TLY_XF_NUMBER);
+    else
+        tly_xsheet_text(t->xs, t->row, col, c->s, c->n, TLY_XF_TEXT);
+}
+
 static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
 {
     enum tly_rkind kind = t->cols[i].kind;
@@ -159,6 +181,9 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
             tly_xsheet_text(t->xs, t->row, col, buf, len, TLY_XF_TEXT);
         return;
     }
+    case TLY_RK_DECIMAL:
+        write_decimal(t, col, c);
+        return;
     case TLY_RK_MICRO:
         if (t->csv)
             csvout_micro(t->csv, c->v);

@@ -37,6 +37,7 @@ enum tly_rkind {
     TLY_RK_DATE,        /* day number: YYYY-MM-DD; a date cell */
     TLY_RK_TS,          /* instant: YYYY-MM-DDThh:mm:ssZ; a date-time cell */
     TLY_RK_SECONDS,     /* duration: whole seconds; [h]:mm */
+    TLY_RK_DECIMAL,     /* a rate card's decimal (vCPU, memory): as written; a number cell */
 };
 
 struct tly_rcol {

@@ -37,6 +37,7 @@ static const struct {
     [TLY_XF_HEADER]         = { NULL,                  1, 0, 0, 1, 1, 0, 0,  1, 0,  0,        0xD9E1F2 },
     [TLY_XF_HEADER_NUM]     = { NULL,                  1, 0, 0, 1, 1, 0, 1,  0, 0,  0,        0xD9E1F2 },
     [TLY_XF_INT]            = { "#,##0",               0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
+    [TLY_XF_NUMBER]         = { "General",             0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
     [TLY_XF_CREDITS]        = { "#,##0.00",            0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
     [TLY_XF_PCT]            = { "0.00%",               0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
     [TLY_XF_DATE]           = { "yyyy-mm-dd",          0, 0, 0, 0, 0, 0, 0,  0, 0,  0,        0 },
@@ -413,6 +414,8 @@ static double number_width(double v, enum tly_xfmt f)
         return 19;
     case TLY_XF_PCT:
         return snprintf(buf, sizeof buf, "%.2f%%", v * 100);
+    case TLY_XF_NUMBER:
+        return snprintf(buf, sizeof buf, "%.10g", v);
     case TLY_XF_DURATION:
     case TLY_XF_TOTAL_DURATION:
         return snprintf(buf, sizeof buf, "%.0f", floor(fabs(v) * 24)) + 3;

@@ -36,6 +36,7 @@ enum tly_xfmt {
     TLY_XF_HEADER,          /* table header: bold, filled, bottom border */
     TLY_XF_HEADER_NUM,      /* ... over a column of numbers: right-aligned */
     TLY_XF_INT,             /* #,##0 */
+    TLY_XF_NUMBER,          /* General: a decimal shown with the digits it has */
     TLY_XF_CREDITS,         /* #,##0.00 */
     TLY_XF_PCT,             /* 0.00% of a fraction */
     TLY_XF_DATE,            /* yyyy-mm-dd */

@@ -13,6 +13,8 @@ load, so a totals row is checked as LibreOffice computes it.  Then:
   - the summary metrics above a tab's table and the totals rows equal the
     sums of the CSV columns;
   - the Overview sheet shows overview.csv's figures;
+  - vCPU, memory, units and replicas are number cells, though the CSV
+    writes vCPU and memory as the rate card does;
   - the charts are in the package (xl/charts/chartN.xml).
 
 Python standard library only.  Exits 1 with one line per difference.
@@ -245,6 +247,47 @@ def check_charts(path, count):
             problem(path, "no xl/charts/chart%d.xml" % i)
 
 
+# columns of figures that must be number cells ("numbers stored as numbers"),
+# whatever the CSV shows: the CSV keeps the rate card's vCPU and memory as
+# written, the sheet their values
+NUMERIC_TITLES = {"vCPU", "Memory (GB)", "Units", "Replicas"}
+NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+      "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+
+
+def sheet_xml(book):
+    """{sheet name: its worksheet XML root} of one .xlsx."""
+    import xml.etree.ElementTree as ET
+    z = zipfile.ZipFile(book)
+    rels = {r.get("Id"): r.get("Target") for r in
+            ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))}
+    result = {}
+    for sh in ET.fromstring(z.read("xl/workbook.xml")).iter("{%s}sheet" % NS["m"]):
+        target = rels[sh.get("{%s}id" % NS["r"])].lstrip("/")
+        result[sh.get("name")] = ET.fromstring(z.read(target if target.startswith("xl/")
+                                                      else "xl/" + target))
+    return result, [si.findtext(".//m:t", "", NS) for si in
+                    ET.fromstring(z.read("xl/sharedStrings.xml")).iter("{%s}si" % NS["m"])]
+
+
+def check_number_cells(book, where):
+    """Cells under a NUMERIC_TITLES header are numbers, never strings."""
+    found = 0
+    roots, strings = sheet_xml(book)
+    for name, root in roots.items():
+        columns = {}
+        for c in root.iter("{%s}c" % NS["m"]):
+            col = re.match(r"[A-Z]+", c.get("r")).group(0)
+            text = c.findtext("m:v", "", NS)
+            if c.get("t") == "s" and strings[int(text)] in NUMERIC_TITLES:
+                columns[col] = strings[int(text)]
+            elif col in columns and c.get("t") in ("s", "str", "inlineStr"):
+                problem(where, "%s!%s (%s) is a text cell" % (name, c.get("r"), columns[col]))
+            elif col in columns:
+                found += 1
+    return found
+
+
 def export(books, work):
     """All sheets of all books to work/csv/<book>-<sheet>.csv in one soffice run."""
     profile = os.path.join(work, "profile")
@@ -299,6 +342,7 @@ def main():
     work = tempfile.mkdtemp(prefix="tally-readback-")
     try:
         copies = {}
+        numbers = 0
         accounts = sorted(glob.glob(os.path.join(glob.escape(outdir), "accounts", "*")))
         books = [os.path.join(work, "finance.xlsx")]
         shutil.copy(os.path.join(outdir, "finance.xlsx"), books[0])
@@ -353,6 +397,7 @@ def main():
             book = sheets(out, copies[acct])
             check_errors(book, where)
             check_charts(copies[acct], 3)
+            numbers += check_number_cells(copies[acct], where)
             if "Overview" not in book:
                 problem(where, "no Overview sheet")
             else:
@@ -365,6 +410,9 @@ def main():
                     check_positional(book[sheet], path, where + " " + sheet, metrics)
             print("ok   %s (%d sheets)" % (where, len(book)))
         print("ok   finance.xlsx (%d sheets)" % len(fin))
+        if os.path.exists(os.path.join(outdir, "accounts", "ap-contoso", "scripts.csv")) \
+                and not numbers:
+            problem(outdir, "no vCPU, memory, units or replicas cell found to check")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for p in problems:
