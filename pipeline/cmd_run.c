@@ -228,15 +228,16 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         goto done;
     }
     err = tly_outdir_commit(&out);
+    /* a digest that could not be handed off is retried next run: say so in
+     * the status, before the summary, which is stderr's last line */
+    if (!err && r.notify.handoff_failed)
+        err = tly_error(TLY_ERR_OUTPUT, "%ld digests could not be handed off; the next run retries them",
+                        r.notify.handoff_failed);
 done:
     summary(&r, tly_elapsed(&all));
     for (int i = 0; i < r.nbundles; i++)
         tly_free(r.sha[i]);
     tly_free(r.sha);
     tly_ingest_stats_release(&r.ingest);
-    /* a digest that could not be handed off is retried next run: say so in the status */
-    if (!err && r.notify.handoff_failed)
-        err = tly_error(TLY_ERR_OUTPUT, "%ld digests could not be handed off; the next run retries them",
-                        r.notify.handoff_failed);
     return err ? err : (int)status;
 }

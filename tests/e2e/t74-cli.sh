@@ -18,6 +18,8 @@
 #   - a rate card's unknown column warns, as a bundle file's does;
 #   - --out naming the ledger's directory, or a file, exits 73 and destroys nothing;
 #   - notify computes at its own as-of, and a run there shows its digest again;
+#   - run --sendmail: a failed hand-off exits 73 with the summary last, and
+#     the next run hands each digest off exactly once;
 #   - started with descriptors 0, 1 and 2 closed, a run writes the same reports.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
@@ -171,6 +173,28 @@ summary 0 "notify" --db "$db" notify --outbox "$tmp/box"
 summary 0 "balance" --db "$db" balance gale-northwind
 [ -s "$tmp/out" ] || problem "balance wrote nothing to stdout"
 summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
+# --sendmail (outputs.md): a failed hand-off exits 73 and ends with the
+# summary; the next run hands every digest off once, and a third sends none
+printf '#!/bin/sh\ncat >/dev/null\nexit 1\n' >"$tmp/failmail"
+printf '#!/bin/sh\ncat >"%s/sent/$$.eml"\n' "$tmp" >"$tmp/okmail"
+chmod +x "$tmp/failmail" "$tmp/okmail"
+mkdir -p "$tmp/sent"
+rm_db "$tmp/mail.db"
+summary 73 "run --sendmail failing" --db "$tmp/mail.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --sendmail "$tmp/failmail" --out "$tmp/mail" \
+    "$F/gale.tar.gz" "$F/agent-platform"
+grep -q "digests could not be handed off; the next run retries them" "$tmp/err" ||
+    problem "run --sendmail failing: no line saying the hand-off is retried"
+created=$(ls "$tmp/mail/outbox" | grep -c '\.eml$')
+[ "$created" -gt 0 ] || problem "run --sendmail failing: no digest created to hand off"
+for i in 1 2; do
+    t 3 "run --sendmail working ($i)" --db "$tmp/mail.db" run --rates "$F/rates.csv" \
+        --as-of 2026-11-05T00:00:00Z --sendmail "$tmp/okmail" --out "$tmp/mail" \
+        "$F/gale.tar.gz" "$F/agent-platform"
+    sent=$(ls "$tmp/sent" | wc -l)
+    [ "$sent" = "$created" ] || problem "run --sendmail working ($i): $sent handed off, $created digests"
+done
+rm_db "$tmp/mail.db"; rm -rf "$tmp/mail" "$tmp/sent"
 # failures end with the summary too: every bundle rejected, a refused card
 printf 'not an archive' >"$tmp/junk.zip"
 summary 65 "ingest of a rejected bundle" --db "$db" ingest "$tmp/junk.zip"
