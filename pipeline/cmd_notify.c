@@ -81,7 +81,8 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
     if (arg.sendmail &&
         (err = tly_settings_set(ctx->settings, "notify", "sendmail", arg.sendmail, TLY_SRC_OPTION)))
         return err;
-    if ((err = tly_resolve_as_of(ctx, arg.as_of, &as_of)) ||
+    if ((err = tly_notify_check(ctx->settings)) ||
+        (err = tly_resolve_as_of(ctx, arg.as_of, &as_of)) ||
         (err = tly_stage_reconcile(ctx, as_of, 0, 1, NULL, &rs)))
         return err;
 

@@ -192,7 +192,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
         return err;
-    if ((err = tly_outdir_check(r.a.out, ctx->db_path)))
+    if ((err = tly_outdir_check(r.a.out, ctx->db_path)) || (err = tly_notify_check(ctx->settings)))
         return err;
     r.as_of_known = r.a.as_of != NULL;
     if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha)))

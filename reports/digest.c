@@ -695,8 +695,24 @@ static int sender_parse(struct notify *nx)
         snprintf(nx->domain, sizeof nx->domain, "%s", at + 1);
     return TLY_OK;
 bad:
-    return tly_error(TLY_ERR_INPUT, "setting 'notify.sender': '%s' is not one e-mail address",
+    return tly_error(TLY_ERR_USAGE, "setting 'notify.sender': '%s' is not one e-mail address",
                      sender);
+}
+
+int tly_notify_check(const struct tly_settings *s)
+{
+    struct notify nx;
+    int err;
+
+    memset(&nx, 0, sizeof nx);
+    nx.s = s;
+    g_mime_init();
+    if (!(err = sender_parse(&nx)))
+        err = templates_load(&nx.tpl, s);
+    if (nx.from)
+        g_object_unref(nx.from);
+    templates_free(&nx.tpl);
+    return err;
 }
 
 /* "tally.<24 hex of sha256(account id)>.<as-of as 20261028T190641Z>" */

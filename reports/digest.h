@@ -62,17 +62,27 @@ struct tly_notify_stats {
  * its items stay undelivered.  A failed hand-off is one stderr line and a
  * count in st->handoff_failed, and the call still returns TLY_OK: the
  * caller finishes its outputs and then decides the exit status (`tally
- * notify` exits 73).  Errors: TLY_ERR_INPUT (a bad template or sender),
+ * notify` exits 73).  Errors: TLY_ERR_USAGE (a bad sender), TLY_ERR_INPUT (a bad template),
  * TLY_ERR_OUTPUT (files), TLY_ERR_LEDGER, TLY_ERR_NOMEM; on an error before
  * the commit nothing is stored.
  *
  * Templates are looked up in settings->templates_dir when set, else in
  * ./templates when it holds digest.txt (a development checkout), else in
- * TALLY_DATADIR/templates; they are read only when a digest is created.
+ * TALLY_DATADIR/templates; tly_notify_check() loads them all once before
+ * anything is committed, and they are read again when a digest is created.
  */
 int tly_notify_run(struct tly_ledger *l, const struct tly_settings *s, int64_t as_of,
                    const char *outbox_dir, const char *csv_path, const char *sendmail_cmd,
                    struct tly_notify_stats *st);
+
+/*
+ * What tly_notify_run() would refuse for its settings, checked before a
+ * command commits anything: a sender that is not one mailbox
+ * (TLY_ERR_USAGE, like every bad setting) and templates that do not load
+ * (TLY_ERR_IO when one is missing, TLY_ERR_INPUT when one is malformed).  Otherwise a nightly run would find a mistake in its
+ * configuration only after ingest had committed the night's bundles.
+ */
+int tly_notify_check(const struct tly_settings *s);
 
 /* The two guards, exposed for tests: 1 when usable, else 0. */
 int tly_digest_valid_address(const char *addr);      /* RFC 5322 addr-spec, ASCII */

@@ -7,7 +7,8 @@
 #     nothing on stdout; `tally` alone and an unknown command: exit 64;
 #   - run without --rates or --out, --as-of garbage, a bad window, no
 #     --as-of with no manifest period_end in the ledger: exit 64, and
-#     nothing committed (no rates or bundles rows) and no DIR;
+#     nothing committed (no rates or bundles rows) and no DIR; so does a
+#     bad notify.sender setting (64), and a missing template (74);
 #   - a refused rate card (two rows of one hardware overlapping): `run`
 #     exits 65 with nothing committed and no DIR; `rates` exits 65 and the
 #     card in force stays;
@@ -108,6 +109,24 @@ usage_run "run --grace abc" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026
 usage_run "run --window 5d" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --window 5d "$F/gale.tar.gz"
 usage_run "run --from without --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --from 2026-10-01 "$F/gale.tar.gz"
 usage_run "run --from after --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --from 2026-10-05 --to 2026-10-01 "$F/gale.tar.gz"
+# a bad setting is found before anything is committed, the sender (checked
+# by the notify stage) and templates that do not load as well as the rest
+printf '[notify]\nsender = not an address\n' >"$tmp/badsender.conf"
+printf '[notify]\ntemplates = %s/no-templates\n' "$tmp" >"$tmp/notemplates.conf"
+for conf in "64 badsender" "74 notemplates" "64 badsender notify" "74 notemplates notify"; do
+    set -- $conf
+    rm_db "$db"; rm -rf "$tmp/dir"
+    if [ "${3:-run}" = run ]; then
+        t "$1" "run with $2.conf" --config "$tmp/$2.conf" --db "$db" run --rates "$F/rates.csv" \
+            --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z "$F/gale.tar.gz"
+        c=$(committed "$db")
+        [ "$c" = "rates 0 bundles 0" ] || problem "run with $2.conf: exit $1 after committing ($c)"
+    else
+        t "$1" "notify with $2.conf" --config "$tmp/$2.conf" --db "$db" notify \
+            --outbox "$tmp/dir" --as-of 2026-11-05T00:00:00Z
+    fi
+    [ -e "$tmp/dir" ] && problem "${3:-run} with $2.conf: created DIR"
+done
 for c in report notify balance; do
     case $c in
     report) extra="--out $tmp/dir" ;;

@@ -1060,7 +1060,8 @@ static void test_digest_bad_sender_setting_is_an_error(void **state)
     tly_error_quiet(1);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         f->s.sender = bad[i];
-        assert_int_equal(run(f, ts("2026-10-29T00:00:00Z"), "", &st), TLY_ERR_INPUT);
+        assert_int_equal(run(f, ts("2026-10-29T00:00:00Z"), "", &st), TLY_ERR_USAGE);
+        assert_int_equal(tly_notify_check(&f->s), TLY_ERR_USAGE);
     }
     tly_error_quiet(0);
     /* a configured sender: its domain names the Message-IDs */
