@@ -979,6 +979,59 @@ static void test_corrupt_archives_rejected(void **state)
     free(junk);
 }
 
+/* Appends 'len' bytes to the file at 'path'; returns its size before. */
+static off_t append_file(const char *path, const void *data, size_t len)
+{
+    struct stat st;
+    FILE *f;
+
+    assert_int_equal(stat(path, &st), 0);
+    assert_non_null(f = fopen(path, "ab"));
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return st.st_size;
+}
+
+/*
+ * libarchive checks no gzip trailer and stops at the tar's end: the stream
+ * of a .tar.gz is read to its end by zlib (bundle.c gzip_verify).
+ */
+static void test_tar_gz_stream_checked_to_its_end(void **state)
+{
+    size_t len, pad_len, bomb_len;
+    char *log = csv_text(50, &len);
+    const struct tentry t[] = { { "runs.csv", log, len, 0, NULL } };
+    static const unsigned char zeros[4096];
+    unsigned char *pad = gzip_bytes(NULL, 4096, &pad_len);
+    unsigned char *bomb = gzip_bytes(NULL, 2u << 20, &bomb_len);
+    struct outcome o;
+    off_t size;
+    struct tly_settings s = bounds();
+
+    (void)state;
+    /* a wrong CRC-32 in the last trailer, far past the tar's end-of-archive blocks */
+    write_archive(tmp("crc.tar.gz"), TAR, GZ, t, N(t));
+    size = append_file(tmp("crc.tar.gz"), "", 0);
+    flip_byte(tmp("crc.tar.gz"), size - 8);
+    expect_reject(tmp("crc.tar.gz"), "bad_archive", "gzip stream: incorrect data check");
+    /* a second member (4 KiB of zeros, a record's padding) and zero bytes load */
+    write_archive(tmp("pad.tar.gz"), TAR, GZ, t, N(t));
+    append_file(tmp("pad.tar.gz"), pad, pad_len);
+    append_file(tmp("pad.tar.gz"), zeros, sizeof zeros);
+    o = walk_bundle(tmp("pad.tar.gz"), &s, 0);
+    assert_int_equal(o.rc, 0);
+    assert_int_equal(o.bytes, len);
+    /* anything else after the last member; 2 MiB past the tar's end */
+    append_file(tmp("pad.tar.gz"), "junk", 4);
+    expect_reject(tmp("pad.tar.gz"), "bad_archive", "gzip stream: incorrect header check");
+    write_archive(tmp("tail.tar.gz"), TAR, GZ, t, N(t));
+    append_file(tmp("tail.tar.gz"), bomb, bomb_len);
+    expect_reject(tmp("tail.tar.gz"), "too_large", "after the tar's end");
+    free(log);
+    free(pad);
+    free(bomb);
+}
+
 /* spec inputs.md "Bundles": other formats are refused, not attempted. */
 static void test_unsupported_formats(void **state)
 {
@@ -1172,6 +1225,7 @@ int main(void)
         cmocka_unit_test(test_plain_tar_cut_between_entries),
         cmocka_unit_test(test_compressed_tar_cut_between_entries),
         cmocka_unit_test(test_corrupt_archives_rejected),
+        cmocka_unit_test(test_tar_gz_stream_checked_to_its_end),
         cmocka_unit_test(test_unsupported_formats),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_failure_is_sticky),
