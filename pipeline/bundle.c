@@ -1102,12 +1102,26 @@ static int supported_magic(int fd)
     return n == (ssize_t)sizeof m && !memcmp(m + 257, "ustar", 5);
 }
 
+/*
+ * An empty zip is nothing but its end record ("PK\5\6", 0 entries), which
+ * libarchive's seekable reader does not open: a zip that holds no file.
+ */
+static int empty_zip(int fd)
+{
+    unsigned char m[22];
+
+    return pread(fd, m, sizeof m, 0) == (ssize_t)sizeof m && !memcmp(m, "PK\x05\x06", 4) &&
+           m[10] == 0 && m[11] == 0;
+}
+
 static int open_failure(struct tly_bundle *b, struct tly_bundle_reject *rej)
 {
     const char *why = archive_error_string(b->a);
 
     if (archive_errno(b->a) == ENOMEM)
         return nomem();
+    if (empty_zip(b->fd))
+        return reject(rej, "no_known_file", "an empty zip archive");
     if (!why)
         why = "corrupt or truncated";
     if (archive_format(b->a) != 0)

@@ -1032,6 +1032,16 @@ static void test_tar_gz_stream_checked_to_its_end(void **state)
     free(bomb);
 }
 
+/* A valid zip with no entry holds no file of a known type (python's zipfile writes it). */
+static void test_empty_zip_has_no_known_file(void **state)
+{
+    static const unsigned char end_record[22] = { 'P', 'K', 5, 6 };
+
+    (void)state;
+    write_file(tmp("empty.zip"), end_record, sizeof end_record);
+    expect_reject(tmp("empty.zip"), "no_known_file", "an empty zip archive");
+}
+
 /* spec inputs.md "Bundles": other formats are refused, not attempted. */
 static void test_unsupported_formats(void **state)
 {
@@ -1226,6 +1236,7 @@ int main(void)
         cmocka_unit_test(test_compressed_tar_cut_between_entries),
         cmocka_unit_test(test_corrupt_archives_rejected),
         cmocka_unit_test(test_tar_gz_stream_checked_to_its_end),
+        cmocka_unit_test(test_empty_zip_has_no_known_file),
         cmocka_unit_test(test_unsupported_formats),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_failure_is_sticky),
