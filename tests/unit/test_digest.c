@@ -406,14 +406,41 @@ static void test_digest_items_oldest_first_ts_then_id(void **state)
     free(csv);
 
     p = parse_file(f, "acme.eml");
-    a = strstr(p.text, "You have used 50%");
+    a = strstr(p.text, "You have used 50.00%");
     b = strstr(p.text, "below zero (");
     c = strstr(p.text, "You've used all");
     assert_true(a && b && c && a < b && b < c);
-    a = strstr(p.html, "You have used 50%");
+    a = strstr(p.html, "You have used 50.00%");
     b = strstr(p.html, "below zero (");
     c = strstr(p.html, "You&#39;ve used all");
     assert_true(a && b && c && a < b && b < c);
+    parsed_free(&p);
+    fx_free(f);
+}
+
+/*
+ * One run can cross 70, 80 and 90 at once (2 of 2 runs): each item names its
+ * threshold, and its figures say what was used then (100.00%), not the
+ * threshold (outputs.md: "the figures (used / total / %)").
+ */
+static void test_digest_thresholds_crossed_together_show_the_real_percentage(void **state)
+{
+    static const char detail[] = "{\"used\":\"2\",\"total\":\"2\",\"pct\":\"100.00\",\"unit\":\"runs\"}";
+    struct fx *f = fx_new();
+    struct tly_notify_stats st;
+    struct parsed p;
+    (void)state;
+
+    add_account(f, "acme", "Acme Analytics", "agent-platform", "admin@acme.example");
+    for (int k = 70; k <= 90; k += 10)
+        add_item(f, "acme", "threshold", "runs", k, ts("2026-10-21T10:00:00Z"), detail);
+    assert_int_equal(run(f, ts("2026-10-29T00:00:00Z"), "", &st), TLY_OK);
+    p = parse_file(f, "acme.eml");
+    assert_contains(p.text, "70% of your tool runs used");
+    assert_contains(p.text, "90% of your tool runs used");
+    assert_contains(p.text, "You have used 100.00% of your tool runs (2 of 2 runs).");
+    assert_lacks(p.text, "You have used 70");
+    assert_lacks(p.html, "You have used 70");
     parsed_free(&p);
     fx_free(f);
 }
@@ -437,8 +464,8 @@ static void test_digest_body_has_the_figures_and_what_to_do(void **state)
     p = parse_file(f, "acme.eml");
     for (int i = 0; i < 2; i++) {
         const char *b = i == 0 ? p.text : p.html;
-        assert_contains(b, "You have used 50% of your credits (37.50 of 75.00 credits).");
-        assert_contains(b, "You have used 90% of your tool runs (9,000 of 10,000 runs).");
+        assert_contains(b, "You have used 50.00% of your credits (37.50 of 75.00 credits).");
+        assert_contains(b, "You have used 90.00% of your tool runs (9,000 of 10,000 runs).");
         assert_contains(b, "contact support");
         assert_contains(b, "top up your credits");
         assert_contains(b, "(-0.000063 credits)");
@@ -667,7 +694,7 @@ static void test_digest_rerun_same_as_of_same_bytes_creates_none(void **state)
     {
         struct parsed p = parse_digest(e2, l2);
         assert_contains(p.text, "has been deployed");
-        assert_lacks(p.text, "You have used 50%");
+        assert_lacks(p.text, "You have used 50.00%");
         assert_contains(g_mime_message_get_message_id(p.m), ".20261030T000000Z@");
         parsed_free(&p);
     }
@@ -1141,6 +1168,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_digest_one_per_account_with_undelivered_items),
         cmocka_unit_test(test_digest_items_oldest_first_ts_then_id),
+        cmocka_unit_test(test_digest_thresholds_crossed_together_show_the_real_percentage),
         cmocka_unit_test(test_digest_body_has_the_figures_and_what_to_do),
         cmocka_unit_test(test_digest_headers_and_subject),
         cmocka_unit_test(test_digest_golden_per_item_kind),
