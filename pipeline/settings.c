@@ -18,24 +18,27 @@ static const struct setting {
     const char *section, *name;
     enum kind kind;
     size_t offset;
+    int64_t max;                /* INT and MONEY: the largest value accepted */
     const char *deflt;
     const char *help;
 } table[] = {
 #define F(f) offsetof(struct tly_settings, f)
-    { "ingest", "max_entry_bytes", INT, F(max_entry_bytes), "8589934592", "decompressed bytes per bundle entry" },
-    { "ingest", "max_bundle_bytes", INT, F(max_bundle_bytes), "34359738368", "decompressed bytes per bundle" },
-    { "ingest", "max_entries", INT, F(max_entries), "10000", "entries per bundle" },
-    { "ingest", "max_ratio", INT, F(max_ratio), "200", "decompressed:stored ratio allowed per entry" },
-    { "ingest", "ratio_after_bytes", INT, F(ratio_after_bytes), "67108864", "the ratio is checked once an entry passes this size" },
-    { "ingest", "max_field_bytes", INT, F(max_field_bytes), "65536", "bytes in one CSV field" },
-    { "ingest", "max_rows_per_file", INT, F(max_rows_per_file), "1000000000", "data rows in one CSV file" },
-    { "reconcile", "grace_hours", INT, F(grace_hours), "48", "hours after a cycle end before it closes" },
-    { "reconcile", "finetune_minimum", MONEY, F(finetune_min_micro), "25", "credits needed to start fine-tuning" },
-    { "report", "scratch_dir", STR, F(scratch_dir), "", "where workbooks are assembled (empty: $TMPDIR, else /dev/shm with 1 GiB free, else beside the reports)" },
-    { "notify", "sender", STR, F(sender), "Tally Billing <billing-noreply@tally.invalid>", "From: of digest e-mails" },
-    { "notify", "sendmail", STR, F(sendmail), "", "command digests are piped to (empty: none)" },
-    { "notify", "templates", STR, F(templates_dir), "", "template directory (empty: built-in search path)" },
-    { "ledger", "db", STR, F(db), "tally.db", "the SQLite ledger" },
+#define ANY INT64_MAX
+    { "ingest", "max_entry_bytes", INT, F(max_entry_bytes), ANY, "8589934592", "decompressed bytes per bundle entry" },
+    { "ingest", "max_bundle_bytes", INT, F(max_bundle_bytes), ANY, "34359738368", "decompressed bytes per bundle" },
+    { "ingest", "max_entries", INT, F(max_entries), ANY, "10000", "entries per bundle" },
+    { "ingest", "max_ratio", INT, F(max_ratio), ANY, "200", "decompressed:stored ratio allowed per entry" },
+    { "ingest", "ratio_after_bytes", INT, F(ratio_after_bytes), ANY, "67108864", "the ratio is checked once an entry passes this size" },
+    { "ingest", "max_field_bytes", INT, F(max_field_bytes), ANY, "65536", "bytes in one CSV field" },
+    { "ingest", "max_rows_per_file", INT, F(max_rows_per_file), ANY, "1000000000", "data rows in one CSV file" },
+    { "reconcile", "grace_hours", INT, F(grace_hours), TLY_MAX_GRACE_HOURS, "48", "hours after a cycle end before it closes" },
+    { "reconcile", "finetune_minimum", MONEY, F(finetune_min_micro), 1000000000 * TLY_MICRO, "25", "credits needed to start fine-tuning" },
+    { "report", "scratch_dir", STR, F(scratch_dir), 0, "", "where workbooks are assembled (empty: $TMPDIR, else /dev/shm with 1 GiB free, else beside the reports)" },
+    { "notify", "sender", STR, F(sender), 0, "Tally Billing <billing-noreply@tally.invalid>", "From: of digest e-mails" },
+    { "notify", "sendmail", STR, F(sendmail), 0, "", "command digests are piped to (empty: none)" },
+    { "notify", "templates", STR, F(templates_dir), 0, "", "template directory (empty: built-in search path)" },
+    { "ledger", "db", STR, F(db), 0, "tally.db", "the SQLite ledger" },
+#undef ANY
 #undef F
 };
 #define NSETTINGS (sizeof table / sizeof table[0])
@@ -53,12 +56,13 @@ static int set_one(struct tly_settings *s, size_t i, const char *value, enum tly
 
     switch (t->kind) {
     case INT:
-        if (tly_parse_int(value, strlen(value), 0, INT64_MAX, &v, &why))
-            return tly_error(TLY_ERR_USAGE, "setting '%s.%s': '%s' %s", t->section, t->name, value, why);
+        if (tly_parse_int(value, strlen(value), 0, t->max, &v, &why))
+            return tly_error(TLY_ERR_USAGE, "setting '%s.%s': '%s' %s (a whole number, 0 to %lld)",
+                             t->section, t->name, value, why, (long long)t->max);
         *(int64_t *)base = v;
         break;
     case MONEY:
-        if (tly_parse_micro(value, strlen(value), 1000000000 * TLY_MICRO, &v, &why) || v < 0)
+        if (tly_parse_micro(value, strlen(value), t->max, &v, &why) || v < 0)
             return tly_error(TLY_ERR_USAGE, "setting '%s.%s': '%s' %s", t->section, t->name, value,
                              why ? why : "is negative");
         *(int64_t *)base = v;

@@ -14,6 +14,13 @@
 
 #define TLY_DEFAULT_CONFIG "/etc/tally/tally.conf"
 
+/*
+ * Ten years.  A close is final, and end + grace is computed in seconds:
+ * a grace whose seconds overflow 64 bits would wrap and close cycles out
+ * of order, so it is refused as a usage error instead.
+ */
+#define TLY_MAX_GRACE_HOURS 87600
+
 struct tly_settings {
     /* [ingest] bounds (inputs.md "Bundles") */
     int64_t max_entry_bytes;        /* decompressed bytes per entry */

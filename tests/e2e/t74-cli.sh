@@ -106,6 +106,10 @@ usage_run "run without a BUNDLE" --rates "$F/rates.csv" --out "$tmp/dir" --as-of
 usage_run "run --as-of garbage" --rates "$F/rates.csv" --out "$tmp/dir" --as-of garbage "$F/gale.tar.gz"
 usage_run "run --as-of 2026-13-01" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-13-01T00:00:00Z "$F/gale.tar.gz"
 usage_run "run --grace abc" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --grace abc "$F/gale.tar.gz"
+# end + grace in seconds must not wrap: past ten years is refused
+for g in 87601 2562047787514144; do
+    usage_run "run --grace $g" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --grace $g "$F/gale.tar.gz"
+done
 usage_run "run --window 5d" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --window 5d "$F/gale.tar.gz"
 usage_run "run --from without --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --from 2026-10-01 "$F/gale.tar.gz"
 usage_run "run --from after --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --from 2026-10-05 --to 2026-10-01 "$F/gale.tar.gz"
