@@ -604,9 +604,9 @@ static void write_overview_sheet(struct out *o, struct tly_xsheet *xs,
     tly_xsheet_number(xs, 5, 5, (double)m->credits_remaining_pct / 10000, TLY_XF_PCT);
 
     label_row(xs, 7, "Cycle start");
-    tly_xsheet_number(xs, 7, 1, tly_xlsx_date(m->cycle_start), TLY_XF_DATE);
+    tly_xsheet_date(xs, 7, 1, m->cycle_start);
     label_row(xs, 8, "Next cycle starts");
-    tly_xsheet_number(xs, 8, 1, tly_xlsx_date(m->cycle_end), TLY_XF_DATE);
+    tly_xsheet_date(xs, 8, 1, m->cycle_end);
     label_row(xs, 9, "Credits status");
     text_cell(xs, 9, 1, m->widget, widget_style(m->widget));
     label_row(xs, 10, "Credits banner");
@@ -620,9 +620,9 @@ static void write_overview_sheet(struct out *o, struct tly_xsheet *xs,
     text_cell(xs, 13, 0, "Usage in the window", TLY_XF_HEADER);
     text_cell(xs, 13, 1, "Credits", TLY_XF_HEADER_NUM);
     label_row(xs, 14, "Window from");
-    tly_xsheet_number(xs, 14, 1, tly_xlsx_date(m->from), TLY_XF_DATE);
+    tly_xsheet_date(xs, 14, 1, m->from);
     label_row(xs, 15, "Window to");
-    tly_xsheet_number(xs, 15, 1, tly_xlsx_date(m->to), TLY_XF_DATE);
+    tly_xsheet_date(xs, 15, 1, m->to);
     first = row = 16;
     for (int c = 0; c < TLY_RC_MAX; c++) {
         if (!(tly_rcat_names[c].editions & ED(m->edition)))

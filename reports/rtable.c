@@ -115,12 +115,6 @@ static double sheet_value(enum tly_rkind kind, int64_t v, enum tly_xfmt *f, int 
         /* semantics §1: the only place a credit figure becomes a double */
         *f = total ? TLY_XF_TOTAL_CREDITS : TLY_XF_CREDITS;
         return (double)v / TLY_MICRO;
-    case TLY_RK_DATE:
-        *f = TLY_XF_DATE;
-        return tly_xlsx_date(v);
-    case TLY_RK_TS:
-        *f = TLY_XF_TS;
-        return tly_xlsx_instant(v);
     case TLY_RK_SECONDS:
         *f = total ? TLY_XF_TOTAL_DURATION : TLY_XF_DURATION;
         return (double)v / 86400;
@@ -197,11 +191,15 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
     case TLY_RK_DATE:
         if (t->csv)
             csvout_date(t->csv, c->v);
-        break;
+        if (t->xs)
+            tly_xsheet_date(t->xs, t->row, col, c->v);
+        return;
     case TLY_RK_TS:
         if (t->csv)
             csvout_ts(t->csv, c->v);
-        break;
+        if (t->xs)
+            tly_xsheet_instant(t->xs, t->row, col, c->v);
+        return;
     case TLY_RK_INT:
     case TLY_RK_SECONDS:
         if (t->csv)

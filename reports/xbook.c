@@ -102,12 +102,24 @@ void tly_xbook_check(struct tly_xbook *b, lxw_error err)
         b->err = err;
 }
 
+/*
+ * The title goes into docProps/core.xml, plain XML: U+FFFE and U+FFFF,
+ * which XML 1.0 does not allow, become U+FFFD there (same length).
+ */
+static void title_sanitize(char *t)
+{
+    for (unsigned char *u = (unsigned char *)t; *u; u++)
+        if (u[0] == 0xEF && u[1] == 0xBF && (u[2] == 0xBE || u[2] == 0xBF))
+            u[2] = 0xBD;
+}
+
 int tly_xbook_open(const char *path, const char *title, int64_t created, const char *tmpdir,
                    struct tly_xbook **out)
 {
     lxw_workbook_options opt = { 0 };
     lxw_doc_properties props = { 0 };
     struct tly_xbook *b;
+    char *safe_title;
 
     *out = NULL;
     if (!(b = tly_calloc(1, sizeof *b)) || !(b->path = tly_strdup(path))) {
@@ -121,12 +133,19 @@ int tly_xbook_open(const char *path, const char *title, int64_t created, const c
         tly_xbook_abort(b);
         return tly_error(TLY_ERR_NOMEM, "cannot start '%s': out of memory", path);
     }
-    props.title = (char *)title;
+    if (!(safe_title = tly_strdup(title))) {
+        tly_xbook_abort(b);
+        return tly_error(TLY_ERR_NOMEM, "cannot start '%s': out of memory", path);
+    }
+    title_sanitize(safe_title);
+    props.title = safe_title;
     props.author = "Tally";
     props.company = "Tally usage billing";
     /* a created time of 0 means "now" to libxlsxwriter: keep it fixed */
     props.created = (time_t)(created != 0 ? created : 1);
+    /* libxlsxwriter copies the properties' strings */
     tly_xbook_check(b, workbook_set_properties(b->wb, &props));
+    tly_free(safe_title);
     *out = b;
     return TLY_OK;
 }
@@ -436,20 +455,73 @@ static int fitted(enum tly_xfmt f)
     return f != TLY_XF_TITLE && f != TLY_XF_NOTE;
 }
 
+/*
+ * A sheet's text is an ST_Xstring: "_xHHHH_" in it stands for U+HHHH, and
+ * XML 1.0 allows neither U+FFFE nor U+FFFF, which the bundle's free text may
+ * hold (inputs.md excludes only control characters).  So a literal "_xHHHH_"
+ * gets its underscore escaped ("_x005F_"), and those two characters are
+ * written as escapes: the cell shows the CSV's text exactly.
+ * xstring_escape() writes the escaped text and its NUL to out, or with out
+ * NULL only measures it; it returns the length without the NUL.
+ */
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+static const char *xstring_escape_at(const char *t, size_t left, size_t *used)
+{
+    const unsigned char *u = (const unsigned char *)t;
+
+    if (left >= 7 && t[0] == '_' && t[1] == 'x' && is_hex(t[2]) && is_hex(t[3]) &&
+        is_hex(t[4]) && is_hex(t[5]) && t[6] == '_') {
+        *used = 1;
+        return "_x005F_";
+    }
+    if (left >= 3 && u[0] == 0xEF && u[1] == 0xBF && (u[2] == 0xBE || u[2] == 0xBF)) {
+        *used = 3;
+        return u[2] == 0xBE ? "_xFFFE_" : "_xFFFF_";
+    }
+    return NULL;
+}
+
+static size_t xstring_escape(const char *text, size_t len, char *out)
+{
+    size_t n = 0, used;
+    const char *esc;
+
+    for (size_t i = 0; i < len; i += used) {
+        if ((esc = xstring_escape_at(text + i, len - i, &used))) {
+            if (out)
+                memcpy(out + n, esc, 7);
+            n += 7;
+        } else {
+            if (out)
+                out[n] = text[i];
+            n++;
+            used = 1;
+        }
+    }
+    if (out)
+        out[n] = '\0';
+    return n;
+}
+
 void tly_xsheet_text(struct tly_xsheet *s, uint32_t row, uint16_t col, const char *text,
                      size_t len, enum tly_xfmt f)
 {
     char small[256], *buf = small;
+    size_t room;
 
     if (!s)
         return;
     /* libxlsxwriter wants a NUL-terminated string */
-    if (len >= sizeof small && !(buf = tly_malloc(len + 1))) {
+    room = xstring_escape(text, len, NULL) + 1;
+    if (room > sizeof small && !(buf = tly_malloc(room))) {
         s->book->nomem = 1;
         return;
     }
-    memcpy(buf, text, len);
-    buf[len] = '\0';
+    xstring_escape(text, len, buf);
     tly_xbook_check(s->book, worksheet_write_string(s->ws, row, col, buf, s->book->fmt[f]));
     if (buf != small)
         tly_free(buf);
@@ -496,14 +568,31 @@ void tly_xsheet_table_frame(struct tly_xsheet *s, uint32_t header_row, uint32_t 
     tly_xbook_check(s->book, worksheet_repeat_rows(s->ws, header_row, header_row));
 }
 
-double tly_xlsx_date(int64_t day)
+#define XLSX_FIRST_DAY (-25508)     /* 1900-03-01, serial 61 */
+
+void tly_xsheet_date(struct tly_xsheet *s, uint32_t row, uint16_t col, int64_t day)
 {
-    return (double)(day + XLSX_EPOCH_DAY);
+    char text[TLY_DATE_LEN];
+
+    if (day >= XLSX_FIRST_DAY) {
+        tly_xsheet_number(s, row, col, (double)(day + XLSX_EPOCH_DAY), TLY_XF_DATE);
+        return;
+    }
+    tly_format_date(text, day);
+    tly_xsheet_text(s, row, col, text, strlen(text), TLY_XF_TEXT);
 }
 
-double tly_xlsx_instant(int64_t ts)
+void tly_xsheet_instant(struct tly_xsheet *s, uint32_t row, uint16_t col, int64_t ts)
 {
     int64_t day = tly_day_of(ts);
-    /* whole days exactly, then the second of the day as a fraction */
-    return (double)(day + XLSX_EPOCH_DAY) + (double)(ts - day * TLY_DAY_SECONDS) / TLY_DAY_SECONDS;
+    char text[TLY_TS_LEN];
+
+    if (day >= XLSX_FIRST_DAY) {
+        /* whole days exactly, then the second of the day as a fraction */
+        tly_xsheet_number(s, row, col, (double)(day + XLSX_EPOCH_DAY) +
+                          (double)(ts - day * TLY_DAY_SECONDS) / TLY_DAY_SECONDS, TLY_XF_TS);
+        return;
+    }
+    tly_format_ts(text, ts);
+    tly_xsheet_text(s, row, col, text, strlen(text), TLY_XF_TEXT);
 }

@@ -139,8 +139,13 @@ void tly_xsheet_blank(struct tly_xsheet *s, uint32_t row, uint16_t col, enum tly
 void tly_xsheet_table_frame(struct tly_xsheet *s, uint32_t header_row, uint32_t last_row,
                             uint16_t ncols);
 
-/* Excel serial numbers: days since 1899-12-30 (1970-01-01 is 25569). */
-double tly_xlsx_date(int64_t day);
-double tly_xlsx_instant(int64_t ts);
+/*
+ * Dates and instants as date cells: Excel serial numbers, days since
+ * 1899-12-30 (1970-01-01 is 25569).  Excel cannot show a date before
+ * 1900-03-01 (its 1900 holds a 29 February, and no serial is negative),
+ * so an earlier one is written as text, as the CSV writes it.
+ */
+void tly_xsheet_date(struct tly_xsheet *s, uint32_t row, uint16_t col, int64_t day);
+void tly_xsheet_instant(struct tly_xsheet *s, uint32_t row, uint16_t col, int64_t ts);
 
 #endif

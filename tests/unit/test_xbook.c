@@ -2,7 +2,8 @@
  * test_xbook.c — workbooks written on the writer threads (xbook.h) are the
  * same bytes as written directly; a failed book is reported once, on one
  * line, without libxlsxwriter's own; and a muted stderr (error.h) still
- * carries Tally's messages from any thread.
+ * carries Tally's messages from any thread; cells hold what the CSV shows,
+ * in XML every reader accepts.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,8 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include "alloc.h"
 #include "error.h"
+#include "timeutil.h"
 #include "xbook.h"
 
 #define BOOKS 7                 /* more than the writer's slots */
@@ -262,6 +267,94 @@ static void test_xwriter_out_of_memory_is_clean(void **state)
     assert_true(n > 10);
 }
 
+/* One part of a written book (libarchive reads the zip), NUL-terminated. */
+static char *book_part(const char *path, const char *part)
+{
+    struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    char *text = NULL;
+
+    assert_non_null(a);
+    assert_int_equal(archive_read_support_format_zip(a), ARCHIVE_OK);
+    assert_int_equal(archive_read_open_filename(a, path, 16384), ARCHIVE_OK);
+    while (!text && archive_read_next_header(a, &e) == ARCHIVE_OK)
+        if (!strcmp(archive_entry_pathname(e), part)) {
+            la_int64_t n = archive_entry_size(e);
+            assert_true(n > 0);
+            assert_non_null(text = malloc((size_t)n + 1));
+            assert_int_equal(archive_read_data(a, text, (size_t)n), n);
+            text[n] = 0;
+        }
+    archive_read_free(a);
+    assert_non_null(text);
+    return text;
+}
+
+/* One sheet: text needing ST_Xstring escapes, then dates on both sides of 1900-03-01. */
+static void write_escapes_and_dates(const char *path, const char *title)
+{
+    struct tly_xbook *b;
+    struct tly_xsheet *s;
+    static const char *const texts[] = {
+        "Bot\xEF\xBF\xBF",                  /* U+FFFF: no XML 1.0 character */
+        "\xEF\xBF\xBEx",                     /* U+FFFE */
+        "_x0041_cme",                          /* Excel would show "Acme" */
+        "x_x000D__x000a_y_x12_",               /* lower-case hex too; "_x12_" is no escape */
+    };
+
+    assert_int_equal(tly_xbook_open(path, title, 1790000000, root, &b), TLY_OK);
+    assert_non_null(s = tly_xbook_sheet(b, "Sheet"));
+    for (uint32_t r = 0; r < 4; r++)
+        tly_xsheet_text(s, r, 0, texts[r], strlen(texts[r]), TLY_XF_TEXT);
+    tly_xsheet_date(s, 4, 0, tly_days_from_civil(1900, 3, 1));
+    tly_xsheet_date(s, 5, 0, tly_days_from_civil(1900, 2, 28));
+    tly_xsheet_instant(s, 6, 0, tly_days_from_civil(1899, 12, 31) * TLY_DAY_SECONDS + 3661);
+    tly_xsheet_instant(s, 7, 0, tly_days_from_civil(1970, 1, 2) * TLY_DAY_SECONDS + 43200);
+    assert_int_equal(tly_xbook_close(b), TLY_OK);
+}
+
+static void test_xsheet_text_escapes_what_xml_or_excel_would_misread(void **state)
+{
+    char path[96], *strings, *core;
+
+    (void)state;
+    snprintf(path, sizeof path, "%s/escapes.xlsx", root);
+    write_escapes_and_dates(path, "Acme \xEF\xBF\xBE\xEF\xBF\xBF usage");
+    strings = book_part(path, "xl/sharedStrings.xml");
+    assert_null(strstr(strings, "\xEF\xBF\xBE"));
+    assert_null(strstr(strings, "\xEF\xBF\xBF"));
+    assert_non_null(strstr(strings, ">Bot_xFFFF_<"));
+    assert_non_null(strstr(strings, ">_xFFFE_x<"));
+    assert_non_null(strstr(strings, ">_x005F_x0041_cme<"));
+    assert_non_null(strstr(strings, ">x_x005F_x000D__x005F_x000a_y_x12_<"));
+    core = book_part(path, "docProps/core.xml");
+    assert_non_null(strstr(core, "<dc:title>Acme \xEF\xBF\xBD\xEF\xBF\xBD usage</dc:title>"));
+    free(strings);
+    free(core);
+}
+
+static void test_xsheet_dates_excel_cannot_show_are_text(void **state)
+{
+    char path[96], *sheet, *strings;
+
+    (void)state;
+    snprintf(path, sizeof path, "%s/dates.xlsx", root);
+    write_escapes_and_dates(path, "dates");
+    sheet = book_part(path, "xl/worksheets/sheet1.xml");
+    strings = book_part(path, "xl/sharedStrings.xml");
+    /* 1900-03-01 is serial 61; 1970-01-02 12:00 is 25570.5 */
+    assert_non_null(strstr(sheet, "<c r=\"A5\" s=\""));
+    assert_non_null(strstr(sheet, "<v>61</v>"));
+    assert_non_null(strstr(sheet, "<v>25570.5</v>"));
+    /* before it, Excel's serials run a day late and then go negative */
+    assert_non_null(strstr(strings, ">1900-02-28<"));
+    assert_non_null(strstr(strings, ">1899-12-31T01:01:01Z<"));
+    assert_null(strstr(sheet, "<v>60</v>"));
+    assert_null(strstr(sheet, "<v>-"));
+    free(sheet);
+    free(strings);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +363,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_xwriter_reports_a_failed_book_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stderr_mute_keeps_tally_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xwriter_out_of_memory_is_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xsheet_text_escapes_what_xml_or_excel_would_misread,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xsheet_dates_excel_cannot_show_are_text, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
