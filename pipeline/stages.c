@@ -13,6 +13,25 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+/*
+ * The reports write every date as YYYY-MM-DD: the cycle of an as-of in
+ * December 9999 ends in year 10000, and one in year 0000 starts in year -1.
+ * So an as-of lies in 0001-01-01 .. 9999-12-01 (whose reports cover up to
+ * its last second before); the cycle and windows of the earliest start no
+ * earlier than year 0000.
+ */
+static int as_of_in_range(int64_t as_of, const char *what)
+{
+    char text[TLY_TS_LEN];
+
+    if (as_of >= tly_days_from_civil(1, 1, 1) * TLY_DAY_SECONDS &&
+        as_of <= tly_days_from_civil(9999, 12, 1) * TLY_DAY_SECONDS)
+        return TLY_OK;
+    tly_format_ts(text, as_of);
+    return tly_error(TLY_ERR_USAGE, "%s %s is outside 0001-01-01T00:00:00Z .. 9999-12-01T00:00:00Z,"
+                     " the as-ofs whose cycles YYYY-MM-DD can write", what, text);
+}
+
 int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of)
 {
     const char *why;
@@ -21,13 +40,13 @@ int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of)
     if (text) {
         if (tly_parse_ts(text, strlen(text), as_of, &why))
             return tly_error(TLY_ERR_USAGE, "--as-of '%s': %s", text, why);
-        return TLY_OK;
+        return as_of_in_range(*as_of, "--as-of");
     }
     if ((err = tly_default_as_of(ctx->ledger, as_of, &found)))
         return err;
     if (!found)
         return tly_error(TLY_ERR_USAGE, "no --as-of given and no manifest period_end in the ledger");
-    return TLY_OK;
+    return as_of_in_range(*as_of, "the latest manifest period_end");
 }
 
 int tly_apply_grace(struct tly_ctx *ctx, const char *text)

@@ -104,6 +104,10 @@ usage_run "run without --rates" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z "$
 usage_run "run without --out" --rates "$F/rates.csv" --as-of 2026-11-05T00:00:00Z "$F/gale.tar.gz"
 usage_run "run without a BUNDLE" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z
 usage_run "run --as-of garbage" --rates "$F/rates.csv" --out "$tmp/dir" --as-of garbage "$F/gale.tar.gz"
+# an as-of whose cycle would start or end outside years 0001-9999
+for a in 9999-12-01T00:00:01Z 0000-12-31T23:59:59Z 0001-01-01T00:00:00+00:01; do
+    usage_run "run --as-of $a" --rates "$F/rates.csv" --out "$tmp/dir" --as-of $a "$F/gale.tar.gz"
+done
 usage_run "run --as-of 2026-13-01" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-13-01T00:00:00Z "$F/gale.tar.gz"
 usage_run "run --grace abc" --rates "$F/rates.csv" --out "$tmp/dir" --as-of 2026-11-05T00:00:00Z --grace abc "$F/gale.tar.gz"
 # end + grace in seconds must not wrap: past ten years is refused
