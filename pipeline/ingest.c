@@ -1059,12 +1059,27 @@ static int load_manifest_row(struct ing *g, const struct tly_csv_row *row, struc
 {
     struct manifest_row *m;
 
-    /* inputs.md: period_start/period_end are the same on every row */
+    /*
+     * inputs.md: period_start/period_end are the same on every row.  The
+     * latest period_end becomes the default as-of, which closes cycles for
+     * good: one before its own start, or past the latest as-of (stages.c),
+     * is refused with its bundle rather than trusted.
+     */
     if (g->nman == 0) {
         g->has_start = v[M_PSTART].present;
         g->has_end = v[M_PEND].present;
         g->period_start = v[M_PSTART].i;
         g->period_end = v[M_PEND].i;
+        if (g->has_start && g->has_end && g->period_start > g->period_end) {
+            bundle_reject(g, "manifest_mismatch", g->path, "line %ld: period_start is after period_end",
+                          row->line);
+            return TLY_OK;
+        }
+        if (g->has_end && g->period_end > TLY_LATEST_AS_OF) {
+            bundle_reject(g, "manifest_mismatch", g->path,
+                          "line %ld: period_end is after 9999-12-01T00:00:00Z, the latest as-of", row->line);
+            return TLY_OK;
+        }
     } else if (g->has_start != v[M_PSTART].present || g->has_end != v[M_PEND].present ||
                (g->has_start && g->period_start != v[M_PSTART].i) ||
                (g->has_end && g->period_end != v[M_PEND].i)) {

@@ -13,19 +13,12 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-/*
- * The reports write every date as YYYY-MM-DD: the cycle of an as-of in
- * December 9999 ends in year 10000, and one in year 0000 starts in year -1.
- * So an as-of lies in 0001-01-01 .. 9999-12-01 (whose reports cover up to
- * its last second before); the cycle and windows of the earliest start no
- * earlier than year 0000.
- */
+/* The reports write every date as YYYY-MM-DD (timeutil.h). */
 static int as_of_in_range(int64_t as_of, const char *what)
 {
     char text[TLY_TS_LEN];
 
-    if (as_of >= tly_days_from_civil(1, 1, 1) * TLY_DAY_SECONDS &&
-        as_of <= tly_days_from_civil(9999, 12, 1) * TLY_DAY_SECONDS)
+    if (as_of >= TLY_EARLIEST_AS_OF && as_of <= TLY_LATEST_AS_OF)
         return TLY_OK;
     tly_format_ts(text, as_of);
     return tly_error(TLY_ERR_USAGE, "%s %s is outside 0001-01-01T00:00:00Z .. 9999-12-01T00:00:00Z,"

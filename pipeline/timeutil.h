@@ -15,6 +15,13 @@
 #define TLY_DAY_SECONDS 86400
 #define TLY_TS_LEN 32          /* "YYYY-MM-DDThh:mm:ssZ" + NUL, with room */
 #define TLY_DATE_LEN 24        /* "YYYY-MM-DD" + NUL, with room */
+/*
+ * The as-ofs whose cycles YYYY-MM-DD can write (0001-01-01T00:00:00Z and
+ * 9999-12-01T00:00:00Z): an earlier one's cycle starts in year -1, a
+ * later one's may end in year 10000.
+ */
+#define TLY_EARLIEST_AS_OF INT64_C(-62135596800)
+#define TLY_LATEST_AS_OF INT64_C(253399622400)
 /* A date that never happened: day numbers before 1970 are negative, so not -1. */
 #define TLY_NO_DAY INT64_MIN
 

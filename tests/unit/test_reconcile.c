@@ -224,6 +224,30 @@ static void test_cycle_anchor_31_through_february(void **state)
 }
 
 /*
+ * The as-of bounds (timeutil.h): with every anchor, the cycle holding the
+ * earliest as-of's last second starts in year 0000 or later, and the one
+ * holding the latest's ends by 9999-12-31; both are four-digit dates.
+ */
+static void test_cycle_dates_of_the_as_of_bounds_have_four_digit_years(void **state)
+{
+    char first[TLY_DATE_LEN], last[TLY_DATE_LEN];
+
+    (void)state;
+    assert_true(TLY_EARLIEST_AS_OF == tly_days_from_civil(1, 1, 1) * TLY_DAY_SECONDS);
+    assert_true(TLY_LATEST_AS_OF == tly_days_from_civil(9999, 12, 1) * TLY_DAY_SECONDS);
+    for (unsigned anchor = 1; anchor <= 31; anchor++) {
+        int64_t start = tly_cycle_containing(anchor, tly_day_of(TLY_EARLIEST_AS_OF - 1));
+        int64_t end = tly_cycle_next(anchor, tly_cycle_containing(anchor, tly_day_of(TLY_LATEST_AS_OF - 1)));
+        tly_format_date(first, start);
+        tly_format_date(last, end);
+        assert_int_equal(strlen(first), 10);
+        assert_true(strcmp(first, "0000-12-01") >= 0);
+        assert_int_equal(strlen(last), 10);
+        assert_true(strcmp(last, "9999-12-31") <= 0);
+    }
+}
+
+/*
  * Cycles before the first closed one are cut by the anchor that cut it, read
  * back from its dates (write_empty_early_cycles): every anchor day, every
  * cycle of four years with a leap February, gives its own anchor back.
@@ -844,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_unpriced_closed_time_charged_late_once_priced),
         cmocka_unit_test(test_cycle_anchor_31_through_february),
         cmocka_unit_test(test_cycle_anchor_read_back_from_its_dates),
+        cmocka_unit_test(test_cycle_dates_of_the_as_of_bounds_have_four_digit_years),
         cmocka_unit_test(test_negative_limit_stop_and_overrun),
         cmocka_unit_test(test_restart_below_limit_stopped_at_once),
         cmocka_unit_test(test_odd_lifecycle_rows_and_scale_by_deploy),
