@@ -38,6 +38,20 @@ int tly_mkdir(const char *path)
     return tly_error(TLY_ERR_OUTPUT, "cannot create '%s': %s", path, strerror(errno));
 }
 
+/*
+ * Removes a tree this module left beside DIR.  One another user owns (a
+ * run by hand as root before the service user's) cannot be removed: say
+ * so, since nothing else will notice it.
+ */
+static void remove_beside(const char *path, const char *what)
+{
+    struct stat st;
+
+    tly_rmtree(path);
+    if (lstat(path, &st) == 0)
+        tly_warn("cannot remove %s '%s' (not this user's?): remove it by hand", what, path);
+}
+
 /* Splits 'final' into its parent and base name (both newly allocated). */
 static int split(const char *final, char **parent, char **base)
 {
@@ -80,7 +94,7 @@ static void remove_stale(const char *parent, const char *base)
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, prefix, strlen(prefix))) {
             snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
-            tly_rmtree(path);
+            remove_beside(path, "an earlier run's tree");
         }
     closedir(d);
 }
@@ -118,6 +132,29 @@ int tly_outdir_check(const char *final, const char *keep)
     return TLY_OK;
 }
 
+/*
+ * The mode DIR gets: the one it has (an admin's chmod 700 on the reports
+ * survives the nightly swap), else what mkdir() gives under the umask.
+ * mkdtemp() makes 0700, and umask() cannot be read without being set for
+ * every thread, so the umask is read off a probe directory made inside.
+ */
+static void set_dir_mode(const char *tmp, const char *final)
+{
+    char probe[4096];
+    struct stat st;
+
+    if (stat(final, &st) == 0) {
+        chmod(tmp, st.st_mode & 07777);
+        return;
+    }
+    snprintf(probe, sizeof probe, "%s/.mode", tmp);
+    if (mkdir(probe, 0777) == 0) {
+        if (stat(probe, &st) == 0)
+            chmod(tmp, st.st_mode & 0777);
+        rmdir(probe);
+    }
+}
+
 int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o)
 {
     char *parent, *base;
@@ -142,7 +179,7 @@ int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o)
                         strerror(errno));
         goto out;
     }
-    chmod(o->tmp, 0755);
+    set_dir_mode(o->tmp, final);
     err = TLY_OK;
 out:
     tly_free(parent);
@@ -170,7 +207,7 @@ int tly_outdir_commit(struct tly_outdir *o)
     }
     close(fd);
     if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->final, RENAME_EXCHANGE) == 0) {
-        tly_rmtree(o->tmp);             /* now the previous run's tree */
+        remove_beside(o->tmp, "the previous reports");     /* swapped out */
     } else if (errno == ENOENT && rename(o->tmp, o->final) == 0) {
         /* no previous DIR */
     } else {

@@ -11,7 +11,8 @@
 #     sound; with the space back, a re-run gives what a clean ledger gives.
 #     Also: stdout on /dev/full exits 73 or 74 with a message.
 # (b) a DIR whose parent is missing, is a file, or is read-only: exit 73
-#     with a message naming DIR.
+#     with a message naming DIR; previous reports the user cannot delete
+#     (a run by hand as root, then the service user): a warning names them.
 # (c) TALLY_FAULT_ALLOC=N for N = 1, 2, 3, … (a stride on the larger input
 #     and under ASan): exit 74 (or the normal exit once N is past the last
 #     allocation), no crash, no sanitizer or leak report, DIR absent or
@@ -148,6 +149,25 @@ else
 fi
 last_line_ok "$tmp/stderr" || problem "(b) no summary line"
 ledger_ok "$db" || problem "(b) ledger damaged"
+# Reports left by a run as root, then a run as the service user: the swap
+# works, but the old tree cannot be deleted, and a warning says where it is.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+    mkdir -p "$tmp/own"
+    tally_run "$tmp/own/o.db" "$tmp/own/out" "$asof2"
+    chown nobody "$tmp/own" "$tmp/own/o.db"*
+    chmod 755 "$tmp"
+    setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
+        "$TALLY" --db "$tmp/own/o.db" run --rates "$RATES" --as-of "$asof2" --out "$tmp/own/out" \
+        $BUNDLES </dev/null >/dev/null 2>"$tmp/stderr"
+    rc=$?
+    [ "$rc" = 3 ] || problem "(b) old reports of another user: exit $rc (expected 3): $(tail -1 "$tmp/stderr")"
+    left=$(ls -A "$tmp/own" | grep '^\.out\.tally-')
+    [ -n "$left" ] && ! grep -q "warning: cannot remove the previous reports '.*$left'" "$tmp/stderr" &&
+        problem "(b) old reports of another user: '$left' left beside DIR without a warning"
+    last_line_ok "$tmp/stderr" || problem "(b) old reports of another user: no summary line last"
+else
+    note "(b) old reports of another user: skipped (needs root, setpriv and user nobody)"
+fi
 
 # --------------------------------------------------------- (c) alloc faults
 # fault_loop NAME RC START STRIDE_FROM STRIDE END FOLLOW: N = START.., every

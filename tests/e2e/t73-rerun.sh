@@ -72,6 +72,19 @@ check_round() {
 bundles_fixtures
 check_round fixtures
 
+# DIR's mode: a new one's follows the umask, as its files do; a re-run keeps
+# the mode an admin gave it (the swap replaces the directory itself)
+mode_of() { stat -c %a "$1"; }
+( umask 077; "$TALLY" --db "$tmp/mode.db" run --rates "$RATES" --as-of "$ASOF" --out "$tmp/mode-out" \
+    $BUNDLES </dev/null >/dev/null 2>&1 )
+[ "$(mode_of "$tmp/mode-out")" = 700 ] && [ "$(mode_of "$tmp/mode-out/summary.csv")" = 600 ] ||
+    { problems=$((problems + 1)); echo "FAIL: under umask 077, DIR is $(mode_of "$tmp/mode-out") and summary.csv $(mode_of "$tmp/mode-out/summary.csv") (expected 700 and 600)"; }
+chmod 750 "$tmp/mode-out"
+"$TALLY" --db "$tmp/mode.db" run --rates "$RATES" --as-of "$ASOF" --out "$tmp/mode-out" $BUNDLES \
+    </dev/null >/dev/null 2>&1
+[ "$(mode_of "$tmp/mode-out")" = 750 ] ||
+    { problems=$((problems + 1)); echo "FAIL: a re-run turned DIR's mode 750 into $(mode_of "$tmp/mode-out")"; }
+
 mkdir -p "$tmp/in"
 if is_san; then
     bundles_gen "$tmp/in" 12 8000 300 40 gzip
