@@ -1253,12 +1253,18 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
 /*
  * Reads every row of the current entry.  Returns TLY_OK (a bundle reject,
  * if any, is in g->rej_code), or a hard error.  *rows is the entry's data
- * row count for the manifest.
+ * row count for the manifest.  'skip': the header was rejected.
+ *
+ * A file rejected from a line on (a bad header, a quote error) is one
+ * rejects entry, but the summary's "quarantined" counts every data row it
+ * kept out, so that loaded + duplicates + quarantined is the input's rows
+ * (semantics §9.3).
  */
 static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
 {
     struct tly_rowahead *ra;
     struct tly_csv_row row;
+    long first_lost = skip ? 1 : 0;     /* data row the file stopped loading at */
     int ev, err;
 
     if ((err = tly_rowahead_create(&ra, r, filetypes[g->type].ncols)))
@@ -1284,6 +1290,7 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
                                  "quote_error: unterminated quote or stray '\"' in the row at "
                                  "line %ld; the rest of the file is not loaded", row.line);
             skip = 1;
+            first_lost = *rows;
             continue;
         }
         if (row.reject != TLY_CSV_OK) {
@@ -1303,6 +1310,8 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
     }
     if (!err && !g->rej_code[0] && g->held && g->held->n)
         err = flush_runs(g);
+    if (!err && !g->rej_code[0] && first_lost && *rows > first_lost)
+        g->quarantined += *rows - first_lost;   /* its rejects entry counted one */
     tly_rowahead_destroy(ra);           /* r is ours again */
     return err;
 }

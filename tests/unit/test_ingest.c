@@ -821,7 +821,7 @@ static void check_quote_error(struct fx *f, int good, const char *want)
     put(f, "b1", "runs.csv", text);
     assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
     assert_int_equal(f->st.rows_loaded, good);
-    assert_int_equal(f->st.quarantined, 1);
+    assert_int_equal(f->st.quarantined, 2);         /* rq and rz, in one rejects entry */
     assert_string_equal(q_text(f, "SELECT line || ' ' || substr(reason, 1, 12) FROM rejects"), want);
 }
 
@@ -917,6 +917,32 @@ static void test_ingest_every_row_accounted(void **state)
     assert_int_equal(f->st.duplicates, 1);
     assert_int_equal(f->st.quarantined, 2);
     assert_run_day_sums_runs(f);
+}
+
+/*
+ * semantics §9.3 also for a file rejected from a line on: its one rejects
+ * entry stands for every data row it kept out, and the counts say so.
+ */
+static void test_ingest_rows_of_a_rejected_file_accounted(void **state)
+{
+    struct fx *f = *state;
+    put(f, "b1", "runs.csv",
+        "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n"
+        "r1,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
+        "r2,acc-1,2026-09-20T11:00:00Z,agent,ag-1,x\"y,,ok\n"         /* quote error: kept out */
+        "r3,acc-1,2026-09-20T12:00:00Z,agent,ag-1,,,ok\n"              /* kept out */
+        "r4,acc-1,2026-09-20T13:00:00Z,agent,ag-1,,,ok\n");            /* kept out */
+    put(f, "b1", "credits.csv",                                        /* no type column */
+        "txn_id,account_id,ts,pool,amount\n"
+        "c1,acc-1,2026-09-20T10:00:00Z,credits,5\n"
+        "c2,acc-1,2026-09-20T10:00:00Z,credits,5\n");
+    put(f, "b1", "deployments.csv", "event_id,account_id\n");         /* header only */
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 3);
+    assert_int_equal(f->st.rows_loaded, 1);
+    assert_int_equal(f->st.duplicates, 0);
+    assert_int_equal(f->st.quarantined, 3 + 2 + 1);   /* the empty file's entry still counts */
+    assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name = 'b1'"), 6);
 }
 
 /* --rejects: this ingest's rejects plus the earlier ones of bundles offered again */
@@ -1061,6 +1087,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_quote_error_in_first_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_row_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_every_row_accounted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_rows_of_a_rejected_file_accounted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_rejects_csv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_unreadable_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_max_rows_per_file, setup, teardown),
