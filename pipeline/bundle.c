@@ -14,6 +14,7 @@
  * returns -1 with the same reject.
  */
 #include "bundle.h"
+#include "zipcheck.h"
 #include "csvread.h"
 #include "alloc.h"
 #include "error.h"
@@ -1133,6 +1134,23 @@ static int open_failure(struct tly_bundle *b, struct tly_bundle_reject *rej)
     return reject(rej, "bad_archive", "cut short or corrupt before its first entry (%s)", why);
 }
 
+/* A zip whose local headers name other files than its central directory is corrupt (zipcheck.h). */
+static int zip_names_checked(struct tly_bundle *b, struct tly_bundle_reject *rej)
+{
+    unsigned char magic[4];
+    char why[160];
+    int r;
+
+    if (pread(b->fd, magic, sizeof magic, 0) != (ssize_t)sizeof magic || memcmp(magic, "PK\3\4", 4))
+        return TLY_OK;
+    r = tly_zip_names_agree(b->fd, b->max_entries, why, sizeof why);
+    if (r < 0 && errno == ENOMEM)
+        return nomem();
+    if (r < 0)
+        return unreadable(rej, errno, "bad_archive", "cannot read the zip's directory");
+    return r ? TLY_OK : reject(rej, "bad_archive", "corrupt zip: %s", why);
+}
+
 /*
  * spec inputs.md "Bundles": only the tar and zip formats and the gzip and
  * zstd filters are enabled, never "all formats", and only their built-in
@@ -1157,7 +1175,7 @@ static int open_archive(struct tly_bundle *b, const char *path, struct tly_bundl
                          archive_error_string(b->a));
     if (archive_read_open_fd(b->a, b->fd, ARCHIVE_BLOCK) != ARCHIVE_OK)
         return open_failure(b, rej);
-    return TLY_OK;
+    return zip_names_checked(b, rej);
 }
 
 static int is_archive_name(const char *path)

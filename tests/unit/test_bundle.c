@@ -551,6 +551,49 @@ static void test_zip_slip_rejected(void **state)
     expect_reject(tmp("slip.zip"), "unsafe_path", "entry 'a/b/../../../x.csv'");
 }
 
+/*
+ * A zip names each entry in its local header and again in its central
+ * directory; libarchive lists by the one and names by the other.  Either
+ * renamed in place (same length) is a corrupt zip, not a hidden data file
+ * (zipcheck.h); a zip64 one that agrees loads.
+ */
+static void rename_nth(const char *path, const char *from, const char *to, int nth)
+{
+    size_t len, n = strlen(from);
+    char *zip = read_whole(path, &len), *at = zip;
+
+    assert_int_equal(strlen(to), n);
+    for (int i = 0; i <= nth; i++) {
+        at = memmem(i ? at + 1 : zip, len - (size_t)(i ? at + 1 - zip : 0), from, n);
+        assert_non_null(at);
+    }
+    memcpy(at, to, n);
+    write_file(path, zip, len);
+    free(zip);
+}
+
+static void test_zip_local_and_central_names_agree(void **state)
+{
+    const struct tentry t[] = { { "accounts.csv", "a\n", 2, 0, NULL },
+                                { "runs_x.csv", "r\n", 2, 0, NULL } };
+    const struct expect x[] = {
+        { "accounts.csv", TLY_FILE_ACCOUNTS, 0, "a\n", 2, "a\n", 2 },
+        { "runs_x.csv", TLY_FILE_RUNS, 0, "r\n", 2, "r\n", 2 },
+    };
+    struct tly_settings s = bounds();
+    (void)state;
+    write_archive(tmp("names.zip"), ZIP, NOF, t, N(t));
+    expect_entries(tmp("names.zip"), &s, x, N(x), 4096);
+    rename_nth(tmp("names.zip"), "runs_x.csv", "README.txx", 1);    /* the central directory's */
+    expect_reject(tmp("names.zip"), "bad_archive",
+                  "central directory entry 2 ('README.txx'): its local header names another file");
+    write_archive(tmp("names.zip"), ZIP, NOF, t, N(t));
+    rename_nth(tmp("names.zip"), "runs_x.csv", "README.txx", 0);    /* the local header's */
+    expect_reject(tmp("names.zip"), "bad_archive", "('runs_x.csv'): its local header names another file");
+    write_archive_opts(tmp("names64.zip"), ZIP, NOF, "zip64", t, N(t));
+    expect_entries(tmp("names64.zip"), &s, x, N(x), 4096);
+}
+
 static void test_absolute_path_rejected(void **state)
 {
     const struct tentry t[] = { { "/etc/runs.csv", "a\n", 2, 0, NULL } };
@@ -1218,6 +1261,7 @@ int main(void)
         cmocka_unit_test(test_zip_tar_tarzst_valid),
         cmocka_unit_test(test_single_csv_and_csv_gz),
         cmocka_unit_test(test_zip_slip_rejected),
+        cmocka_unit_test(test_zip_local_and_central_names_agree),
         cmocka_unit_test(test_absolute_path_rejected),
         cmocka_unit_test(test_symlink_and_device_entries_rejected),
         cmocka_unit_test(test_hardlink_entry_rejected),

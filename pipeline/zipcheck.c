@@ -1,0 +1,184 @@
+/*
+ * zipcheck.c — a zip's central directory and local headers name the same
+ * files (see zipcheck.h).  Layouts: APPNOTE.TXT 4.3.6 (local header),
+ * 4.3.12 (central directory header), 4.3.14-16 (zip64 end records),
+ * 4.5.3 (zip64 extra field).
+ */
+#include "zipcheck.h"
+#include "alloc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EOCD_SIZE      22
+#define EOCD_SEARCH    (EOCD_SIZE + 65535)     /* the record and its longest comment */
+#define CDH_SIZE       46
+#define LFH_SIZE       30
+#define NAME_MAX_BYTES 65535
+
+static uint64_t le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* 1 when all n bytes were read, 0 at end of file, -1 on error. */
+static int read_at(int fd, void *buf, size_t n, uint64_t off)
+{
+    size_t got = 0;
+
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+struct cdir {
+    uint64_t offset, entries;
+};
+
+/* The zip64 end record, when the classic one says its fields overflowed. */
+static int zip64_end(int fd, uint64_t eocd_at, struct cdir *cd)
+{
+    unsigned char loc[20], rec[56];
+    int r;
+
+    if (eocd_at < sizeof loc)
+        return 0;
+    if ((r = read_at(fd, loc, sizeof loc, eocd_at - sizeof loc)) <= 0)
+        return r;
+    if (memcmp(loc, "PK\6\7", 4))
+        return 0;
+    if ((r = read_at(fd, rec, sizeof rec, le(loc + 8, 8))) <= 0)
+        return r;
+    if (memcmp(rec, "PK\6\6", 4))
+        return 0;
+    cd->entries = le(rec + 32, 8);
+    cd->offset = le(rec + 48, 8);
+    return 1;
+}
+
+/* Finds the central directory: 1 found, 0 not a zip's end, -1 read error. */
+static int find_cdir(int fd, struct cdir *cd)
+{
+    unsigned char tail[EOCD_SEARCH];
+    off_t size = lseek(fd, 0, SEEK_END);
+    size_t n;
+    int r;
+
+    if (size < 0)
+        return -1;
+    n = (uint64_t)size < sizeof tail ? (size_t)size : sizeof tail;
+    if (n < EOCD_SIZE || (r = read_at(fd, tail, n, (uint64_t)size - n)) <= 0)
+        return n < EOCD_SIZE ? 0 : r;
+    /* the last record whose comment runs exactly to the end of the file */
+    for (size_t i = n - EOCD_SIZE + 1; i-- > 0;) {
+        const unsigned char *e = tail + i;
+        if (memcmp(e, "PK\5\6", 4) || i + EOCD_SIZE + le(e + 20, 2) != n)
+            continue;
+        cd->entries = le(e + 10, 2);
+        cd->offset = le(e + 16, 4);
+        if (cd->entries == 0xFFFF || cd->offset == 0xFFFFFFFF)
+            return zip64_end(fd, (uint64_t)size - n + i, cd);
+        return 1;
+    }
+    return 0;
+}
+
+/* An entry's local header offset, from the zip64 extra field when needed. */
+static uint64_t local_offset(const unsigned char *h, const unsigned char *extra, size_t len)
+{
+    uint64_t off = le(h + 42, 4);
+    size_t skip = 0;
+
+    if (off != 0xFFFFFFFF)
+        return off;
+    /* zip64 fields come in order, each only when its classic one overflowed */
+    skip += le(h + 24, 4) == 0xFFFFFFFF ? 8 : 0;
+    skip += le(h + 20, 4) == 0xFFFFFFFF ? 8 : 0;
+    for (size_t i = 0; i + 4 <= len;) {
+        size_t id = (size_t)le(extra + i, 2), sz = (size_t)le(extra + i + 2, 2);
+        if (i + 4 + sz > len)
+            break;
+        if (id == 0x0001 && skip + 8 <= sz)
+            return le(extra + i + 4 + skip, 8);
+        i += 4 + sz;
+    }
+    return UINT64_MAX;
+}
+
+/* why: the entry by its place and its central directory name (printable bytes, cut at 64). */
+static int disagree(char *why, size_t n, uint64_t k, const unsigned char *name, size_t len,
+                    const char *what)
+{
+    char shown[65];
+    size_t i;
+
+    for (i = 0; i < len && i < sizeof shown - 1; i++)
+        shown[i] = name[i] >= 0x20 && name[i] < 0x7F ? (char)name[i] : '?';
+    shown[i] = '\0';
+    snprintf(why, n, "central directory entry %llu ('%s'): %s", (unsigned long long)k + 1, shown,
+             what);
+    return 0;
+}
+
+static int compare_entries(int fd, const struct cdir *cd, int64_t max_entries, unsigned char *buf,
+                           char *why, size_t n)
+{
+    unsigned char *cname = buf, *lname = buf + NAME_MAX_BYTES, *extra = buf + 2 * NAME_MAX_BYTES;
+    unsigned char h[CDH_SIZE], l[LFH_SIZE];
+    uint64_t at = cd->offset;
+    int r;
+
+    for (uint64_t k = 0; k < cd->entries && (int64_t)k < max_entries; k++) {
+        size_t name_len, extra_len;
+        uint64_t off;
+
+        if ((r = read_at(fd, h, sizeof h, at)) <= 0 || memcmp(h, "PK\1\2", 4))
+            return r < 0 ? -1 : disagree(why, n, k, NULL, 0, "damaged header");
+        name_len = (size_t)le(h + 28, 2);
+        extra_len = (size_t)le(h + 30, 2);
+        if ((r = read_at(fd, cname, name_len, at + CDH_SIZE)) <= 0 ||
+            (r = read_at(fd, extra, extra_len, at + CDH_SIZE + name_len)) <= 0)
+            return r < 0 ? -1 : disagree(why, n, k, NULL, 0, "cut short");
+        off = local_offset(h, extra, extra_len);
+        if ((r = read_at(fd, l, sizeof l, off)) <= 0 || memcmp(l, "PK\3\4", 4))
+            return r < 0 ? -1 : disagree(why, n, k, cname, name_len, "no local header where it points");
+        if ((size_t)le(l + 26, 2) != name_len ||
+            (r = read_at(fd, lname, name_len, off + LFH_SIZE)) <= 0 || memcmp(cname, lname, name_len))
+            return r < 0 ? -1 : disagree(why, n, k, cname, name_len, "its local header names another file");
+        at += CDH_SIZE + name_len + extra_len + le(h + 32, 2);
+    }
+    return 1;
+}
+
+int tly_zip_names_agree(int fd, int64_t max_entries, char *why, size_t n)
+{
+    unsigned char *buf;
+    struct cdir cd;
+    int r;
+
+    if ((r = find_cdir(fd, &cd)) <= 0) {
+        if (r == 0)
+            snprintf(why, n, "no central directory");
+        return r;
+    }
+    if (!(buf = tly_malloc(3 * NAME_MAX_BYTES))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    r = compare_entries(fd, &cd, max_entries, buf, why, n);
+    tly_free(buf);
+    return r;
+}
