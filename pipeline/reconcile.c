@@ -1493,7 +1493,7 @@ static int account(struct sim_out *w, const char *account_id, struct tly_reconci
     if (err || (err = enforce_overruns(&s)))
         goto out;
     if (s.overflow || s.wallet[POOL_CREDITS].overflow || s.wallet[POOL_RUNS].overflow) {
-        err = tly_error(TLY_ERR_INPUT, "account '%s': a credit sum overflowed 64 bits", account_id);
+        err = tly_error(TLY_ERR_INPUT, "account '%s': a sum of credits or runs overflowed 64 bits", account_id);
         goto out;
     }
     if ((err = write_results(&s)) || (marks[0] >= 0 && (err = write_empty_early_cycles(&s))))
