@@ -102,7 +102,7 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
         tly_outdir_abort(&out);
         return err;
     }
-    if ((err = tly_outdir_commit(&out)))
+    if ((err = tly_outdir_commit(&out)) || (err = tly_notify_shown(ctx->ledger, as_of)))
         return err;
 
     extra[0] = '\0';

@@ -227,7 +227,9 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         tly_outdir_abort(&out);
         goto done;
     }
-    err = tly_outdir_commit(&out);
+    /* the outbox is in place: its digests, backlog included, were shown (digest.h) */
+    if (!(err = tly_outdir_commit(&out)))
+        err = tly_notify_shown(ctx->ledger, r.as_of);
     /* a digest that could not be handed off is retried next run: say so in
      * the status, before the summary, which is stderr's last line */
     if (!err && r.notify.handoff_failed)

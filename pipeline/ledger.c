@@ -376,6 +376,14 @@ static const char *const migrations[] = {
      * about 11 s for 10M runs.
      */
     "ALTER TABLE runs DROP COLUMN id_key;",
+
+    /*
+     * 17 (notify): the as-of of the run whose swapped-in outbox first held
+     * each digest (digest.h "Outbox backlog"); NULL until then.  Digests
+     * stored before are taken as shown at their own as-of.
+     */
+    "ALTER TABLE digests ADD COLUMN shown_as_of INTEGER;"
+    "UPDATE digests SET shown_as_of = as_of;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -715,25 +715,35 @@ int tly_notify_check(const struct tly_settings *s)
     return err;
 }
 
+#define COMPACT_TS_LEN 24
+
+/* An instant as 20261028T190641Z (for names: no '-' or ':'). */
+static void compact_ts(char out[COMPACT_TS_LEN], int64_t ts)
+{
+    char iso[TLY_TS_LEN];
+    size_t j = 0;
+
+    tly_format_ts(iso, ts);
+    for (const char *p = iso; *p && j + 1 < COMPACT_TS_LEN; p++)
+        if (*p != '-' && *p != ':')
+            out[j++] = *p;
+    out[j] = '\0';
+}
+
 /* "tally.<24 hex of sha256(account id)>.<as-of as 20261028T190641Z>" */
 static void message_id(char *out, size_t cap, const char *account, int64_t as_of,
                        const char *domain)
 {
     uint8_t d[SHA256_DIGEST_SIZE];
-    char hex[2 * 12 + 1], iso[TLY_TS_LEN], compact[24];
+    char hex[2 * 12 + 1], compact[COMPACT_TS_LEN];
     struct sha256_ctx c;
-    size_t j = 0;
 
     sha256_init(&c);
     sha256_update(&c, strlen(account), (const uint8_t *)account);
     sha256_digest(&c, sizeof d, d);
     for (int i = 0; i < 12; i++)
         snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    tly_format_ts(iso, as_of);
-    for (const char *p = iso; *p && j + 1 < sizeof compact; p++)
-        if (*p != '-' && *p != ':')
-            compact[j++] = *p;
-    compact[j] = '\0';
+    compact_ts(compact, as_of);
     snprintf(out, cap, "tally.%s.%s@%s", hex, compact, domain);
 }
 
@@ -1241,23 +1251,32 @@ fail:
     return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", tmp, strerror(e));
 }
 
+/* The digests an outbox of ?1 shows: its own and its backlog (digest.h). */
+#define SHOWN_AT_AS_OF "(d.as_of = ?1 OR (d.as_of < ?1 AND (d.shown_as_of IS NULL OR d.shown_as_of = ?1)))"
+
 static int write_eml_files(struct notify *nx, const char *dir)
 {
     sqlite3_stmt *st;
     int rc, err;
 
-    if ((err = tly_ledger_prepare(nx->l, "SELECT account_id, message FROM digests WHERE as_of = ?"
-                                         " ORDER BY account_id", &st)))
+    if ((err = tly_ledger_prepare(nx->l, "SELECT d.account_id, d.message, d.as_of FROM digests d"
+                                         " WHERE " SHOWN_AT_AS_OF " ORDER BY d.account_id, d.as_of", &st)))
         return err;
     sqlite3_bind_int64(st, 1, nx->as_of);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
-        char name[160];
+        int64_t as_of = sqlite3_column_int64(st, 2);
+        char name[160], when[COMPACT_TS_LEN];
         if (!id || !tly_digest_valid_account_id(id)) {     /* created only for valid ids */
             err = tly_error(TLY_ERR_LEDGER, "digest with an invalid account id in the ledger");
             break;
         }
-        snprintf(name, sizeof name, "%s.eml", id);
+        if (as_of == nx->as_of) {
+            snprintf(name, sizeof name, "%s.eml", id);
+        } else {
+            compact_ts(when, as_of);
+            snprintf(name, sizeof name, "%s+%s.eml", id, when);
+        }
         if ((err = write_file(dir, name, sqlite3_column_blob(st, 1),
                               (size_t)sqlite3_column_bytes(st, 1))))
             break;
@@ -1285,7 +1304,7 @@ static int write_csv(struct notify *nx, const char *path)
 
     if ((err = tly_ledger_prepare(nx->l,
             "SELECT d.account_id, i.item, i.pool, i.threshold, i.ts, d.recipient, d.message_id"
-            " FROM digests d JOIN items i ON i.digest_id = d.id WHERE d.as_of = ?"
+            " FROM digests d JOIN items i ON i.digest_id = d.id WHERE " SHOWN_AT_AS_OF
             " ORDER BY d.account_id, i.item, i.pool, i.threshold, i.ts, i.id", &st)))
         return err;
     if ((err = csvout_open(path, csv_header, &w))) {
@@ -1490,6 +1509,20 @@ out:
 /* ------------------------------------------------------------------------
  * Public
  * ---------------------------------------------------------------------- */
+
+int tly_notify_shown(struct tly_ledger *l, int64_t as_of)
+{
+    sqlite3_stmt *st;
+    int err;
+
+    if ((err = tly_ledger_prepare(l, "UPDATE digests SET shown_as_of = ?1"
+                                     " WHERE shown_as_of IS NULL AND as_of <= ?1", &st)))
+        return err;
+    sqlite3_bind_int64(st, 1, as_of);
+    err = tly_ledger_step_done(l, st);
+    sqlite3_finalize(st);
+    return err;
+}
 
 int tly_notify_run(struct tly_ledger *l, const struct tly_settings *s, int64_t as_of,
                    const char *outbox_dir, const char *csv_path, const char *sendmail_cmd,

@@ -23,6 +23,19 @@
  *     a successful hand-off and that commit is the one window in which the
  *     next run sends it again (receivers can deduplicate on the Message-ID).
  *
+ * Outbox backlog.  The outbox is written inside a report directory that is
+ * swapped in after the digests are committed.  When the swap fails, or the
+ * run dies before it, a night's digests would reach no outbox, and the
+ * next night, at a later as-of, would write only its own.  So each digest
+ * records the as-of of the outbox that first showed it (shown_as_of, set by
+ * tly_notify_shown() once that outbox is in place), and the outbox of an
+ * as-of holds its own digests (ACCOUNT.eml) and the earlier ones no outbox
+ * has shown, or that it showed itself (ACCOUNT+YYYYMMDDThhmmssZ.eml, their
+ * as-of: '+' is in no account id); notifications.csv lists their items
+ * too.  A re-run at the same as-of shows the same set again.  The window
+ * left is a crash between the swap and tly_notify_shown(): the next outbox
+ * shows those digests again.
+ *
  * Not this module's job: reconciling.  tly_notify_run() delivers the items
  * the last reconcile wrote (`tally notify` reconciles at its as-of first).
  */
@@ -36,7 +49,7 @@
 
 struct tly_notify_stats {
     long digests_created;   /* new digests stored by this call */
-    long digests_shown;     /* digests of this as-of written to the outbox */
+    long digests_shown;     /* digests written to the outbox (backlog included) */
     long items;             /* rows of notifications.csv (items of those digests) */
     long handed_off;        /* successful hand-offs by this call (any as-of) */
     long handoff_failed;    /* failed hand-offs, retried by the next run */
@@ -74,6 +87,13 @@ struct tly_notify_stats {
 int tly_notify_run(struct tly_ledger *l, const struct tly_settings *s, int64_t as_of,
                    const char *outbox_dir, const char *csv_path, const char *sendmail_cmd,
                    struct tly_notify_stats *st);
+
+/*
+ * Records that the outbox of 'as_of' is in place: every digest up to it
+ * not shown before was shown there (see "Outbox backlog").  Call it after
+ * the swap that published the outbox; errors: TLY_ERR_LEDGER.
+ */
+int tly_notify_shown(struct tly_ledger *l, int64_t as_of);
 
 /*
  * What tly_notify_run() would refuse for its settings, checked before a

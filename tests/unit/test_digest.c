@@ -160,13 +160,23 @@ static int64_t add_item(struct fx *f, const char *account, const char *item, con
 #define D_UNDEPLOYED \
     "{\"resource_id\":\"s-enrich\",\"deployment_id\":\"s-enrich\",\"name\":\"Lead enrichment\"}"
 
-/* Runs notify into a fresh outbox (as `run` does); returns its code. */
-static int run(struct fx *f, int64_t as_of, const char *sendmail, struct tly_notify_stats *st)
+/* Runs notify into a fresh outbox that is never put in place (a failed swap). */
+static int run_unshown(struct fx *f, int64_t as_of, const char *sendmail, struct tly_notify_stats *st)
 {
     snprintf(f->outbox, sizeof f->outbox, "%s/outbox-%d", f->dir, ++f->nout);
     assert_int_equal(mkdir(f->outbox, 0755), 0);
     snprintf(f->csv, sizeof f->csv, "%s/notifications.csv", f->outbox);
     return tly_notify_run(f->l, &f->s, as_of, f->outbox, f->csv, sendmail, st);
+}
+
+/* Runs notify into a fresh outbox and puts it in place (as `run` does); returns its code. */
+static int run(struct fx *f, int64_t as_of, const char *sendmail, struct tly_notify_stats *st)
+{
+    int err = run_unshown(f, as_of, sendmail, st);
+
+    if (err == TLY_OK)
+        assert_int_equal(tly_notify_shown(f->l, as_of), TLY_OK);
+    return err;
 }
 
 static char *slurp(const char *path, size_t *len)
@@ -736,6 +746,49 @@ static void test_digest_later_as_of_without_new_items_makes_none(void **state)
     fx_free(f);
 }
 
+/*
+ * digest.h "Outbox backlog": digests whose outbox was never put in place
+ * (the swap failed, or the run died first) are in the next outbox, under
+ * ACCOUNT+AS-OF.eml with their items in notifications.csv; a re-run at
+ * that as-of shows them again, and the outbox after it no more.
+ */
+static void test_digest_outbox_never_in_place_shown_by_the_next(void **state)
+{
+    struct fx *f = fx_new();
+    struct tly_notify_stats st;
+    size_t l1, l2;
+    char *lost, *shown, *csv;
+    (void)state;
+
+    add_account(f, "acme", "Acme", "gale", "admin@acme.example");
+    add_item(f, "acme", "threshold", "credits", 50, ts("2026-10-20T10:00:00Z"), D_THRESHOLD_CREDITS);
+    assert_int_equal(run_unshown(f, ts("2026-10-29T00:00:00Z"), "", &st), TLY_OK);
+    assert_int_equal(st.digests_created, 1);
+    lost = outbox_file(f, "acme.eml", &l1);
+
+    add_item(f, "acme", "script_deployed", NULL, 0, ts("2026-10-29T10:00:00Z"), D_DEPLOYED);
+    for (int i = 0; i < 2; i++) {           /* the next night, then its re-run */
+        assert_int_equal(run(f, ts("2026-10-30T00:00:00Z"), "", &st), TLY_OK);
+        assert_int_equal(st.digests_created, i == 0);
+        assert_int_equal(st.digests_shown, 2);
+        assert_int_equal(st.items, 2);
+        assert_true(has_file(f, "acme.eml"));
+        shown = outbox_file(f, "acme+20261029T000000Z.eml", &l2);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(lost, shown, l1);   /* the stored bytes, not a new e-mail */
+        free(shown);
+        csv = slurp(f->csv, NULL);
+        assert_contains(csv, "acme,script_deployed,");
+        assert_contains(csv, "acme,threshold,credits,50,2026-10-20T10:00:00Z,");
+        free(csv);
+    }
+    assert_int_equal(run(f, ts("2026-10-31T00:00:00Z"), "", &st), TLY_OK);
+    assert_int_equal(st.digests_shown, 0);
+    assert_false(has_file(f, "acme+20261029T000000Z.eml"));
+    free(lost);
+    fx_free(f);
+}
+
 static void test_digest_crash_between_commit_and_files_gives_identical_files(void **state)
 {
     struct fx *f = fx_new(), *g = fx_new();
@@ -1174,6 +1227,7 @@ int main(void)
         cmocka_unit_test(test_digest_golden_per_item_kind),
         cmocka_unit_test(test_digest_rerun_same_as_of_same_bytes_creates_none),
         cmocka_unit_test(test_digest_later_as_of_without_new_items_makes_none),
+        cmocka_unit_test(test_digest_outbox_never_in_place_shown_by_the_next),
         cmocka_unit_test(test_digest_crash_between_commit_and_files_gives_identical_files),
         cmocka_unit_test(test_digest_sendmail_fails_once_then_sent_once),
         cmocka_unit_test(test_digest_sendmail_that_does_not_read_is_a_failure_not_a_crash),
