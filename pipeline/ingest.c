@@ -1570,7 +1570,9 @@ static int record_rejected(struct ing *g, const char *hex, struct tly_ingest_sta
     int err;
     char reason[640];
 
-    tly_error(TLY_QUARANTINED, "'%s': rejected: %s: %s", g->name, g->rej_code, g->rej_detail);
+    /* rows quarantined before the bundle failed were printed, and are rolled back with it */
+    tly_error(TLY_QUARANTINED, "'%s': rejected: %s: %s%s", g->name, g->rej_code, g->rej_detail,
+              g->quarantined ? " (the whole bundle: its row rejects above are not kept)" : "");
     if ((err = tly_ledger_begin(g->l)))
         return err;
     g->bundle_id = 0;

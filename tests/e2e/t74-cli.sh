@@ -318,6 +318,20 @@ else
     note "note: unreadable-bundle check skipped (needs root, setpriv and user nobody)"
 fi
 
+# Row rejects printed before the bundle turned out to be rejected whole (its
+# manifest disagrees) are rolled back with it: the reject line says so.
+mkdir -p "$tmp/voided"
+printf 'event_id,account_id,ts,kind,resource_id\nr1,a1,2026-10-01T00:00:00Z,agent,x"y\nr2,a1,2026-10-01T00:00:00Z,agent,z\n' \
+    >"$tmp/voided/runs.csv"
+printf 'file,rows,sha256\nruns.csv,1,%s\n' "$(sha256sum "$tmp/voided/runs.csv" | cut -d' ' -f1)" \
+    >"$tmp/voided/manifest.csv"
+rm_db "$db"
+t 65 "bundle rejected after row rejects" --db "$db" ingest "$tmp/voided" || :
+grep -q "quote_error" "$tmp/err" || problem "voided row rejects: no quote_error line: $(head -1 "$tmp/err")"
+grep -q "rejected: manifest_mismatch: .* (the whole bundle: its row rejects above are not kept)" "$tmp/err" ||
+    problem "voided row rejects: the bundle's reject does not void them: $(grep rejected: "$tmp/err")"
+[ "$(sqlite3 "$db" 'select count(*) from rejects')" = 1 ] || problem "voided row rejects: rows were kept"
+
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
 [ -s "$tmp/out" ] || problem "config wrote nothing to stdout"
