@@ -880,6 +880,12 @@ int tly_csv_header(struct tly_csv *r, const char *const *columns, int ncolumns,
     return ev;
 }
 
+int tly_csv_header_has_cr(const struct tly_csv_row *hdr)
+{
+    return hdr->raw_len > 1 &&
+           memchr(hdr->raw, '\r', hdr->raw_len - (hdr->raw[hdr->raw_len - 1] == '\r')) != NULL;
+}
+
 int tly_csv_has_column(const struct tly_csv *r, int i)
 {
     return i >= 0 && i < r->ncolumns && r->present[i];

@@ -99,6 +99,12 @@ void tly_csv_close(struct tly_csv *r);
  */
 int tly_csv_header(struct tly_csv *r, const char *const *columns, int ncolumns,
                    struct tly_csv_row *hdr);
+/*
+ * A header row holding a CR other than its CRLF's: most likely a file with
+ * CR-only line ends (inputs.md allows CRLF or LF), read as one long header
+ * whose rows would vanish behind "unknown column" warnings.
+ */
+int tly_csv_header_has_cr(const struct tly_csv_row *hdr);
 /* After the header: is the caller's column 'i' present? */
 int tly_csv_has_column(const struct tly_csv *r, int i);
 /* After the header: the header names that matched none of the caller's

@@ -1223,13 +1223,7 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
                  tly_csv_reject_code(hdr->reject), reject_detail(hdr->reject));
         return reject_header(g, hdr, ev, why, reason);
     }
-    /*
-     * A CR inside the header (other than a CRLF's) is most likely a file with
-     * CR-only line ends, which inputs.md does not allow: read as one long
-     * header, its rows would vanish behind "unknown column" warnings.
-     */
-    if (ev == TLY_CSV_ROW && hdr->raw_len > 1 &&
-        memchr(hdr->raw, '\r', hdr->raw_len - (hdr->raw[hdr->raw_len - 1] == '\r')))
+    if (ev == TLY_CSV_ROW && tly_csv_header_has_cr(hdr))
         return reject_header(g, hdr, ev, "header: a CR inside it",
                              "missing_column: the header holds a CR (line ends must be CRLF or LF),"
                              " so the file is not loaded");

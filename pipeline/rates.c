@@ -176,6 +176,11 @@ static int read_card(struct card *c)
         err = tly_error(TLY_ERR_INPUT, "'%s' line 1: quote_error: in the header", c->path);
         goto out;
     }
+    if (ev == TLY_CSV_ROW && tly_csv_header_has_cr(&row)) {
+        err = tly_error(TLY_ERR_INPUT, "'%s' line 1: missing_column: the header holds a CR"
+                        " (line ends must be CRLF or LF)", c->path);
+        goto out;
+    }
     for (int k = 0; k < H_N; k++) {
         if (required[k] && !tly_csv_has_column(r, k)) {
             err = tly_error(TLY_ERR_INPUT, "'%s' line 1: missing_column: %s", c->path, columns[k]);

@@ -350,6 +350,16 @@ tail -n 1 "$tmp/err" | grep -q " 0 accounts reported," ||
     problem "report totals overflow: the summary counts reports never written: $(tail -n 1 "$tmp/err")"
 [ -e "$tmp/dir" ] && problem "report totals overflow: DIR was written"
 
+# A rate card with CR-only line ends is refused for what it is, as a bundle
+# file is, not after a warning per "unknown column" its rows became
+printf 'hardware,category,credits_per_hour,effective_from\rh,model,1,2026-01-01T00:00:00Z\rg,model,2,2026-01-01T00:00:00Z\r' \
+    >"$tmp/cr-card.csv"
+rm_db "$db"
+t 65 "rates with CR-only line ends" --db "$db" rates "$tmp/cr-card.csv" || :
+grep -q "line 1: missing_column: the header holds a CR" "$tmp/err" ||
+    problem "CR-only rate card: not named: $(head -1 "$tmp/err")"
+grep -q "unknown column" "$tmp/err" && problem "CR-only rate card: unknown-column warnings"
+
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
 [ -s "$tmp/out" ] || problem "config wrote nothing to stdout"
