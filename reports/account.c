@@ -730,7 +730,7 @@ int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, 
     snprintf(title, sizeof title, "Usage \xe2\x80\x94 %s (%s)", m->name ? m->name : m->account_id,
              m->account_id);
     if ((err = path(&o, file, sizeof file, "usage.xlsx")) ||
-        (err = tly_xbook_open(file, title, m->as_of, w->scratch_dir ? w->scratch_dir : o.dir, &o.book)))
+        (err = tly_xbook_open(file, title, m->as_of, w->scratch_dir ? w->scratch_dir : o.dir, 0, &o.book)))
         return err;
     /* sheet order: Overview, Trend, the edition's tabs, Model deployments, Statement */
     overview = tly_xbook_sheet(o.book, "Overview");

@@ -261,7 +261,8 @@ int tly_finance_open(struct tly_ledger *l, const struct tly_report_opts *o, cons
     tly_format_ts(as_of, o->as_of);
     snprintf(title, sizeof title, "Tally finance report \xe2\x80\x94 as of %s", as_of);
     if ((err = file_path(f, file, sizeof file, "finance.xlsx")) ||
-        (err = tly_xbook_open(file, title, o->as_of, o->scratch_dir ? o->scratch_dir : dir, &f->book)))
+        (err = tly_xbook_open(file, title, o->as_of, o->scratch_dir ? o->scratch_dir : dir, 1,
+                               &f->book)))
         goto fail;
     for (size_t i = 0; i < sizeof sheet_order / sizeof sheet_order[0]; i++) {
         struct tly_xsheet *xs = tly_xbook_sheet(f->book, sheet_order[i]);
@@ -277,6 +278,10 @@ int tly_finance_open(struct tly_ledger *l, const struct tly_report_opts *o, cons
         (err = tly_rtable_open(&f->summary_csv, tly_overview_cols, TLY_OVERVIEW_NCOLS, file,
                                NULL, 0)))
         goto fail;
+    /* a streamed book's rows go out in order (xbook.h): headings first */
+    heading(f, f->summary_xs, "Summary", "Each account's current cycle");
+    heading(f, f->usage_xs, "Usage by category",
+            "Credits used in each account's report window, by category");
     /* sheet-only tables cannot fail to open */
     tly_rtable_open(&f->summary, summary_cols, NCOLS(summary_cols), NULL, f->summary_xs,
                     HEADER_ROW);
@@ -384,13 +389,13 @@ static int write_query_table(struct tly_finance *f, int q, long *files)
         return err;
     if (f->o->account && sqlite3_bind_parameter_count(st) > 0)
         sqlite3_bind_text(st, 1, f->o->account, -1, SQLITE_STATIC);
+    if (f->query_xs[q])
+        heading(f, f->query_xs[q], t->sheet, t->note);
     if ((err = tly_rtable_open(&tab, t->cols, t->ncols, t->file ? file : NULL, f->query_xs[q],
                                HEADER_ROW))) {
         sqlite3_finalize(st);
         return err;
     }
-    if (f->query_xs[q])
-        heading(f, f->query_xs[q], t->sheet, t->note);
     err = tly_rtable_query(f->l, st, &tabp, 1);
     sqlite3_finalize(st);
     if (err) {
@@ -406,7 +411,6 @@ static int write_query_table(struct tly_finance *f, int q, long *files)
 
 int tly_finance_close(struct tly_finance *f, long *files)
 {
-    char note[128];
     int err;
 
     f->tables_open = 0;
@@ -420,11 +424,6 @@ int tly_finance_close(struct tly_finance *f, long *files)
         return err;
     }
     (*files)++;                             /* summary.csv */
-    snprintf(note, sizeof note, "%ld account%s, the current cycle", f->accounts,
-             f->accounts == 1 ? "" : "s");
-    heading(f, f->summary_xs, "Summary", note);
-    heading(f, f->usage_xs, "Usage by category",
-            "Credits used in each account's report window, by category");
     usage_chart(f);
     for (int q = 0; q < NQUERY; q++)
         if ((err = write_query_table(f, q, files))) {

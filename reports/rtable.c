@@ -285,19 +285,21 @@ int tly_rtable_close(struct tly_rtable *t, int totals)
     uint32_t last = t->row - 1;
 
     t->csv = NULL;
+    /*
+     * The frame first: the totals row stays out of the filter range, and a
+     * streamed book (xbook.h) refuses a filter that ends above the last row
+     * written.
+     */
+    tly_xsheet_table_frame(t->xs, t->header, last, (uint16_t)t->ncols);
     if (t->xs && totals) {
-        last = t->row;
-        tly_xsheet_text(t->xs, last, 0, "Total", 5, TLY_XF_TOTAL_LABEL);
+        tly_xsheet_text(t->xs, t->row, 0, "Total", 5, TLY_XF_TOTAL_LABEL);
         for (int i = 1; i < t->ncols; i++) {
             if (t->cols[i].total)
-                tly_rtable_sum_cell(t, i, t->xs, last, (uint16_t)i, 1);
+                tly_rtable_sum_cell(t, i, t->xs, t->row, (uint16_t)i, 1);
             else
-                tly_xsheet_blank(t->xs, last, (uint16_t)i, TLY_XF_TOTAL_LABEL);
+                tly_xsheet_blank(t->xs, t->row, (uint16_t)i, TLY_XF_TOTAL_LABEL);
         }
-        /* the totals row stays out of the filter range */
-        last = t->row - 1;
     }
-    tly_xsheet_table_frame(t->xs, t->header, last, (uint16_t)t->ncols);
     if (!err && t->overflow)
         err = tly_error(TLY_ERR_INPUT, "a report total does not fit in 64 bits");
     if (!err && t->too_long)

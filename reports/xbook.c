@@ -114,7 +114,7 @@ static void title_sanitize(char *t)
 }
 
 int tly_xbook_open(const char *path, const char *title, int64_t created, const char *tmpdir,
-                   struct tly_xbook **out)
+                   int streamed, struct tly_xbook **out)
 {
     lxw_workbook_options opt = { 0 };
     lxw_doc_properties props = { 0 };
@@ -126,8 +126,8 @@ int tly_xbook_open(const char *path, const char *title, int64_t created, const c
         tly_free(b);
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
-    /* charts read their data from the sheets, so rows stay in memory */
-    opt.constant_memory = LXW_FALSE;
+    /* a usage.xlsx writes its metrics above its tables, after them: in memory */
+    opt.constant_memory = streamed ? LXW_TRUE : LXW_FALSE;
     opt.tmpdir = (char *)tmpdir;
     if (!(b->wb = workbook_new_opt(path, &opt)) || add_styles(b)) {
         tly_xbook_abort(b);

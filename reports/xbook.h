@@ -78,9 +78,14 @@ struct tly_xbook {
  * 'created' (the as-of) as the creation time: libxlsxwriter would stamp the
  * current time, and the spec wants a byte-identical file for the same
  * inputs.  'tmpdir' holds libxlsxwriter's scratch files (unlinked at once).
+ * A 'streamed' book keeps no sheet in memory (libxlsxwriter's constant
+ * memory mode): each sheet's rows go out in order as they are written, so
+ * a cell may never be written above the last row written, and text is
+ * stored inline.  finance.xlsx is streamed: its Discrepancies and Rejects
+ * grow with the ledger's history (about 1 KB of memory a row otherwise).
  */
 int tly_xbook_open(const char *path, const char *title, int64_t created, const char *tmpdir,
-                   struct tly_xbook **out);
+                   int streamed, struct tly_xbook **out);
 int tly_xbook_close(struct tly_xbook *b);
 void tly_xbook_abort(struct tly_xbook *b);
 

@@ -60,7 +60,7 @@ static int build(const char *dir, int i, struct tly_xbook **out)
     int err;
 
     snprintf(path, sizeof path, "%s/book%d.xlsx", dir, i);
-    if ((err = tly_xbook_open(path, "Usage", 1790000000, root, out)))
+    if ((err = tly_xbook_open(path, "Usage", 1790000000, root, 0, out)))
         return err;
     if ((s = tly_xbook_sheet(*out, "Usage")))
         for (uint32_t r = 0; r < 20u * (uint32_t)(i + 1); r++) {
@@ -302,7 +302,7 @@ static void write_escapes_and_dates(const char *path, const char *title)
         "x_x000D__x000a_y_x12_",               /* lower-case hex too; "_x12_" is no escape */
     };
 
-    assert_int_equal(tly_xbook_open(path, title, 1790000000, root, &b), TLY_OK);
+    assert_int_equal(tly_xbook_open(path, title, 1790000000, root, 0, &b), TLY_OK);
     assert_non_null(s = tly_xbook_sheet(b, "Sheet"));
     for (uint32_t r = 0; r < 4; r++)
         tly_xsheet_text(s, r, 0, texts[r], strlen(texts[r]), TLY_XF_TEXT);
