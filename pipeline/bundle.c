@@ -89,6 +89,12 @@ struct tly_bundle {
  * Rejects and small helpers
  * ------------------------------------------------------------------------ */
 
+static const char *path_base(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 /*
  * Fills 'rej'; a detail ends without the newline some libarchive messages
  * carry, and names in it that are not UTF-8 text are shown escaped: it
@@ -143,6 +149,8 @@ static int unreadable(struct tly_bundle_reject *rej, int err, const char *code, 
     if (environmental(err)) {
         vsnprintf(what, sizeof what, fmt, ap);
         va_end(ap);
+        if (rej->bundle)        /* with several bundles named, say which */
+            return tly_error(TLY_ERR_IO, "'%s': %s: %s", path_base(rej->bundle), what, strerror(err));
         return tly_error(TLY_ERR_IO, "%s: %s", what, strerror(err));
     }
     vreject(rej, code, fmt, ap);
@@ -191,12 +199,6 @@ static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && !memcmp(s + n - k, suffix, k);
-}
-
-static const char *path_base(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
 }
 
 static void digest_hex(struct sha256_ctx *ctx, char hex[65])
@@ -469,6 +471,7 @@ int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject
     int rc;
 
     memset(rej, 0, sizeof *rej);
+    rej->bundle = path;
     hex[0] = '\0';
     if (stat(path, &st) < 0)
         return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
@@ -1198,6 +1201,7 @@ int tly_bundle_open(const char *path, const struct tly_settings *s, struct tly_b
 
     *out = NULL;
     memset(rej, 0, sizeof *rej);
+    rej->bundle = path;
     if (stat(path, &st) < 0)
         return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     if (!(b = bundle_new(s)))

@@ -59,6 +59,8 @@ struct tly_bundle_reject {
     char code[32];          /* bad_archive unsupported_format unsafe_path link_or_device
                                duplicate_path too_large (outputs.md reject codes) */
     char detail[256];       /* names the entry where there is one */
+    const char *bundle;     /* the bundle's path (set by open and identity), for
+                               the I/O errors that are not rejects */
 };
 
 struct tly_bundle;

@@ -1340,7 +1340,7 @@ static int remember_file(struct ing *g, long rows, const char sha[65])
 /* One data file or manifest of the bundle, read to its end. */
 static int load_file(struct ing *g, struct tly_bundle *b, const struct tly_bundle_entry *e)
 {
-    struct tly_bundle_reject rej = { "", "" };
+    struct tly_bundle_reject rej = { "", "", NULL };
     struct source src = { b, &rej, NULL, 0 };
     struct tly_csv *r = NULL;
     struct tly_csv_row hdr;
@@ -1464,7 +1464,7 @@ static int note_skipped(struct ing *g, struct tly_ingest_stats *st, const char *
 /* Every entry of the bundle; a bundle reject ends the walk. */
 static int read_bundle(struct ing *g, const char *path, struct tly_ingest_stats *st)
 {
-    struct tly_bundle_reject rej = { "", "" };
+    struct tly_bundle_reject rej = { "", "", NULL };
     struct tly_bundle_entry e;
     struct tly_bundle *b = NULL;
     int rc, err = TLY_OK;
@@ -1932,7 +1932,7 @@ static int load(struct ing *g, const char *path, const char *hex, struct tly_ing
 
 static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
 {
-    struct tly_bundle_reject rej = { "", "" };
+    struct tly_bundle_reject rej = { "", "", NULL };
     char hex[65];
     int rc, err;
 

@@ -314,6 +314,17 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2
     grep -q "Permission denied" "$tmp/err" || problem "unreadable bundle: no reason given: $(head -1 "$tmp/err")"
     n=$(sqlite3 "$tmp/perm/p.db" "select count(*) from rejects" 2>/dev/null || echo 0)
     [ "$n" = 0 ] || problem "unreadable bundle: $n rejects recorded"
+    # an unreadable file inside a directory bundle: the message says which bundle
+    mkdir -p "$tmp/perm/dirb"
+    cp "$F/agent-platform/"*.csv "$tmp/perm/dirb/"
+    chmod 000 "$tmp/perm/dirb/runs.csv"
+    chown -R nobody "$tmp/perm/dirb"
+    setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
+        "$TALLY" --db "$tmp/perm/p.db" ingest "$tmp/perm/dirb" </dev/null >/dev/null 2>"$tmp/err"
+    rc=$?
+    [ "$rc" = 74 ] || problem "unreadable entry: exit $rc (expected 74): $(head -1 "$tmp/err")"
+    grep -q "'dirb': entry 'runs.csv': Permission denied" "$tmp/err" ||
+        problem "unreadable entry: the bundle is not named: $(head -1 "$tmp/err")"
 else
     note "note: unreadable-bundle check skipped (needs root, setpriv and user nobody)"
 fi
