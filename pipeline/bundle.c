@@ -76,6 +76,7 @@ struct tly_bundle {
     int64_t e_stored;           /* bytes the bundle file gave up meanwhile */
     int64_t e_raw_start;
     int64_t tar_data_end;       /* tar stream offset after the last header or data read */
+    int zip_checked;            /* zip_names_checked() ran (at the first header) */
     struct sha256_ctx sha;
     z_stream z;
     int z_ready, member_done;
@@ -943,6 +944,28 @@ static int gzip_verify(struct tly_bundle *b, struct tly_bundle_reject *rej)
 }
 
 /*
+ * A zip whose local headers name other files than its central directory is
+ * corrupt (zipcheck.h).  Checked once libarchive has taken the file for a
+ * zip, whatever its first bytes (data may come before a zip), at its first
+ * header: before any entry is read.  0, or -1 with the bundle rejected.
+ */
+static int zip_names_checked(struct tly_bundle *b, struct tly_bundle_reject *rej)
+{
+    char why[160];
+    int r;
+
+    b->zip_checked = 1;
+    if ((archive_format(b->a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_ZIP)
+        return 0;
+    r = tly_zip_names_agree(b->fd, b->max_entries, why, sizeof why);
+    if (r < 0 && errno == ENOMEM)
+        return fail_nomem(b, rej, 1);
+    if (r < 0)
+        return fail(b, rej, "bad_archive", "cannot read the zip's directory: %s", strerror(errno));
+    return r ? 0 : fail(b, rej, "bad_archive", "corrupt zip: %s", why);
+}
+
+/*
  * A header WARN (a name not convertible to the C locale, an unknown pax
  * keyword, odd metadata) still delivers a whole entry, and its bytes are
  * checked as they are read (read_data returns WARN on a bad CRC or size), so
@@ -963,6 +986,8 @@ static int archive_next_header(struct tly_bundle *b, struct tly_bundle_reject *r
             return 0;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
             return archive_fail(b, rej);
+        if (!b->zip_checked && (r = zip_names_checked(b, rej)) != 0)
+            return r;
         b->tar_data_end = archive_filter_bytes(b->a, 0);
         raw = archive_entry_pathname_utf8(ae);
         if (!raw)
@@ -1137,23 +1162,6 @@ static int open_failure(struct tly_bundle *b, struct tly_bundle_reject *rej)
     return reject(rej, "bad_archive", "cut short or corrupt before its first entry (%s)", why);
 }
 
-/* A zip whose local headers name other files than its central directory is corrupt (zipcheck.h). */
-static int zip_names_checked(struct tly_bundle *b, struct tly_bundle_reject *rej)
-{
-    unsigned char magic[4];
-    char why[160];
-    int r;
-
-    if (pread(b->fd, magic, sizeof magic, 0) != (ssize_t)sizeof magic || memcmp(magic, "PK\3\4", 4))
-        return TLY_OK;
-    r = tly_zip_names_agree(b->fd, b->max_entries, why, sizeof why);
-    if (r < 0 && errno == ENOMEM)
-        return nomem();
-    if (r < 0)
-        return unreadable(rej, errno, "bad_archive", "cannot read the zip's directory");
-    return r ? TLY_OK : reject(rej, "bad_archive", "corrupt zip: %s", why);
-}
-
 /*
  * spec inputs.md "Bundles": only the tar and zip formats and the gzip and
  * zstd filters are enabled, never "all formats", and only their built-in
@@ -1178,7 +1186,7 @@ static int open_archive(struct tly_bundle *b, const char *path, struct tly_bundl
                          archive_error_string(b->a));
     if (archive_read_open_fd(b->a, b->fd, ARCHIVE_BLOCK) != ARCHIVE_OK)
         return open_failure(b, rej);
-    return zip_names_checked(b, rej);
+    return TLY_OK;
 }
 
 static int is_archive_name(const char *path)

@@ -26,11 +26,13 @@ static uint64_t le(const unsigned char *p, int bytes)
     return v;
 }
 
-/* 1 when all n bytes were read, 0 at end of file, -1 on error. */
+/* 1 when all n bytes were read, 0 at end of file (or past any file), -1 on error. */
 static int read_at(int fd, void *buf, size_t n, uint64_t off)
 {
     size_t got = 0;
 
+    if (off > (uint64_t)INT64_MAX - n)
+        return 0;
     while (got < n) {
         ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR)
@@ -44,12 +46,17 @@ static int read_at(int fd, void *buf, size_t n, uint64_t off)
     return 1;
 }
 
+/*
+ * Where the central directory is, as libarchive's seekable reader finds it:
+ * it ends where the end record (or the zip64 one) begins, so bytes put in
+ * front of the zip shift every offset the zip states by 'shift'.
+ */
 struct cdir {
-    uint64_t offset, entries;
+    uint64_t start, size, shift;
 };
 
-/* The zip64 end record, when the classic one says its fields overflowed. */
-static int zip64_end(int fd, uint64_t eocd_at, struct cdir *cd)
+/* The zip64 end record, when a locator precedes the classic one: 1, 0 none, -1 error. */
+static int zip64_end(int fd, uint64_t eocd_at, uint64_t *rec_at, uint64_t *size, uint64_t *offset)
 {
     unsigned char loc[20], rec[56];
     int r;
@@ -60,12 +67,37 @@ static int zip64_end(int fd, uint64_t eocd_at, struct cdir *cd)
         return r;
     if (memcmp(loc, "PK\6\7", 4))
         return 0;
-    if ((r = read_at(fd, rec, sizeof rec, le(loc + 8, 8))) <= 0)
+    /* where the locator says, else (bytes in front) just before the locator */
+    *rec_at = le(loc + 8, 8);
+    if ((r = read_at(fd, rec, sizeof rec, *rec_at)) < 0)
         return r;
-    if (memcmp(rec, "PK\6\6", 4))
+    if (r == 0 || memcmp(rec, "PK\6\6", 4)) {
+        if (eocd_at - sizeof loc < sizeof rec)
+            return 0;
+        *rec_at = eocd_at - sizeof loc - sizeof rec;
+        if ((r = read_at(fd, rec, sizeof rec, *rec_at)) <= 0)
+            return r;
+        if (memcmp(rec, "PK\6\6", 4))
+            return 0;
+    }
+    *size = le(rec + 40, 8);
+    *offset = le(rec + 48, 8);
+    return 1;
+}
+
+/* One end record candidate at 'at': 1 it locates a directory, 0 it does not, -1 error. */
+static int cdir_at(int fd, const unsigned char *e, uint64_t at, struct cdir *cd)
+{
+    uint64_t end = at, size = le(e + 12, 4), offset = le(e + 16, 4);
+    int r = zip64_end(fd, at, &end, &size, &offset);
+
+    if (r < 0)
+        return -1;
+    if (size > end || offset > end - size)
         return 0;
-    cd->entries = le(rec + 32, 8);
-    cd->offset = le(rec + 48, 8);
+    cd->start = end - size;
+    cd->size = size;
+    cd->shift = cd->start - offset;
     return 1;
 }
 
@@ -74,24 +106,28 @@ static int find_cdir(int fd, struct cdir *cd)
 {
     unsigned char tail[EOCD_SEARCH];
     off_t size = lseek(fd, 0, SEEK_END);
+    uint64_t base;
     size_t n;
     int r;
 
     if (size < 0)
         return -1;
     n = (uint64_t)size < sizeof tail ? (size_t)size : sizeof tail;
-    if (n < EOCD_SIZE || (r = read_at(fd, tail, n, (uint64_t)size - n)) <= 0)
-        return n < EOCD_SIZE ? 0 : r;
-    /* the last record whose comment runs exactly to the end of the file */
+    if (n < EOCD_SIZE)
+        return 0;
+    base = (uint64_t)size - n;
+    if ((r = read_at(fd, tail, n, base)) <= 0)
+        return r;
+    /*
+     * As libarchive does: the last record that can end a directory, whatever
+     * follows it (padding, a comment longer or shorter than it says).
+     */
     for (size_t i = n - EOCD_SIZE + 1; i-- > 0;) {
         const unsigned char *e = tail + i;
-        if (memcmp(e, "PK\5\6", 4) || i + EOCD_SIZE + le(e + 20, 2) != n)
+        if (memcmp(e, "PK\5\6", 4))
             continue;
-        cd->entries = le(e + 10, 2);
-        cd->offset = le(e + 16, 4);
-        if (cd->entries == 0xFFFF || cd->offset == 0xFFFFFFFF)
-            return zip64_end(fd, (uint64_t)size - n + i, cd);
-        return 1;
+        if ((r = cdir_at(fd, e, base + i, cd)) != 0)
+            return r;
     }
     return 0;
 }
@@ -138,10 +174,11 @@ static int compare_entries(int fd, const struct cdir *cd, int64_t max_entries, u
 {
     unsigned char *cname = buf, *lname = buf + NAME_MAX_BYTES, *extra = buf + 2 * NAME_MAX_BYTES;
     unsigned char h[CDH_SIZE], l[LFH_SIZE];
-    uint64_t at = cd->offset;
+    uint64_t at = cd->start, end = cd->start + cd->size;
     int r;
 
-    for (uint64_t k = 0; k < cd->entries && (int64_t)k < max_entries; k++) {
+    /* by the directory's bytes, as libarchive reads it, not by the count the end record states */
+    for (uint64_t k = 0; at < end && (int64_t)k < max_entries; k++) {
         size_t name_len, extra_len;
         uint64_t off;
 
@@ -153,10 +190,12 @@ static int compare_entries(int fd, const struct cdir *cd, int64_t max_entries, u
             (r = read_at(fd, extra, extra_len, at + CDH_SIZE + name_len)) <= 0)
             return r < 0 ? -1 : disagree(why, n, k, NULL, 0, "cut short");
         off = local_offset(h, extra, extra_len);
-        if ((r = read_at(fd, l, sizeof l, off)) <= 0 || memcmp(l, "PK\3\4", 4))
+        if (off > UINT64_MAX - cd->shift ||
+            (r = read_at(fd, l, sizeof l, off + cd->shift)) <= 0 || memcmp(l, "PK\3\4", 4))
             return r < 0 ? -1 : disagree(why, n, k, cname, name_len, "no local header where it points");
         if ((size_t)le(l + 26, 2) != name_len ||
-            (r = read_at(fd, lname, name_len, off + LFH_SIZE)) <= 0 || memcmp(cname, lname, name_len))
+            (r = read_at(fd, lname, name_len, off + cd->shift + LFH_SIZE)) <= 0 ||
+            memcmp(cname, lname, name_len))
             return r < 0 ? -1 : disagree(why, n, k, cname, name_len, "its local header names another file");
         at += CDH_SIZE + name_len + extra_len + le(h + 32, 2);
     }

@@ -9,6 +9,12 @@
  * "runs.csv" in the other would load data that every listing hides
  * (inputs.md "Bundles": a corrupt bundle is rejected whole).
  *
+ * The directory is found and walked as libarchive's seekable reader does,
+ * so the check covers every entry it will read: the last end record that
+ * can end a directory (bytes may follow it), offsets shifted by any bytes
+ * in front of the zip, and entries by the directory's bytes, not by the
+ * count the end record states.
+ *
  *   tly_zip_names_agree(fd, max_entries, why, n)
  *       1: every central directory entry's local header carries the same
  *          name bytes; 0: they do not, or the tables cannot be read as a

@@ -594,6 +594,55 @@ static void test_zip_local_and_central_names_agree(void **state)
     expect_entries(tmp("names64.zip"), &s, x, N(x), 4096);
 }
 
+/* Bytes put around a zip, or an end record that undercounts: the check still holds. */
+static void reshape(const char *path, size_t front, size_t back, int undercount)
+{
+    size_t len;
+    char *zip = read_whole(path, &len), *out = calloc(1, front + len + back), *eocd;
+
+    assert_non_null(out);
+    memset(out, 'x', front);
+    memcpy(out + front, zip, len);
+    if (undercount) {
+        eocd = out + front + len - 22;
+        assert_memory_equal(eocd, "PK\5\6", 4);
+        eocd[8]--;                      /* entries on this disk, and in all */
+        eocd[10]--;
+    }
+    write_file(path, out, front + len + back);
+    free(out);
+    free(zip);
+}
+
+static void test_zip_name_check_follows_what_libarchive_reads(void **state)
+{
+    const struct tentry t[] = { { "accounts.csv", "a\n", 2, 0, NULL },
+                                { "runs_x.csv", "r\n", 2, 0, NULL } };
+    const struct expect x[] = {
+        { "accounts.csv", TLY_FILE_ACCOUNTS, 0, "a\n", 2, "a\n", 2 },
+        { "runs_x.csv", TLY_FILE_RUNS, 0, "r\n", 2, "r\n", 2 },
+    };
+    struct tly_settings s = bounds();
+    (void)state;
+    /* bytes after the end (padding), in front (a self-extractor's stub): still a zip */
+    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    reshape(tmp("shaped.zip"), 0, 100, 0);
+    expect_entries(tmp("shaped.zip"), &s, x, N(x), 4096);
+    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    reshape(tmp("shaped.zip"), 7, 100, 0);
+    expect_entries(tmp("shaped.zip"), &s, x, N(x), 4096);
+    /* ... and still checked */
+    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    rename_nth(tmp("shaped.zip"), "runs_x.csv", "README.txx", 1);
+    reshape(tmp("shaped.zip"), 7, 0, 0);
+    expect_reject(tmp("shaped.zip"), "bad_archive", "its local header names another file");
+    /* an end record that counts one entry less hides nothing: libarchive reads them all */
+    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    rename_nth(tmp("shaped.zip"), "runs_x.csv", "README.txx", 1);
+    reshape(tmp("shaped.zip"), 0, 0, 1);
+    expect_reject(tmp("shaped.zip"), "bad_archive", "central directory entry 2 ('README.txx')");
+}
+
 static void test_absolute_path_rejected(void **state)
 {
     const struct tentry t[] = { { "/etc/runs.csv", "a\n", 2, 0, NULL } };
@@ -1262,6 +1311,7 @@ int main(void)
         cmocka_unit_test(test_single_csv_and_csv_gz),
         cmocka_unit_test(test_zip_slip_rejected),
         cmocka_unit_test(test_zip_local_and_central_names_agree),
+        cmocka_unit_test(test_zip_name_check_follows_what_libarchive_reads),
         cmocka_unit_test(test_absolute_path_rejected),
         cmocka_unit_test(test_symlink_and_device_entries_rejected),
         cmocka_unit_test(test_hardlink_entry_rejected),
