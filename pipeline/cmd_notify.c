@@ -12,7 +12,9 @@
  * defaults to the latest manifest period_end in the ledger; with none it is
  * a usage error (64).
  *
- * DIR gets the digests of this as-of (ACCOUNT.eml) and notifications.csv.
+ * DIR gets the digests of this as-of (ACCOUNT.eml), the earlier ones no
+ * outbox in place has shown (ACCOUNT+AS-OF.eml, reports/digest.h "Outbox
+ * backlog") and notifications.csv.
  * Like `--out`, it is replaced as a whole (pipeline/outdir.h): everything is
  * written into a temporary directory beside it, which is swapped in only
  * when complete, so DIR always holds one complete notify and a failed one

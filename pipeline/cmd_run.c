@@ -225,14 +225,14 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         goto done;
     if ((err = stage_outputs(&r, out.tmp)) || (err = write_runjson(&r, out.tmp))) {
         tly_outdir_abort(&out);
-        r.report.accounts = 0;          /* the summary counts reports DIR holds */
+        r.report.accounts = r.notify.digests_shown = 0;    /* the summary counts what DIR holds */
         goto done;
     }
     /* the outbox is in place: its digests, backlog included, were shown (digest.h) */
     if (!(err = tly_outdir_commit(&out)))
         err = tly_notify_shown(ctx->ledger, r.as_of);
     else
-        r.report.accounts = 0;
+        r.report.accounts = r.notify.digests_shown = 0;
     /* a digest that could not be handed off is retried next run: say so in
      * the status, before the summary, which is stderr's last line */
     if (!err && r.notify.handoff_failed)

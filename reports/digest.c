@@ -8,7 +8,8 @@
  *            the as-of, render the e-mail (templates + GMime), store it in
  *            `digests` and point its items at it;
  *   write    from the stored bytes only: outbox/ACCOUNT.eml and
- *            notifications.csv for the digests of this as-of;
+ *            notifications.csv for the digests of this as-of, and the
+ *            backlog no outbox in place has shown (digest.h);
  *   hand off each digest not yet handed off, piped to the sendmail command,
  *            marked handed_off = 1 per success in a transaction of its own.
  *
