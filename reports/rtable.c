@@ -211,7 +211,7 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
     /* the sums the sheet's metrics and totals row show */
     if (kind == TLY_RK_INT || kind == TLY_RK_MICRO || kind == TLY_RK_SECONDS)
         if (tly_add_checked(t->sum[i], c->v, &t->sum[i]))
-            t->overflow = 1;
+            t->sum_overflowed |= UINT32_C(1) << i;
     v = sheet_value(kind, c->v, &f, 0);
     tly_xsheet_number(t->xs, t->row, col, v, f);
 }
@@ -252,7 +252,7 @@ static void sum_formula(const struct tly_rtable *t, int col, const struct tly_xs
         snprintf(out + n, cap - n, ")");
 }
 
-void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
+void tly_rtable_sum_cell(struct tly_rtable *t, int col, struct tly_xsheet *xs,
                          uint32_t row, uint16_t at, int bold)
 {
     char formula[TLY_RTABLE_MAXPARTS * (LXW_MAX_SHEETNAME_LENGTH + LXW_MAX_CELL_RANGE_LENGTH + 8)];
@@ -260,6 +260,9 @@ void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet 
     double v;
 
     assert(col >= 0 && col < t->ncols);
+    /* only a sum the sheet shows must fit: a table without totals is no total */
+    if (t->sum_overflowed & (UINT32_C(1) << col))
+        t->overflow = 1;
     v = sheet_value(t->cols[col].kind, t->sum[col], &f, bold);
 
     /* an empty table has no range to sum (and the cell may sit right under it) */

@@ -82,7 +82,8 @@ struct tly_rtable {
     int nparts;
     long nrows;
     int64_t sum[TLY_RTABLE_MAXCOLS];
-    int overflow;               /* a column sum left int64 */
+    uint32_t sum_overflowed;    /* columns whose sum left int64 (bit i: column i) */
+    int overflow;               /* one of those sums was written: close fails */
     int too_long;               /* more rows than TLY_RTABLE_MAXPARTS sheets hold */
 };
 
@@ -114,7 +115,7 @@ void tly_rtable_abort(struct tly_rtable *t);
  * Writes a column's sum to a sheet cell as "SUM(<column's data ranges>)"
  * with its value: metrics above a table and totals rows stay auditable.
  */
-void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
+void tly_rtable_sum_cell(struct tly_rtable *t, int col, struct tly_xsheet *xs,
                          uint32_t row, uint16_t at, int bold);
 
 /* The data rows of the table's first sheet: where a chart of it points. */
