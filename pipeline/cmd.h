@@ -19,10 +19,12 @@
 
 #define CMD_DB   1u     /* open the ledger before the command runs */
 #define CMD_LOCK 2u     /* ... and hold the exclusive writer lock */
+#define CMD_READ 4u     /* ... when it exists: a command that only reads never creates
+                           one, and finds ctx->ledger NULL without it */
 
 struct tly_ctx {
     struct tly_settings *settings;
-    struct tly_ledger *ledger;      /* NULL unless CMD_DB */
+    struct tly_ledger *ledger;      /* NULL unless CMD_DB (and the file, for CMD_READ) */
     const char *db_path;
 };
 

@@ -283,6 +283,8 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
         tly_opts_usage(balance_usage, options, 0);
         return tly_error(TLY_ERR_USAGE, "balance takes one ACCOUNT");
     }
+    if (!ctx->ledger)               /* balance only reads: it never creates one (CMD_READ) */
+        return tly_error(TLY_ERR_USAGE, "no ledger at '%s' (--db names the nightly run's)", ctx->db_path);
     tly_clock(&t0);
     if ((err = tly_resolve_as_of(ctx, as_of_text, &as_of)))
         return err;

@@ -23,7 +23,7 @@ static const struct tly_cmd {
     unsigned flags;
     const char *summary;
 } commands[] = {
-    { "balance", cmd_balance, CMD_DB | CMD_LOCK, "explain one account's balance (support)" },
+    { "balance", cmd_balance, CMD_DB | CMD_LOCK | CMD_READ, "explain one account's balance (support)" },
     { "config",  cmd_config,  0,      "print the effective settings and their sources" },
     { "ingest",  cmd_ingest,  CMD_DB | CMD_LOCK, "load bundles into the ledger" },
     { "notify",  cmd_notify,  CMD_DB | CMD_LOCK, "write the notification digests" },
@@ -163,11 +163,15 @@ int main(int argc, char **argv)
         goto out;
     ctx.db_path = settings.db;
     if ((cmd->flags & CMD_DB) && !wants_help(argc, argv)) {
+        /* the command says so after its options are checked (cmd.h) */
+        if ((cmd->flags & CMD_READ) && access(ctx.db_path, F_OK) != 0)
+            goto run;
         err = tly_ledger_open(ctx.db_path, (cmd->flags & CMD_LOCK) ? TLY_LEDGER_LOCK : 0,
                               &ctx.ledger);
         if (err)
             goto out;
     }
+run:
     err = cmd->fn(argc, argv, &ctx);
     err = tly_err_worst(err, finish_stdout());
 out:

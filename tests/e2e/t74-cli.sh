@@ -143,6 +143,10 @@ for c in report notify balance; do
     esac
     t 64 "tally $c --as-of garbage" --db "$db" $c --as-of garbage $extra
 done
+# balance only reads: a --db that names nothing is a usage error, and no
+# stray ledger is left where support typed the command
+t 64 "balance without a ledger" --db "$tmp/none.db" balance gale-northwind
+ls "$tmp/none.db"* >/dev/null 2>&1 && problem "balance without a ledger: created $(ls "$tmp/none.db"*)"
 
 # no --as-of and no manifest period_end in the ledger: 64
 rm_db "$db"; rm -rf "$tmp/dir"
