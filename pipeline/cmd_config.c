@@ -1,7 +1,9 @@
 /*
- * cmd_config.c — `tally config`: the effective settings and their sources.
+ * cmd_config.c — `tally config`: the effective settings and their sources,
+ * then the checks run and notify make of them before committing anything.
  */
 #include "cmd.h"
+#include "digest.h"
 #include "error.h"
 #include "opts.h"
 
@@ -27,6 +29,9 @@ int cmd_config(int argc, char **argv, struct tly_ctx *ctx)
         return tly_error(TLY_ERR_USAGE, "config takes no arguments");
     }
     tly_settings_print(ctx->settings, stdout);
+    /* what run and notify would refuse before committing anything, found now */
+    if ((err = tly_notify_check(ctx->settings)))
+        return err;
     tly_note("settings printed");
     return TLY_OK;
 }

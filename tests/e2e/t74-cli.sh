@@ -135,6 +135,9 @@ for conf in "64 badsender" "74 notemplates" "64 badsender notify" "74 notemplate
     fi
     [ -e "$tmp/dir" ] && problem "${3:-run} with $2.conf: created DIR"
 done
+# tally config checks what it prints, as run would
+t 64 "config with badsender.conf" --config "$tmp/badsender.conf" config
+grep -q "sender" "$tmp/err" || problem "config with badsender.conf: the sender is not named"
 for c in report notify balance; do
     case $c in
     report) extra="--out $tmp/dir" ;;
