@@ -108,7 +108,7 @@ static void next_sheet(struct tly_rtable *t)
 }
 
 /* Where the figure of a numeric kind goes in a sheet, and in which style. */
-static double sheet_value(enum tly_rkind kind, int64_t v, enum tly_xfmt *f, int total)
+static double sheet_value(enum tly_rkind kind, __int128 v, enum tly_xfmt *f, int total)
 {
     switch (kind) {
     case TLY_RK_MICRO:
@@ -210,8 +210,7 @@ static void write_cell(struct tly_rtable *t, int i, const struct tly_rcell *c)
         return;
     /* the sums the sheet's metrics and totals row show */
     if (kind == TLY_RK_INT || kind == TLY_RK_MICRO || kind == TLY_RK_SECONDS)
-        if (tly_add_checked(t->sum[i], c->v, &t->sum[i]))
-            t->sum_overflowed |= UINT32_C(1) << i;
+        t->sum[i] += c->v;
     v = sheet_value(kind, c->v, &f, 0);
     tly_xsheet_number(t->xs, t->row, col, v, f);
 }
@@ -252,7 +251,7 @@ static void sum_formula(const struct tly_rtable *t, int col, const struct tly_xs
         snprintf(out + n, cap - n, ")");
 }
 
-void tly_rtable_sum_cell(struct tly_rtable *t, int col, struct tly_xsheet *xs,
+void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
                          uint32_t row, uint16_t at, int bold)
 {
     char formula[TLY_RTABLE_MAXPARTS * (LXW_MAX_SHEETNAME_LENGTH + LXW_MAX_CELL_RANGE_LENGTH + 8)];
@@ -260,9 +259,6 @@ void tly_rtable_sum_cell(struct tly_rtable *t, int col, struct tly_xsheet *xs,
     double v;
 
     assert(col >= 0 && col < t->ncols);
-    /* only a sum the sheet shows must fit: a table without totals is no total */
-    if (t->sum_overflowed & (UINT32_C(1) << col))
-        t->overflow = 1;
     v = sheet_value(t->cols[col].kind, t->sum[col], &f, bold);
 
     /* an empty table has no range to sum (and the cell may sit right under it) */
@@ -303,8 +299,6 @@ int tly_rtable_close(struct tly_rtable *t, int totals)
                 tly_xsheet_blank(t->xs, t->row, (uint16_t)i, TLY_XF_TOTAL_LABEL);
         }
     }
-    if (!err && t->overflow)
-        err = tly_error(TLY_ERR_INPUT, "a report total does not fit in 64 bits");
     if (!err && t->too_long)
         err = tly_error(TLY_ERR_OUTPUT, "a table of %ld rows does not fit in %d sheets of a workbook",
                         t->nrows, TLY_RTABLE_MAXPARTS);

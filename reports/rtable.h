@@ -81,9 +81,12 @@ struct tly_rtable {
     struct tly_rpart parts[TLY_RTABLE_MAXPARTS - 1];   /* full sheets before xs */
     int nparts;
     long nrows;
-    int64_t sum[TLY_RTABLE_MAXCOLS];
-    uint32_t sum_overflowed;    /* columns whose sum left int64 (bit i: column i) */
-    int overflow;               /* one of those sums was written: close fails */
+    /*
+     * Column sums for totals rows and metrics, in 128 bits: several legal
+     * debts add past int64, and the sheet shows a double anyway (at most
+     * 64 sheets of 2^20 int64 values cannot leave 128 bits).
+     */
+    __int128 sum[TLY_RTABLE_MAXCOLS];
     int too_long;               /* more rows than TLY_RTABLE_MAXPARTS sheets hold */
 };
 
@@ -115,7 +118,7 @@ void tly_rtable_abort(struct tly_rtable *t);
  * Writes a column's sum to a sheet cell as "SUM(<column's data ranges>)"
  * with its value: metrics above a table and totals rows stay auditable.
  */
-void tly_rtable_sum_cell(struct tly_rtable *t, int col, struct tly_xsheet *xs,
+void tly_rtable_sum_cell(const struct tly_rtable *t, int col, struct tly_xsheet *xs,
                          uint32_t row, uint16_t at, int bold);
 
 /* The data rows of the table's first sheet: where a chart of it points. */

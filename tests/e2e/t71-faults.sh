@@ -79,6 +79,9 @@ if mount -t tmpfs -o size=2m,mode=0755 tally-t71 "$full" 2>"$tmp/mount.err"; the
                 [ -n "$raw_eg" ] || raw_eg=$(grep -v '^tally: ' "$tmp/stderr" | head -2)
             fi
             same_tree "$tmp/prev" "$out" || problem "$what: the earlier reports were changed (above)"
+            # the summary counts the reports DIR holds: none of this run's
+            tail -n 1 "$tmp/stderr" | grep -q " 0 accounts reported, 0 digests" ||
+                problem "$what: the summary counts reports that did not land: $(tail -n 1 "$tmp/stderr")"
             ;;
         3)
             # enough space after all: then it must be the complete reports
