@@ -76,7 +76,8 @@ struct tly_bundle {
     int64_t e_stored;           /* bytes the bundle file gave up meanwhile */
     int64_t e_raw_start;
     int64_t tar_data_end;       /* tar stream offset after the last header or data read */
-    int zip_checked;            /* zip_names_checked() ran (at the first header) */
+    int zip_checked, is_zip;    /* zip_name_checked() read the directory: a zip's, into zip */
+    struct tly_zip_names zip;
     struct sha256_ctx sha;
     z_stream z;
     int z_ready, member_done;
@@ -945,23 +946,34 @@ static int gzip_verify(struct tly_bundle *b, struct tly_bundle_reject *rej)
 
 /*
  * A zip whose local headers name other files than its central directory is
- * corrupt (zipcheck.h).  Checked once libarchive has taken the file for a
- * zip, whatever its first bytes (data may come before a zip), at its first
- * header: before any entry is read.  0, or -1 with the bundle rejected.
+ * corrupt (zipcheck.h).  The directory is read once libarchive has taken
+ * the file for a zip, whatever its first bytes (data may come before a
+ * zip), at its first header, before any entry is read; then every entry
+ * libarchive yields must be the directory's next, and at its end the
+ * directory must be used up.  0, or -1 with the bundle rejected.
  */
-static int zip_names_checked(struct tly_bundle *b, struct tly_bundle_reject *rej)
+static int zip_name_checked(struct tly_bundle *b, const char *name, struct tly_bundle_reject *rej)
 {
-    char why[160];
+    char why[200];
     int r;
 
-    b->zip_checked = 1;
-    if ((archive_format(b->a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_ZIP)
+    if (!b->zip_checked) {
+        b->zip_checked = 1;
+        if ((archive_format(b->a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_ZIP)
+            return 0;
+        r = tly_zip_names_read(b->fd, b->max_entries, &b->zip, why, sizeof why);
+        if (r < 0 && errno == ENOMEM)
+            return fail_nomem(b, rej, 1);
+        if (r < 0)
+            return fail(b, rej, "bad_archive", "cannot read the zip's directory: %s", strerror(errno));
+        if (r == 0)
+            return fail(b, rej, "bad_archive", "corrupt zip: %s", why);
+        b->is_zip = 1;
+    }
+    if (!b->is_zip)
         return 0;
-    r = tly_zip_names_agree(b->fd, b->max_entries, why, sizeof why);
-    if (r < 0 && errno == ENOMEM)
-        return fail_nomem(b, rej, 1);
-    if (r < 0)
-        return fail(b, rej, "bad_archive", "cannot read the zip's directory: %s", strerror(errno));
+    r = name ? tly_zip_names_next(&b->zip, name, why, sizeof why)
+             : tly_zip_names_done(&b->zip, why, sizeof why);
     return r ? 0 : fail(b, rej, "bad_archive", "corrupt zip: %s", why);
 }
 
@@ -982,12 +994,12 @@ static int archive_next_header(struct tly_bundle *b, struct tly_bundle_reject *r
             return fail(b, rej, "bad_archive", "truncated tar (no end-of-archive blocks)");
         if (r == ARCHIVE_EOF && archive_gzipped(b->a) && gzip_verify(b, rej) < 0)
             return -1;
+        if (r == ARCHIVE_EOF && zip_name_checked(b, NULL, rej) < 0)
+            return -1;
         if (r == ARCHIVE_EOF)
             return 0;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
             return archive_fail(b, rej);
-        if (!b->zip_checked && (r = zip_names_checked(b, rej)) != 0)
-            return r;
         b->tar_data_end = archive_filter_bytes(b->a, 0);
         raw = archive_entry_pathname_utf8(ae);
         if (!raw)
@@ -997,6 +1009,8 @@ static int archive_next_header(struct tly_bundle *b, struct tly_bundle_reject *r
         if (++b->entries > b->max_entries)
             return fail(b, rej, "too_large", "entry '%s': more than %lld entries", raw,
                         (long long)b->max_entries);
+        if (zip_name_checked(b, raw, rej) < 0)
+            return -1;
         if ((r = take_entry(b, ae, raw, rej)) != 0)
             return r;
     }
@@ -1249,6 +1263,7 @@ void tly_bundle_close(struct tly_bundle *b)
         inflateEnd(&b->z);
     list_release(&b->files);
     list_release(&b->paths);
+    tly_zip_names_release(&b->zip);
     tly_strmap_release(&b->seen);
     tly_free(b->single_path);
     tly_free(b->shown);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #define CDH_SIZE       46
 #define LFH_SIZE       30
 #define NAME_MAX_BYTES 65535
+#define NAMES_MAX_BYTES (4 << 20)       /* all the names of one directory */
 
 static uint64_t le(const unsigned char *p, int bytes)
 {
@@ -169,23 +171,70 @@ static int disagree(char *why, size_t n, uint64_t k, const unsigned char *name, 
     return 0;
 }
 
-static int compare_entries(int fd, const struct cdir *cd, int64_t max_entries, unsigned char *buf,
-                           char *why, size_t n)
+struct named {
+    uint64_t offset;
+    char *name;
+    size_t len;
+};
+
+static int by_offset(const void *x, const void *y)
+{
+    const struct named *a = x, *b = y;
+    return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+/* Adds one checked entry; -1 out of memory (errno set). */
+static int push(struct tly_zip_names *z, size_t *cap, uint64_t offset, const unsigned char *name,
+                size_t len)
+{
+    struct named *e;
+
+    if (z->n == *cap) {
+        size_t want = *cap ? 2 * *cap : 64;
+        struct named *grown = tly_realloc(z->entries, want * sizeof *grown);
+        if (!grown) {
+            errno = ENOMEM;
+            return -1;
+        }
+        z->entries = grown;
+        *cap = want;
+    }
+    e = &z->entries[z->n];
+    if (!(e->name = tly_malloc(len + 1))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(e->name, name, len);
+    e->name[len] = '\0';
+    e->len = len;
+    e->offset = offset;
+    z->n++;
+    return 0;
+}
+
+static int read_entries(int fd, const struct cdir *cd, int64_t max_entries, unsigned char *buf,
+                        struct tly_zip_names *z, char *why, size_t n)
 {
     unsigned char *cname = buf, *lname = buf + NAME_MAX_BYTES, *extra = buf + 2 * NAME_MAX_BYTES;
     unsigned char h[CDH_SIZE], l[LFH_SIZE];
-    uint64_t at = cd->start, end = cd->start + cd->size;
+    uint64_t at = cd->start, end = cd->start + cd->size, k;
+    size_t cap = 0, name_bytes = 0;
     int r;
 
-    /* by the directory's bytes, as libarchive reads it, not by the count the end record states */
-    for (uint64_t k = 0; at < end && (int64_t)k < max_entries; k++) {
+    /* by the directory's bytes, not by the count the end record states */
+    for (k = 0; at < end; k++) {
         size_t name_len, extra_len;
         uint64_t off;
 
+        /* past the bound the caller rejects the zip (too_large) as libarchive yields them */
+        if ((int64_t)k >= max_entries)
+            break;
         if ((r = read_at(fd, h, sizeof h, at)) <= 0 || memcmp(h, "PK\1\2", 4))
             return r < 0 ? -1 : disagree(why, n, k, NULL, 0, "damaged header");
         name_len = (size_t)le(h + 28, 2);
         extra_len = (size_t)le(h + 30, 2);
+        if ((name_bytes += name_len) > NAMES_MAX_BYTES)
+            return disagree(why, n, k, NULL, 0, "the directory's names pass 4 MiB");
         if ((r = read_at(fd, cname, name_len, at + CDH_SIZE)) <= 0 ||
             (r = read_at(fd, extra, extra_len, at + CDH_SIZE + name_len)) <= 0)
             return r < 0 ? -1 : disagree(why, n, k, NULL, 0, "cut short");
@@ -197,17 +246,26 @@ static int compare_entries(int fd, const struct cdir *cd, int64_t max_entries, u
             (r = read_at(fd, lname, name_len, off + cd->shift + LFH_SIZE)) <= 0 ||
             memcmp(cname, lname, name_len))
             return r < 0 ? -1 : disagree(why, n, k, cname, name_len, "its local header names another file");
+        if (push(z, &cap, off, cname, name_len) < 0)
+            return -1;
         at += CDH_SIZE + name_len + extra_len + le(h + 32, 2);
     }
+    /* in local header order, as libarchive's reader yields them; one file per header */
+    qsort(z->entries, z->n, sizeof *z->entries, by_offset);
+    for (size_t i = 1; i < z->n; i++)
+        if (z->entries[i].offset == z->entries[i - 1].offset)
+            return snprintf(why, n, "entries '%.64s' and '%.64s' share one local header",
+                            z->entries[i - 1].name, z->entries[i].name), 0;
     return 1;
 }
 
-int tly_zip_names_agree(int fd, int64_t max_entries, char *why, size_t n)
+int tly_zip_names_read(int fd, int64_t max_entries, struct tly_zip_names *z, char *why, size_t n)
 {
     unsigned char *buf;
     struct cdir cd;
     int r;
 
+    memset(z, 0, sizeof *z);
     if ((r = find_cdir(fd, &cd)) <= 0) {
         if (r == 0)
             snprintf(why, n, "no central directory");
@@ -217,7 +275,50 @@ int tly_zip_names_agree(int fd, int64_t max_entries, char *why, size_t n)
         errno = ENOMEM;
         return -1;
     }
-    r = compare_entries(fd, &cd, max_entries, buf, why, n);
+    r = read_entries(fd, &cd, max_entries, buf, z, why, n);
     tly_free(buf);
+    if (r != 1)
+        tly_zip_names_release(z);
     return r;
+}
+
+static int has_non_ascii(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return 1;
+    return 0;
+}
+
+int tly_zip_names_next(struct tly_zip_names *z, const char *name, char *why, size_t n)
+{
+    const struct named *e;
+    size_t len = strlen(name);
+
+    if (z->next == z->n)
+        return snprintf(why, n, "entry '%.64s' is not in the central directory", name), 0;
+    e = &z->entries[z->next++];
+    if (len == e->len && !memcmp(name, e->name, len))
+        return 1;
+    /* a name libarchive converted from the zip's own charset compares only as such */
+    if (has_non_ascii(name, len) && has_non_ascii(e->name, e->len))
+        return 1;
+    return snprintf(why, n, "entry '%.64s' is read where the central directory has '%.64s'", name,
+                    e->name), 0;
+}
+
+int tly_zip_names_done(const struct tly_zip_names *z, char *why, size_t n)
+{
+    if (z->next == z->n)
+        return 1;
+    return snprintf(why, n, "the central directory's '%.64s' was never read",
+                    z->entries[z->next].name), 0;
+}
+
+void tly_zip_names_release(struct tly_zip_names *z)
+{
+    for (size_t i = 0; i < z->n; i++)
+        tly_free(z->entries[i].name);
+    tly_free(z->entries);
+    memset(z, 0, sizeof *z);
 }
