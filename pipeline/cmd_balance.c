@@ -283,22 +283,21 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
         tly_opts_usage(balance_usage, options, 0);
         return tly_error(TLY_ERR_USAGE, "balance takes one ACCOUNT");
     }
-    if (!ctx->ledger)               /* balance only reads: it never creates one (CMD_READ) */
-        return tly_error(TLY_ERR_USAGE, "no ledger at '%s' (--db names the nightly run's)", ctx->db_path);
     tly_clock(&t0);
-    if ((err = tly_resolve_as_of(ctx, as_of_text, &as_of)))
-        return err;
-    if ((err = tly_stage_reconcile(ctx, as_of, 0, 0, argv[0], &rs)))
-        return err;
-    err = print_overview(ctx->ledger, argv[0], &found);
-    if (!err && !found)
-        err = print_held(ctx->ledger, argv[0], &found);
-    if (!err && !found)
-        err = tly_error(TLY_ERR_USAGE, "no account '%s' in the ledger", argv[0]);
-    for (size_t i = 0; !err && i < sizeof sections / sizeof sections[0]; i++)
-        err = print_section(ctx->ledger, &sections[i], argv[0]);
-    tly_ledger_rollback(ctx->ledger);
-    if (!err)
-        tly_note("1 account explained, %.1f s", tly_elapsed(&t0));
+    if (!ctx->ledger)               /* balance only reads: it never creates one (CMD_READ) */
+        err = tly_error(TLY_ERR_USAGE, "no ledger at '%s' (--db names the nightly run's)", ctx->db_path);
+    else if (!(err = tly_resolve_as_of(ctx, as_of_text, &as_of)) &&
+             !(err = tly_stage_reconcile(ctx, as_of, 0, 0, argv[0], &rs))) {
+        err = print_overview(ctx->ledger, argv[0], &found);
+        if (!err && !found)
+            err = print_held(ctx->ledger, argv[0], &found);
+        if (!err && !found)
+            err = tly_error(TLY_ERR_USAGE, "no account '%s' in the ledger", argv[0]);
+        for (size_t i = 0; !err && i < sizeof sections / sizeof sections[0]; i++)
+            err = print_section(ctx->ledger, &sections[i], argv[0]);
+        tly_ledger_rollback(ctx->ledger);
+    }
+    /* outputs.md: the summary ends every run of the command, a failed one too */
+    tly_note("%d account%s explained, %.1f s", !err, err ? "s" : "", tly_elapsed(&t0));
     return err;
 }

@@ -55,31 +55,16 @@ static const struct tly_option notify_options[] = {
     { NULL, 0, NULL, NULL, NULL },
 };
 
-int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
+/* Reconciles at the as-of and writes the outbox beside DIR, swapped in whole. */
+static int notify_outbox(struct tly_ctx *ctx, struct tly_notify_stats *st)
 {
-    struct tly_notify_stats st;
     struct tly_reconcile_stats rs;
     struct tly_outdir out = { NULL, NULL };
-    struct timespec t0;
     struct stat sb;
-    char csv[4400], extra[96];
+    char csv[4400];
     int64_t as_of;
-    int npos, err;
+    int err;
 
-    tly_clock(&t0);
-    memset(&arg, 0, sizeof arg);
-    if ((err = tly_opts_parse(argc, argv, notify_options, notify_usage, &npos)))
-        return err;
-    if (npos) {
-        err = tly_error(TLY_ERR_USAGE, "notify takes no arguments ('%s')", argv[0]);
-        tly_opts_usage(notify_usage, notify_options, 0);
-        return err;
-    }
-    if (!arg.outbox || !arg.outbox[0]) {
-        err = tly_error(TLY_ERR_USAGE, "--outbox DIR is required");
-        tly_opts_usage(notify_usage, notify_options, 0);
-        return err;
-    }
     if (arg.sendmail &&
         (err = tly_settings_set(ctx->settings, "notify", "sendmail", arg.sendmail, TLY_SRC_OPTION)))
         return err;
@@ -99,13 +84,41 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
         return tly_error(TLY_ERR_USAGE, "--outbox path too long");
     }
     err = tly_notify_run(ctx->ledger, ctx->settings, as_of, out.tmp, csv,
-                         ctx->settings->sendmail, &st);
+                         ctx->settings->sendmail, st);
     if (err) {
         tly_outdir_abort(&out);
         return err;
     }
-    if ((err = tly_outdir_commit(&out)) || (err = tly_notify_shown(ctx->ledger, as_of)))
+    if ((err = tly_outdir_commit(&out)))
         return err;
+    return tly_notify_shown(ctx->ledger, as_of);
+}
+
+int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
+{
+    struct tly_notify_stats st;
+    struct timespec t0;
+    char extra[96];
+    int npos, err;
+
+    tly_clock(&t0);
+    memset(&arg, 0, sizeof arg);
+    memset(&st, 0, sizeof st);
+    if ((err = tly_opts_parse(argc, argv, notify_options, notify_usage, &npos)))
+        return err;
+    if (npos) {
+        err = tly_error(TLY_ERR_USAGE, "notify takes no arguments ('%s')", argv[0]);
+        tly_opts_usage(notify_usage, notify_options, 0);
+        return err;
+    }
+    if (!arg.outbox || !arg.outbox[0]) {
+        err = tly_error(TLY_ERR_USAGE, "--outbox DIR is required");
+        tly_opts_usage(notify_usage, notify_options, 0);
+        return err;
+    }
+    /* outputs.md: the summary ends every run of the command, a failed one too */
+    if ((err = notify_outbox(ctx, &st)))
+        st.digests_shown = st.items = 0;        /* no outbox landed */
 
     extra[0] = '\0';
     if (st.handoff_failed)
@@ -117,6 +130,8 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
     tly_note("%ld digest%s (%ld new), %ld item%s, %ld handed off%s, %.1f s", st.digests_shown,
              st.digests_shown == 1 ? "" : "s", st.digests_created, st.items,
              st.items == 1 ? "" : "s", st.handed_off, extra, tly_elapsed(&t0));
+    if (err)
+        return err;
     /* a failed hand-off is retried next run; the exit status still says it failed */
     return st.handoff_failed ? TLY_ERR_OUTPUT : TLY_OK;
 }

@@ -28,7 +28,7 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
         { "account", TLY_OPT_STRING, &account, "ID", "only this account's reports" },
         { "as-of", TLY_OPT_STRING, &as_of, "TS", "compute up to this instant (default: latest manifest period_end)" },
         { "from", TLY_OPT_STRING, &from, "DATE", "custom window start (inclusive)" },
-        { "grace", TLY_OPT_STRING, &grace, "HOURS", "hours after a cycle end before it closes (default 48)" },
+        { "grace", TLY_OPT_STRING, &grace, "HOURS", "hours after a cycle end before it closes (default: setting grace_hours, 48)" },
         { "out", TLY_OPT_STRING, &out, "DIR", "report directory, replaced atomically" },
         { "to", TLY_OPT_STRING, &to, "DATE", "custom window end (inclusive)" },
         { "window", TLY_OPT_STRING, &window, "W", "24h, 7d, 30d, 90d or cycle (default)" },

@@ -158,7 +158,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     const struct tly_option options[] = {
         { "as-of", TLY_OPT_STRING, &r.a.as_of, "TS", "compute up to this instant (default: latest manifest period_end)" },
         { "from", TLY_OPT_STRING, &r.a.from, "DATE", "custom window start (inclusive)" },
-        { "grace", TLY_OPT_STRING, &r.a.grace, "HOURS", "hours after a cycle end before it closes (default 48)" },
+        { "grace", TLY_OPT_STRING, &r.a.grace, "HOURS", "hours after a cycle end before it closes (default: setting grace_hours, 48)" },
         { "out", TLY_OPT_STRING, &r.a.out, "DIR", "report directory, replaced atomically" },
         { "rates", TLY_OPT_STRING, &r.a.rates, "FILE", "the rate card to load first" },
         { "sendmail", TLY_OPT_STRING, &r.a.sendmail, "CMD", "hand each new digest to this command" },
@@ -192,9 +192,12 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
         return err;
-    if ((err = tly_outdir_check(r.a.out, ctx->db_path)) || (err = tly_notify_check(ctx->settings)))
+    if ((err = tly_notify_check(ctx->settings)))
         return err;
     r.as_of_known = r.a.as_of != NULL;
+    /* a DIR it cannot replace is found before anything is committed, and summed up */
+    if ((err = tly_outdir_check(r.a.out, ctx->db_path)))
+        goto done;
     if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha)))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
 
@@ -240,7 +243,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
                         r.notify.handoff_failed);
 done:
     summary(&r, tly_elapsed(&all));
-    for (int i = 0; i < r.nbundles; i++)
+    for (int i = 0; r.sha && i < r.nbundles; i++)
         tly_free(r.sha[i]);
     tly_free(r.sha);
     tly_ingest_stats_release(&r.ingest);

@@ -206,6 +206,13 @@ summary 0 "report" --db "$db" report --out "$tmp/dir"
 summary 0 "notify" --db "$db" notify --outbox "$tmp/box"
 summary 0 "balance" --db "$db" balance gale-northwind
 [ -s "$tmp/out" ] || problem "balance wrote nothing to stdout"
+# failures end with the summary too (outputs.md "every command ends with a
+# one-line summary")
+: >"$tmp/plainfile"
+summary 73 "run into a DIR that is a file" --db "$db" run --rates "$F/rates.csv" --out "$tmp/plainfile" \
+    "$F/gale.tar.gz"
+summary 73 "notify into an outbox that is a file" --db "$db" notify --outbox "$tmp/plainfile"
+summary 64 "balance of an unknown account" --db "$db" balance no-such-account
 summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
 # --sendmail (outputs.md): a failed hand-off exits 73 and ends with the
 # summary; the next run hands every digest off once, and a third sends none
