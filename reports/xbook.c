@@ -102,15 +102,23 @@ void tly_xbook_check(struct tly_xbook *b, lxw_error err)
         b->err = err;
 }
 
+/* U+FFFE or U+FFFF (EF BF BE/BF) starts at u: UTF-8 that XML 1.0 does not allow. */
+static int xml_nonchar(const unsigned char *u, size_t left)
+{
+    return left >= 3 && u[0] == 0xEF && u[1] == 0xBF && (u[2] == 0xBE || u[2] == 0xBF);
+}
+
 /*
- * The title goes into docProps/core.xml, plain XML: U+FFFE and U+FFFF,
- * which XML 1.0 does not allow, become U+FFFD there (same length).
+ * The title goes into docProps/core.xml, plain XML: U+FFFE and U+FFFF
+ * become U+FFFD there (same length).
  */
 static void title_sanitize(char *t)
 {
-    for (unsigned char *u = (unsigned char *)t; *u; u++)
-        if (u[0] == 0xEF && u[1] == 0xBF && (u[2] == 0xBE || u[2] == 0xBF))
-            u[2] = 0xBD;
+    size_t n = strlen(t);
+
+    for (size_t i = 0; i < n; i++)
+        if (xml_nonchar((unsigned char *)t + i, n - i))
+            t[i + 2] = (char)0xBD;
 }
 
 int tly_xbook_open(const char *path, const char *title, int64_t created, const char *tmpdir,
@@ -478,7 +486,7 @@ static const char *xstring_escape_at(const char *t, size_t left, size_t *used)
         *used = 1;
         return "_x005F_";
     }
-    if (left >= 3 && u[0] == 0xEF && u[1] == 0xBF && (u[2] == 0xBE || u[2] == 0xBF)) {
+    if (xml_nonchar(u, left)) {
         *used = 3;
         return u[2] == 0xBE ? "_xFFFE_" : "_xFFFF_";
     }

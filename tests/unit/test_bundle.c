@@ -572,26 +572,28 @@ static void rename_nth(const char *path, const char *from, const char *to, int n
     free(zip);
 }
 
+/* A zip of a data file whose name has the length of README.txx, to rename in place. */
+static const struct tentry names_zip[] = { { "accounts.csv", "a\n", 2, 0, NULL },
+                                           { "runs_x.csv", "r\n", 2, 0, NULL } };
+static const struct expect names_zip_read[] = {
+    { "accounts.csv", TLY_FILE_ACCOUNTS, 0, "a\n", 2, "a\n", 2 },
+    { "runs_x.csv", TLY_FILE_RUNS, 0, "r\n", 2, "r\n", 2 },
+};
+
 static void test_zip_local_and_central_names_agree(void **state)
 {
-    const struct tentry t[] = { { "accounts.csv", "a\n", 2, 0, NULL },
-                                { "runs_x.csv", "r\n", 2, 0, NULL } };
-    const struct expect x[] = {
-        { "accounts.csv", TLY_FILE_ACCOUNTS, 0, "a\n", 2, "a\n", 2 },
-        { "runs_x.csv", TLY_FILE_RUNS, 0, "r\n", 2, "r\n", 2 },
-    };
     struct tly_settings s = bounds();
     (void)state;
-    write_archive(tmp("names.zip"), ZIP, NOF, t, N(t));
-    expect_entries(tmp("names.zip"), &s, x, N(x), 4096);
+    write_archive(tmp("names.zip"), ZIP, NOF, names_zip, N(names_zip));
+    expect_entries(tmp("names.zip"), &s, names_zip_read, N(names_zip_read), 4096);
     rename_nth(tmp("names.zip"), "runs_x.csv", "README.txx", 1);    /* the central directory's */
     expect_reject(tmp("names.zip"), "bad_archive",
                   "central directory entry 2 ('README.txx'): its local header names another file");
-    write_archive(tmp("names.zip"), ZIP, NOF, t, N(t));
+    write_archive(tmp("names.zip"), ZIP, NOF, names_zip, N(names_zip));
     rename_nth(tmp("names.zip"), "runs_x.csv", "README.txx", 0);    /* the local header's */
     expect_reject(tmp("names.zip"), "bad_archive", "('runs_x.csv'): its local header names another file");
-    write_archive_opts(tmp("names64.zip"), ZIP, NOF, "zip64", t, N(t));
-    expect_entries(tmp("names64.zip"), &s, x, N(x), 4096);
+    write_archive_opts(tmp("names64.zip"), ZIP, NOF, "zip64", names_zip, N(names_zip));
+    expect_entries(tmp("names64.zip"), &s, names_zip_read, N(names_zip_read), 4096);
 }
 
 /* Bytes put around a zip, or an end record that undercounts: the check still holds. */
@@ -616,28 +618,22 @@ static void reshape(const char *path, size_t front, size_t back, int undercount)
 
 static void test_zip_name_check_follows_what_libarchive_reads(void **state)
 {
-    const struct tentry t[] = { { "accounts.csv", "a\n", 2, 0, NULL },
-                                { "runs_x.csv", "r\n", 2, 0, NULL } };
-    const struct expect x[] = {
-        { "accounts.csv", TLY_FILE_ACCOUNTS, 0, "a\n", 2, "a\n", 2 },
-        { "runs_x.csv", TLY_FILE_RUNS, 0, "r\n", 2, "r\n", 2 },
-    };
     struct tly_settings s = bounds();
     (void)state;
     /* bytes after the end (padding), in front (a self-extractor's stub): still a zip */
-    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    write_archive(tmp("shaped.zip"), ZIP, NOF, names_zip, N(names_zip));
     reshape(tmp("shaped.zip"), 0, 100, 0);
-    expect_entries(tmp("shaped.zip"), &s, x, N(x), 4096);
-    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    expect_entries(tmp("shaped.zip"), &s, names_zip_read, N(names_zip_read), 4096);
+    write_archive(tmp("shaped.zip"), ZIP, NOF, names_zip, N(names_zip));
     reshape(tmp("shaped.zip"), 7, 100, 0);
-    expect_entries(tmp("shaped.zip"), &s, x, N(x), 4096);
+    expect_entries(tmp("shaped.zip"), &s, names_zip_read, N(names_zip_read), 4096);
     /* ... and still checked */
-    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    write_archive(tmp("shaped.zip"), ZIP, NOF, names_zip, N(names_zip));
     rename_nth(tmp("shaped.zip"), "runs_x.csv", "README.txx", 1);
     reshape(tmp("shaped.zip"), 7, 0, 0);
     expect_reject(tmp("shaped.zip"), "bad_archive", "its local header names another file");
     /* an end record that counts one entry less hides nothing: libarchive reads them all */
-    write_archive(tmp("shaped.zip"), ZIP, NOF, t, N(t));
+    write_archive(tmp("shaped.zip"), ZIP, NOF, names_zip, N(names_zip));
     rename_nth(tmp("shaped.zip"), "runs_x.csv", "README.txx", 1);
     reshape(tmp("shaped.zip"), 0, 0, 1);
     expect_reject(tmp("shaped.zip"), "bad_archive", "central directory entry 2 ('README.txx')");
