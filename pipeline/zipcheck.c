@@ -250,8 +250,10 @@ static int read_entries(int fd, const struct cdir *cd, int64_t max_entries, unsi
             return -1;
         at += CDH_SIZE + name_len + extra_len + le(h + 32, 2);
     }
-    /* in local header order, as libarchive's reader yields them; one file per header */
-    qsort(z->entries, z->n, sizeof *z->entries, by_offset);
+    /* in local header order, as libarchive's reader yields them; one file per
+     * header.  An empty directory has no array, and qsort may not take NULL. */
+    if (z->n > 1)
+        qsort(z->entries, z->n, sizeof *z->entries, by_offset);
     for (size_t i = 1; i < z->n; i++)
         if (z->entries[i].offset == z->entries[i - 1].offset)
             return snprintf(why, n, "entries '%.64s' and '%.64s' share one local header",
