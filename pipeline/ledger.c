@@ -384,6 +384,16 @@ static const char *const migrations[] = {
      */
     "ALTER TABLE digests ADD COLUMN shown_as_of INTEGER;"
     "UPDATE digests SET shown_as_of = as_of;",
+
+    /*
+     * 18 (reconcile): items by time.  An item raised once per cycle looks
+     * for its cycle's copy (reconcile.c W_ITEM), and a recompute clears the
+     * undelivered items of open time (W_ITEMS_CLEAR); both read an
+     * account's items from an instant on.  Through UNIQUE(account_id, key)
+     * alone they read all of them, so an account in debt for N cycles cost
+     * N^2: `balance` at an as-of 500 years on took 4.2 s for one account.
+     */
+    "CREATE INDEX items_by_time ON items(account_id, ts);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
