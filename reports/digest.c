@@ -448,10 +448,15 @@ static void account_release(struct account *a)
     memset(a, 0, sizeof *a);
 }
 
-static void items_free(struct item *it, size_t n)
+static void items_release(struct item *it, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         json_decref(it[i].ctx);
+}
+
+static void items_free(struct item *it, size_t n)
+{
+    items_release(it, n);
     tly_free(it);
 }
 
@@ -698,22 +703,6 @@ static int sender_parse(struct notify *nx)
 bad:
     return tly_error(TLY_ERR_USAGE, "setting 'notify.sender': '%s' is not one e-mail address",
                      sender);
-}
-
-int tly_notify_check(const struct tly_settings *s)
-{
-    struct notify nx;
-    int err;
-
-    memset(&nx, 0, sizeof nx);
-    nx.s = s;
-    g_mime_init();
-    if (!(err = sender_parse(&nx)))
-        err = templates_load(&nx.tpl, s);
-    if (nx.from)
-        g_object_unref(nx.from);
-    templates_free(&nx.tpl);
-    return err;
 }
 
 #define COMPACT_TS_LEN 24
@@ -965,6 +954,98 @@ out:
     tly_free(subject);
     tly_free(body[0]);
     tly_free(body[1]);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+ * The settings, checked before a command commits anything
+ * ---------------------------------------------------------------------- */
+
+/*
+ * Samples of every kind of item, each with all its optional values and
+ * with none (the details reconcile writes: thresholds.c, enforce.c,
+ * simulate.c).  A {{name}} that resolves to nothing is found only when a
+ * template meets it (mustache.h), so a misspelt name would otherwise stop
+ * the notify stage after the night's bundles were committed.
+ */
+static const struct sample {
+    enum kind kind;
+    const char *pool;
+    int threshold;
+    const char *detail;
+} samples[] = {
+    { K_THRESHOLD, "credits", 50,
+      "{\"used\":\"37.500000\",\"total\":\"75.000000\",\"pct\":\"50.00\",\"unit\":\"credits\"}" },
+    { K_THRESHOLD, "runs", 90, "{\"used\":\"9000\",\"total\":\"10000\",\"pct\":\"90.00\",\"unit\":\"runs\"}" },
+    { K_NEGATIVE, "credits", 0,
+      "{\"balance\":\"-0.000063\",\"negative_limit\":\"40.000000\",\"deployments\":[{\"category\":"
+      "\"model\",\"resource_id\":\"llama\",\"deployment_id\":\"llama-eu\",\"name\":\"Llama\"}]}" },
+    { K_NEGATIVE, "credits", 0, "{\"balance\":\"-1.000000\",\"negative_limit\":\"0.000000\",\"deployments\":[]}" },
+    { K_STOPPED, "credits", 0,
+      "{\"stop_at\":\"2026-10-28T19:06:41Z\",\"message\":\"" STOP_MESSAGE "\",\"deployments\":"
+      "[{\"category\":\"finetune\",\"resource_id\":\"llama\",\"deployment_id\":\"ft-1\"},"
+      "{\"category\":\"guardrail\",\"resource_id\":\"pii\",\"deployment_id\":\"pii\"}]}" },
+    { K_STOPPED, "credits", 0, "{\"stop_at\":\"2026-10-28T19:06:41Z\",\"deployments\":[]}" },
+    { K_DEPLOYED, NULL, 0, "{\"resource_id\":\"etl\",\"deployment_id\":\"etl-2\",\"name\":\"ETL\","
+                           "\"endpoint\":\"https://scripts.example/etl\"}" },
+    { K_DEPLOYED, NULL, 0, "{\"resource_id\":\"etl\",\"deployment_id\":\"etl\"}" },
+    { K_UNDEPLOYED, NULL, 0, "{\"resource_id\":\"etl\",\"deployment_id\":\"etl\"}" },
+};
+#define NSAMPLES (sizeof samples / sizeof samples[0])
+
+/* The digest of samples [from, from + n), rendered and thrown away. */
+static int rehearse_one(struct notify *nx, const struct account *a, struct item *it, size_t from,
+                        size_t n)
+{
+    char *msg;
+    size_t len;
+    int err = build_digest(nx, a, it + from, n, "<rehearsal@tally.invalid>", &msg, &len);
+
+    if (!err)
+        tly_free(msg);
+    return err;
+}
+
+/*
+ * Every template rendered as real digests would render it: each sample
+ * alone (the subject of each kind, no others), two (others_one) and all
+ * together (many).
+ */
+static int rehearse(struct notify *nx)
+{
+    struct account a = { "sample-account", "Sample account", "admin@example.com", &editions[0] };
+    struct item it[NSAMPLES];
+    size_t n;
+    int err = TLY_OK;
+
+    memset(it, 0, sizeof it);
+    for (n = 0; n < NSAMPLES && !err; n++) {
+        it[n] = (struct item){ .id = (int64_t)n + 1, .ts = nx->as_of, .kind = samples[n].kind,
+                               .threshold = samples[n].threshold };
+        err = item_ctx(&a, &it[n], samples[n].pool, samples[n].detail);
+    }
+    for (size_t i = 0; i < NSAMPLES && !err; i++)
+        err = rehearse_one(nx, &a, it, i, 1);
+    if (!err && !(err = rehearse_one(nx, &a, it, 0, 2)))
+        err = rehearse_one(nx, &a, it, 0, NSAMPLES);
+    items_release(it, n);
+    return err;
+}
+
+int tly_notify_check(const struct tly_settings *s)
+{
+    struct notify nx;
+    int err;
+
+    memset(&nx, 0, sizeof nx);
+    nx.s = s;
+    nx.as_of = 1793232000;              /* 2026-10-29T00:00:00Z, any instant will do */
+    g_mime_init();
+    if (!(err = sender_parse(&nx)) && !(err = templates_load(&nx.tpl, s)))
+        err = rehearse(&nx);
+    if (nx.from)
+        g_object_unref(nx.from);
+    templates_free(&nx.tpl);
     return err;
 }
 

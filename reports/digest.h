@@ -99,7 +99,9 @@ int tly_notify_shown(struct tly_ledger *l, int64_t as_of);
  * What tly_notify_run() would refuse for its settings, checked before a
  * command commits anything: a sender that is not one mailbox
  * (TLY_ERR_USAGE, like every bad setting) and templates that do not load
- * (TLY_ERR_IO when one is missing, TLY_ERR_INPUT when one is malformed).  Otherwise a nightly run would find a mistake in its
+ * (TLY_ERR_IO when one is missing) or do not render sample digests of
+ * every kind of item (TLY_ERR_INPUT: malformed, or a {{name}} with no
+ * value).  Otherwise a nightly run would find a mistake in its
  * configuration only after ingest had committed the night's bundles.
  */
 int tly_notify_check(const struct tly_settings *s);

@@ -434,7 +434,7 @@ static int render_var(struct render *r, const struct node *nd)
 
     if (!v) {
         if (r->t->flags & TLY_MUSTACHE_STRICT)
-            return value_error(r, nd, "unknown name");
+            return value_error(r, nd, "no value for");
         return TLY_OK;
     }
     switch (json_typeof(v)) {

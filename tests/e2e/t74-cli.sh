@@ -121,7 +121,12 @@ usage_run "run --from after --to" --rates "$F/rates.csv" --out "$tmp/dir" --as-o
 # by the notify stage) and templates that do not load as well as the rest
 printf '[notify]\nsender = not an address\n' >"$tmp/badsender.conf"
 printf '[notify]\ntemplates = %s/no-templates\n' "$tmp" >"$tmp/notemplates.conf"
-for conf in "64 badsender" "74 notemplates" "64 badsender notify" "74 notemplates notify"; do
+# a name no digest has is found by rendering samples, not only on the night one is due
+cp -R "$root/templates" "$tmp/misspelt"
+sed -i 's/{{p}}/{{pp}}/' "$tmp/misspelt/item-threshold.html"
+printf '[notify]\ntemplates = %s/misspelt\n' "$tmp" >"$tmp/misspelt.conf"
+for conf in "64 badsender" "74 notemplates" "65 misspelt" "64 badsender notify" \
+            "74 notemplates notify" "65 misspelt notify"; do
     set -- $conf
     rm_db "$db"; rm -rf "$tmp/dir"
     if [ "${3:-run}" = run ]; then

@@ -1130,6 +1130,42 @@ static void test_digest_template_error_stores_nothing(void **state)
     fx_free(f);
 }
 
+/*
+ * A {{name}} with no value is found only when a template meets it, so the
+ * check renders a sample digest of every kind, with and without optional
+ * values: a misspelt name, or an optional one outside its section, is
+ * refused before a run commits anything.
+ */
+static void test_digest_check_renders_every_kind_of_item(void **state)
+{
+    static const struct {
+        const char *file, *sed;
+    } breaks[] = {
+        { "item-negative_balance.html", "s|{{balance}}|{{balanse}}|" },
+        { "item-script_deployed.txt", "s|{{[#/]endpoint}}||g" },      /* the value outside its section */
+        { "item-deployments_stopped.txt", "s|{{name}}|{{other_id}}|" },
+        { "subject.txt", "s|{{#others}}|{{others}}&|" },
+        { "digest.html", "s|{{count}}|{{cuont}}|" },                  /* only a digest of many */
+    };
+    struct fx *f = fx_new();
+    char cmd[8192];
+    (void)state;
+
+    assert_int_equal(tly_notify_check(&f->s), TLY_OK);
+    snprintf(f->tpl, sizeof f->tpl, "%s/tpl", f->dir);
+    for (size_t i = 0; i < sizeof breaks / sizeof breaks[0]; i++) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s/templates' '%s' && sed -i '%s' '%s/%s' && "
+                 "! cmp -s '%s/templates/%s' '%s/%s'", f->tpl, srcdir(), f->tpl, breaks[i].sed,
+                 f->tpl, breaks[i].file, srcdir(), breaks[i].file, f->tpl, breaks[i].file);
+        assert_int_equal(system(cmd), 0);
+        tly_error_quiet(1);
+        if (tly_notify_check(&f->s) != TLY_ERR_INPUT)
+            fail_msg("%s edited by '%s' passed the check", breaks[i].file, breaks[i].sed);
+        tly_error_quiet(0);
+    }
+    fx_free(f);
+}
+
 static void test_digest_bad_sender_setting_is_an_error(void **state)
 {
     static const char *const bad[] = { "", "not an address", "a@b.c, d@e.f", "Tally <a@b.c>\r\nBcc: x@y.z" };
@@ -1236,6 +1272,7 @@ int main(void)
         cmocka_unit_test(test_digest_address_guard),
         cmocka_unit_test(test_digest_unreadable_detail_skips_account),
         cmocka_unit_test(test_digest_template_error_stores_nothing),
+        cmocka_unit_test(test_digest_check_renders_every_kind_of_item),
         cmocka_unit_test(test_digest_bad_sender_setting_is_an_error),
         cmocka_unit_test(test_digest_out_of_memory_is_clean_and_exactly_once),
     };

@@ -161,7 +161,7 @@ static void test_mustache_strict_unknown_name(void **state)
 {
     (void)state;
     expect_error("ok\n{{#l}}{{nme}}{{/l}}", "{\"l\":[{\"name\":1}]}", TLY_MUSTACHE_STRICT,
-                 "template 't.txt' line 2: unknown name 'nme'");
+                 "template 't.txt' line 2: no value for 'nme'");
     /* sections over missing names are how optional parts are written */
     expect("{{#endpoint}}x{{/endpoint}}", "{}", TLY_MUSTACHE_STRICT, "");
     expect_error("{{l}}", "{\"l\":[1]}", 0, "line 1: a list or object cannot be printed");
