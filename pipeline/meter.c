@@ -294,9 +294,7 @@ int64_t tly_next_cut(const struct tly_hardware *hw, int64_t t)
 const char *tly_hardware_category(const struct tly_hardware *hw, int64_t t)
 {
     const struct tly_price *p = tly_price_at(hw, t);
-    if (p)
-        return p->category;
-    return hw && hw->nprices ? hw->prices[0].category : NULL;
+    return p ? p->category : NULL;
 }
 
 int tly_meter_span(const struct tly_hardware *hw, int64_t mult, int64_t from, int64_t to,

@@ -75,7 +75,11 @@ int tly_card_layer(const struct tly_cards *cards, const struct tly_closed_span *
 const struct tly_price *tly_price_at(const struct tly_hardware *hw, int64_t t);
 /* The first instant after t at which a segment must be cut: midnight or a price bound. */
 int64_t tly_next_cut(const struct tly_hardware *hw, int64_t t);
-/* The rate-card category of a hardware (the row in force at t, else its first). */
+/*
+ * The rate-card category of a hardware: the row in force at t's, else NULL.
+ * Time with no row is unpriced (inputs.md: never guessed), whatever
+ * category the hardware's other rows name.
+ */
 const char *tly_hardware_category(const struct tly_hardware *hw, int64_t t);
 
 /*
