@@ -28,7 +28,7 @@
 
 enum q {
     Q_ACCOUNTS, Q_ACCOUNT, Q_CLOSE, Q_SNAPSHOT, Q_DEVS, Q_CREDITS, Q_RUNS, Q_RUN_DAYS, Q_LATE_RUNS,
-    Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
+    Q_FIRST_RUN, Q_FROZEN_STOPS, Q_FROZEN_USAGE, Q_FROZEN_LISTED, Q_FREE_EXPIRED, Q_COUNT_RUNS, Q_LAST_RUN_DAY,
     Q_RUN_NAME, Q_DAY_RUNS, Q_DAY_CHARGED, Q_FIRST_CYCLE, Q_FROZEN_DAY_ROWS, Q_CLOSED_STMT,
     Q_CLOSED_CROSSINGS, Q_HAS_USAGE, Q_CLOSED_CARDS, Q_OPEN_USAGE, W_STATEMENT, W_USAGE,
     W_USAGE_DELETE, W_DISC, W_ACTION,
@@ -69,6 +69,10 @@ static const char *const sql[NQ] = {
     [Q_FROZEN_USAGE] = "SELECT COALESCE(SUM(credits), 0), COALESCE(SUM(seconds), 0) FROM usage_day"
                        " WHERE account_id = ?1 AND frozen = 1 AND day = ?2 AND category = ?3"
                        " AND deployment_id = ?4",
+    [Q_FROZEN_LISTED] = "SELECT COALESCE(SUM(credits), 0), 0 FROM discrepancies"
+                        " WHERE account_id = ?1 AND frozen = 1 AND kind = 'not_chargeable'"
+                        " AND ts >= ?2 * 86400 AND ts < (?2 + 1) * 86400 AND category = ?3"
+                        " AND deployment_id = ?4",
     [Q_FREE_EXPIRED] = "SELECT EXISTS(SELECT 1 FROM credits WHERE account_id = ?1 AND pool = ?2"
                        "   AND type = 'free' AND ts < ?3 AND expires_at <= ?3)"
                        " AND NOT EXISTS(SELECT 1 FROM credits WHERE account_id = ?1 AND pool = ?2"
@@ -484,17 +488,20 @@ nomem:
  * What closed time now meters for deployments with late events, less what
  * their closed cycles already charged (frozen usage, including late charges
  * posted before): the rest is late (semantics §8).  A negative difference
- * (a late undeploy) is not refunded: closed cycles never change.
+ * (a late undeploy) is not refunded: closed cycles never change.  Late
+ * not-chargeable time on a day its close listed is netted the same way
+ * against the frozen rows' credits (simulate.c late_not_chargeable).
  */
 static int subtract_frozen_usage(struct sim *s)
 {
-    sqlite3_stmt *st = s->out->q[Q_FROZEN_USAGE];
     for (size_t i = 0; i < s->nrows; i++) {
         struct acc_row *r = &s->rows[i];
+        sqlite3_stmt *st;
         const struct dep *d;
         int rc;
-        if (r->kind != ACC_LATE || r->dep < 0)
+        if (r->dep < 0 || (r->kind != ACC_LATE && !(r->kind == ACC_NOT_CHARGEABLE && r->less_listed)))
             continue;
+        st = s->out->q[r->kind == ACC_LATE ? Q_FROZEN_USAGE : Q_FROZEN_LISTED];
         d = &s->deps[r->dep];
         sqlite3_bind_text(st, 1, s->account_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, r->day);
@@ -608,10 +615,14 @@ static int load_late_runs(struct sim *s, int64_t bundle_mark)
         if ((err = sim_runnable(s, (const char *)sqlite3_column_text(st, 1),
                                 (const char *)sqlite3_column_text(st, 2), &r)))
             break;
-        /* runs the edition lacks are listed, never charged (§10 "Not chargeable"), once a date */
-        if (r->chargeable || !sim_listed(s, r->map_key, tly_day_of(first)))
-            err = sim_acc(s, r->chargeable ? ACC_LATE : ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables),
-                          first, 0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
+        /*
+         * Runs the edition lacks are listed, never charged (§10 "Not
+         * chargeable").  These runs are new input, so a date its close
+         * listed gets a second row, as a late charge posts one: every
+         * loaded run shows somewhere (§9.3).
+         */
+        err = sim_acc(s, r->chargeable ? ACC_LATE : ACC_NOT_CHARGEABLE, -1, (int)(r - s->runnables),
+                      first, 0, 0, sqlite3_column_int64(st, 3), 0, s->open_start);
     }
     reset(st);
     if (!err && rc != SQLITE_DONE)

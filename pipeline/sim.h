@@ -48,6 +48,7 @@ struct acc_row {
     int64_t credits, seconds, count;
     int priced;         /* credits is meaningful (else the cell is empty) */
     int64_t post_ts;    /* the instant that decides frozen-ness */
+    int less_listed;    /* late not-chargeable time: the day's frozen rows are netted out */
     /* not_chargeable and unpriced hosting: the hardware of the date's first segment */
     const char *hardware;
     const struct tly_hardware *hw;

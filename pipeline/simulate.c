@@ -220,17 +220,32 @@ static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
         c->err = acc_with_hardware(c->s, d, ACC_UNPRICED, from, 0, to - from, c->s->open_start);
 }
 
-/* Late closed time that is not chargeable: listed with what it would have cost (§10). */
+/*
+ * Late closed time that is not chargeable: listed with what it would have
+ * cost (§10), from the first late event on.  A day its close listed
+ * already is summed whole, like late usage, and reconcile.c
+ * (subtract_frozen_usage) nets out what its frozen rows listed, so late
+ * events never hide and time is never listed twice.  What is left to list
+ * is known by its credits alone: late time that is also unpriced (0
+ * credits) on such a day adds nothing.
+ */
 static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t charge)
 {
     struct late_ctx *c = ctx;
     struct dep *d = &c->s->deps[c->dep];
+    int64_t day = tly_day_of(from), day_start = day * TLY_DAY_SECONDS;
+    int listed;
 
-    if (c->err || d->late_flag != LATE_EVENTS || from < d->late_from ||
-        sim_listed(c->s, d->key, tly_day_of(from)))
+    if (c->err || d->late_flag != LATE_EVENTS || day < tly_day_of(d->late_from))
         return;
-    c->err = acc_with_hardware(c->s, d, ACC_NOT_CHARGEABLE, from, charge == TLY_UNPRICED ? 0 : charge,
-                               to - from, c->s->open_start);
+    listed = sim_listed(c->s, d->key, day);
+    if (!listed && from < d->late_from)
+        return;
+    c->err = acc_with_hardware(c->s, d, ACC_NOT_CHARGEABLE,
+                               from > d->late_from ? from : d->late_from > day_start ? d->late_from : day_start,
+                               charge == TLY_UNPRICED ? 0 : charge, to - from, c->s->open_start);
+    if (!c->err && listed)
+        c->s->rows[d->last_acc[ACC_NOT_CHARGEABLE]].less_listed = 1;
 }
 
 /* A piece of closed time metered again, judged chargeable at its own start (§10, a card's rows differ). */
