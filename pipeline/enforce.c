@@ -115,7 +115,7 @@ int enforce_stop_all(struct sim *s, int64_t t)
         d->running = 0;
         d->stopped = 1;
         d->stop_at = t;
-        d->last_updated = tly_day_of(t);
+        sim_dep_touch(d, t);
         if ((err = sim_action(s, d, t)))
             goto fail;
         if (tly_grow(&s->stops, &s->stops_cap, s->nstops + 1, sizeof *s->stops)) {

@@ -394,6 +394,15 @@ static const char *const migrations[] = {
      * N^2: `balance` at an as-of 500 years on took 4.2 s for one account.
      */
     "CREATE INDEX items_by_time ON items(account_id, ts);",
+
+    /*
+     * 19 (reconcile, report): a deployment's instant of its latest event
+     * or stop, not of its first: of a resource's deployments, the one
+     * updated last gives the hardware "it last ran with" (outputs.md), and
+     * the first start picked one that had stopped earlier the same day.
+     * Reconcile rewrites the table, so the values follow with it.
+     */
+    "ALTER TABLE deployment_state RENAME COLUMN first_ts TO last_ts;",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

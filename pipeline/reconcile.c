@@ -136,7 +136,7 @@ static const char *const sql[NQ] = {
     [W_DEP_STATE] = "INSERT OR REPLACE INTO deployment_state(account_id, category, resource_id,"
                     " deployment_id, resource_name, deployment_name, deployment_type, owner,"
                     " model_type, language, language_version, endpoint, hardware, units, replicas,"
-                    " status, last_deployed, last_updated, first_ts)"
+                    " status, last_deployed, last_updated, last_ts)"
                     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
     [W_RUNNABLE_STATE] = "INSERT OR REPLACE INTO runnable_state(account_id, kind, resource_id, name,"
                          " owner, status, last_active) VALUES(?1,?2,?3,?4,?5,?6,?7)",
@@ -515,7 +515,7 @@ static int subtract_frozen_usage(struct sim *s)
         reset(st);
         if (rc != SQLITE_ROW)
             return ledger_err(s->out, "reading frozen usage");
-        if (r->credits <= 0)
+        if (r->credits <= 0 || r->first_ts == INT64_MAX)
             r->kind = NACC;             /* nothing late for that day */
     }
     return TLY_OK;
@@ -1028,7 +1028,7 @@ static int write_dep_states(struct sim *s)
                           -1, SQLITE_STATIC);
         bind_opt_day(st, 17, d->last_deployed);
         bind_opt_day(st, 18, d->last_updated);
-        sqlite3_bind_int64(st, 19, d->first_ts);
+        sqlite3_bind_int64(st, 19, d->last_ts);
         if ((err = tly_ledger_step_done(s->out->l, st)))
             return err;
     }

@@ -89,7 +89,7 @@ struct dep {
     /* display (deployment_state; the resource's own columns: reconcile.c resource_text) */
     const char *deployment_name, *deployment_type, *language, *endpoint;
     int64_t last_deployed, last_updated;        /* days, TLY_NO_DAY = never */
-    int64_t first_ts;
+    int64_t last_ts;                            /* the instant of last_updated (sim_dep_touch) */
     /* the open segment */
     int64_t seg_start, seg_end, seg_rate;       /* rate TLY_UNPRICED when no price */
     int seg_billable;                           /* charged (vs. only metered) */
@@ -226,6 +226,8 @@ int64_t sim_balance_at(const struct sim *s, int64_t t);
 int64_t sim_used_at(const struct sim *s, int64_t t);
 int sim_anything_charged_running(const struct sim *s);
 int sim_dep_charged(const struct sim *s, const struct dep *d, int64_t t);
+/* A lifecycle event or stop of 'd' at t: its "last updated on" (outputs.md). */
+void sim_dep_touch(struct dep *d, int64_t t);
 int64_t sim_dep_multiplier(const struct dep *d);
 /* What a tab shows of a resource as a whole, whichever deployment it ran as. */
 struct sim_resource_text {

@@ -94,6 +94,17 @@ int sim_dep_charged(const struct sim *s, const struct dep *d, int64_t t)
     return d->chargeable && segment_billable(d, t);
 }
 
+/*
+ * The instant too, not only the day: of a resource's deployments, the
+ * report shows the hardware of the one updated last, which one day cannot
+ * tell (reports/rmodel.c "later").
+ */
+void sim_dep_touch(struct dep *d, int64_t t)
+{
+    d->last_updated = tly_day_of(t);
+    d->last_ts = t;
+}
+
 /* Fine-tuning jobs are keyed among jobs, deployments by their category (§10). */
 const char *sim_dep_key_category(const struct dep_event *ev)
 {
@@ -225,27 +236,37 @@ static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
  * cost (§10), from the first late event on.  A day its close listed
  * already is summed whole, like late usage, and reconcile.c
  * (subtract_frozen_usage) nets out what its frozen rows listed, so late
- * events never hide and time is never listed twice.  What is left to list
- * is known by its credits alone: late time that is also unpriced (0
- * credits) on such a day adds nothing.
+ * events never hide and time is never listed twice; time before the first
+ * late event counts only for that, the row starts where not-chargeable
+ * time does after it (none: no row).  What is left to list is known by
+ * its credits alone: late time that is also unpriced (0 credits) on such
+ * a day adds nothing.
  */
 static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t charge)
 {
     struct late_ctx *c = ctx;
-    struct dep *d = &c->s->deps[c->dep];
-    int64_t day = tly_day_of(from), day_start = day * TLY_DAY_SECONDS;
+    struct sim *s = c->s;
+    struct dep *d = &s->deps[c->dep];
+    int64_t credits = charge == TLY_UNPRICED ? 0 : charge;
     int listed;
 
-    if (c->err || d->late_flag != LATE_EVENTS || day < tly_day_of(d->late_from))
+    if (c->err || d->late_flag != LATE_EVENTS || tly_day_of(from) < tly_day_of(d->late_from))
         return;
-    listed = sim_listed(c->s, d->key, day);
-    if (!listed && from < d->late_from)
-        return;
-    c->err = acc_with_hardware(c->s, d, ACC_NOT_CHARGEABLE,
-                               from > d->late_from ? from : d->late_from > day_start ? d->late_from : day_start,
-                               charge == TLY_UNPRICED ? 0 : charge, to - from, c->s->open_start);
+    listed = sim_listed(s, d->key, tly_day_of(from));
+    if (from < d->late_from) {
+        int *last = &d->last_acc[ACC_NOT_CHARGEABLE];
+        int fresh = *last < 0 || s->rows[*last].day != tly_day_of(from);
+        if (listed && !(c->err = sim_acc(s, ACC_NOT_CHARGEABLE, c->dep, -1, from, credits, to - from,
+                                         0, 1, s->open_start)) && fresh)
+            s->rows[*last].first_ts = INT64_MAX;        /* where it starts is still to come */
+    } else if (!(c->err = acc_with_hardware(s, d, ACC_NOT_CHARGEABLE, from, credits, to - from,
+                                            s->open_start))) {
+        struct acc_row *r = &s->rows[d->last_acc[ACC_NOT_CHARGEABLE]];
+        if (r->first_ts == INT64_MAX)
+            r->first_ts = from;
+    }
     if (!c->err && listed)
-        c->s->rows[d->last_acc[ACC_NOT_CHARGEABLE]].less_listed = 1;
+        s->rows[d->last_acc[ACC_NOT_CHARGEABLE]].less_listed = 1;
 }
 
 /* A piece of closed time metered again, judged chargeable at its own start (§10, a card's rows differ). */
@@ -501,7 +522,7 @@ static int new_dep(struct sim *s, char *key, const struct dep_event *ev, int is_
     d->deployment_id = ev->deployment_id;
     d->chargeable = edition_has(s, d->category);
     d->last_deployed = d->last_updated = TLY_NO_DAY;
-    d->first_ts = ev->ts;
+    d->last_ts = INT64_MIN;
     d->late_flag = tly_strmap_get(&s->late_keys, key);
     if (d->late_flag < 0)
         d->late_flag = LATE_NONE;
@@ -791,7 +812,7 @@ static int on_delete(struct sim *s, const struct dep_event *ev)
         if ((err = end_running(s, d, ev->ts)))
             return err;
         d->deleted = 1;
-        d->last_updated = tly_day_of(ev->ts);
+        sim_dep_touch(d, ev->ts);
     }
     return TLY_OK;
 }
@@ -907,7 +928,7 @@ static int keep_ghost(struct sim *s, const struct dep_event *ev)
     take_display(d, ev);
     if (start && !is_job)
         d->last_deployed = tly_day_of(ev->ts);
-    d->last_updated = tly_day_of(ev->ts);
+    sim_dep_touch(d, ev->ts);
     return TLY_OK;
 }
 
@@ -945,7 +966,7 @@ static int apply_dep_event(struct sim *s, const struct dep_event *ev)
     if (over_units_bound(d, ev))
         return ignored_over_units_bound(s, d, ev);
     take_display(d, ev);
-    d->last_updated = tly_day_of(ev->ts);
+    sim_dep_touch(d, ev->ts);
     if (sim_is_start(ev))
         return on_start(s, d, ev);
     if (!strcmp(ev->action, "scale"))
@@ -1453,7 +1474,7 @@ static int apply_frozen_stops(struct sim *s, size_t *si, int64_t upto)
         s->stops[s->nstops++] = (struct stop_record){ idx, f->at, d->hw, d->units, d->replicas, 1 };
         d->stopped = 1;
         d->stop_at = f->at;
-        d->last_updated = tly_day_of(f->at);
+        sim_dep_touch(d, f->at);
     }
     return TLY_OK;
 }

@@ -979,7 +979,8 @@ static const struct sample {
     { K_THRESHOLD, "runs", 90, "{\"used\":\"9000\",\"total\":\"10000\",\"pct\":\"90.00\",\"unit\":\"runs\"}" },
     { K_NEGATIVE, "credits", 0,
       "{\"balance\":\"-0.000063\",\"negative_limit\":\"40.000000\",\"deployments\":[{\"category\":"
-      "\"model\",\"resource_id\":\"llama\",\"deployment_id\":\"llama-eu\",\"name\":\"Llama\"}]}" },
+      "\"model\",\"resource_id\":\"llama\",\"deployment_id\":\"llama-eu\",\"name\":\"Llama\"},"
+      "{\"category\":\"script\",\"resource_id\":\"etl\",\"deployment_id\":\"etl\"}]}" },
     { K_NEGATIVE, "credits", 0, "{\"balance\":\"-1.000000\",\"negative_limit\":\"0.000000\",\"deployments\":[]}" },
     { K_STOPPED, "credits", 0,
       "{\"stop_at\":\"2026-10-28T19:06:41Z\",\"message\":\"" STOP_MESSAGE "\",\"deployments\":"

@@ -189,7 +189,7 @@ static const char sql_usage[] =
 static const char sql_deps[] =
     "SELECT category, resource_id, deployment_id, resource_name, owner, model_type,"
     " deployment_name, deployment_type, language_version, hardware, units, replicas,"
-    " status, last_deployed, last_updated, first_ts"
+    " status, last_deployed, last_updated, last_ts"
     " FROM deployment_state WHERE account_id = ?1";
 static const char sql_runnables[] =
     "SELECT resource_id, name, owner, status, last_active FROM runnable_state"
@@ -544,7 +544,7 @@ static int load_deployments(struct load *ld)
         d->status = col_text(ld, st, 12);
         d->last_deployed = col_or(st, 13, TLY_NO_DAY);
         d->last_updated = col_or(st, 14, TLY_NO_DAY);
-        d->first_ts = sqlite3_column_int64(st, 15);
+        d->last_ts = sqlite3_column_int64(st, 15);
         if (ld->nomem)
             break;
         join_usage(ld, d, find_usage(r, cat, d->resource_id, d->deployment_id));
@@ -636,14 +636,10 @@ static int dep_cmp(const void *a, const void *b)
     return (x->cat == TLY_RC_FINETUNE) - (y->cat == TLY_RC_FINETUNE);
 }
 
-/* Is 'd' later than 'than'?  By latest lifecycle day, then start. */
+/* Is 'd' later than 'than'?  By its latest lifecycle event or stop. */
 static int later(const struct tly_rrow *d, const struct tly_rrow *than)
 {
-    if (!than)
-        return 1;
-    if (d->last_updated != than->last_updated)
-        return d->last_updated > than->last_updated;
-    return d->first_ts >= than->first_ts;
+    return !than || d->last_ts >= than->last_ts;
 }
 
 /* Keeps the value of the latest deployment that has one ("the latest non-empty"). */

@@ -69,7 +69,7 @@ struct tly_rrow {
     int64_t units, replicas;
     int64_t credits, hosting_credits, finetune_credits, seconds, runs;  /* credits = hosting + fine-tuning */
     int64_t last_active, last_deployed, last_updated;
-    int64_t first_ts;                       /* with last_updated: which deployment is latest */
+    int64_t last_ts;                        /* the instant of last_updated: which deployment is latest */
     enum tly_rcat cat;                      /* TLY_RC_FINETUNE: a fine-tuning job */
 };
 

@@ -1144,6 +1144,7 @@ static void test_digest_check_renders_every_kind_of_item(void **state)
         { "item-negative_balance.html", "s|{{balance}}|{{balanse}}|" },
         { "item-script_deployed.txt", "s|{{[#/]endpoint}}||g" },      /* the value outside its section */
         { "item-deployments_stopped.txt", "s|{{name}}|{{other_id}}|" },
+        { "item-negative_balance.txt", "s|{{name}}|{{other_id}}|" },
         { "subject.txt", "s|{{#others}}|{{others}}&|" },
         { "digest.html", "s|{{count}}|{{cuont}}|" },                  /* only a digest of many */
     };
