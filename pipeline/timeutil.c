@@ -64,36 +64,40 @@ static int64_t digits(const char *s, size_t len, size_t *i, int n)
     return v;
 }
 
+/*
+ * YYYY-MM-DD at s + *i.  Returns 0, -1 when it is not of that form (the
+ * caller names the form it wanted: a date or a timestamp), or -2 with
+ * *why set when it is no calendar date.
+ */
 static int parse_ymd(const char *s, size_t len, size_t *i, int64_t *day, const char **why)
 {
     int64_t y, m, d;
 
     y = digits(s, len, i, 4);
     if (y < 0 || *i >= len || s[(*i)++] != '-')
-        goto bad;
+        return -1;
     m = digits(s, len, i, 2);
     if (m < 0 || *i >= len || s[(*i)++] != '-')
-        goto bad;
+        return -1;
     d = digits(s, len, i, 2);
     if (d < 0)
-        goto bad;
+        return -1;
     if (m < 1 || m > 12 || d < 1 || d > tly_days_in_month(y, (unsigned)m)) {
         *why = "not a calendar date";
-        return -1;
+        return -2;
     }
     *day = tly_days_from_civil(y, (unsigned)m, (unsigned)d);
     return 0;
-bad:
-    *why = "not a date (YYYY-MM-DD)";
-    return -1;
 }
 
 int tly_parse_date(const char *s, size_t len, int64_t *day, const char **why)
 {
     size_t i = 0;
-    if (parse_ymd(s, len, &i, day, why))
+    int rc = parse_ymd(s, len, &i, day, why);
+
+    if (rc == -2)
         return -1;
-    if (i != len) {
+    if (rc || i != len) {
         *why = "not a date (YYYY-MM-DD)";
         return -1;
     }
@@ -104,10 +108,11 @@ int tly_parse_ts(const char *s, size_t len, int64_t *out, const char **why)
 {
     size_t i = 0;
     int64_t day, hh, mm, ss, off = 0;
+    int rc = parse_ymd(s, len, &i, &day, why);
 
-    if (parse_ymd(s, len, &i, &day, why))
+    if (rc == -2)
         return -1;
-    if (i >= len || s[i++] != 'T')
+    if (rc || i >= len || s[i++] != 'T')
         goto bad;
     hh = digits(s, len, &i, 2);
     if (hh < 0 || i >= len || s[i++] != ':')

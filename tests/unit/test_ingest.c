@@ -854,6 +854,8 @@ static void test_ingest_row_rules(void **state)
         "14 bad_value: txn_id is empty",        /* c12 spans lines 12-13 */
         "15 field_count: 7 fields, the header has 8",
         "16 bad_utf8: invalid UTF-8",
+        "18 bad_value: ts not an ISO 8601 timestamp with offset",   /* not "not a date" */
+        "19 bad_value: ts not a calendar date",
     };
     put(f, "b1", "credits.csv",
         "txn_id,account_id,ts,pool,type,amount,expires_at,reference\n"
@@ -871,7 +873,9 @@ static void test_ingest_row_rules(void **state)
         ",acc-1,2026-09-20T00:00:00Z,credits,grant,1,,\n"
         "c14,acc-1,2026-09-20T00:00:00Z,credits,grant,1,\n"
         "c15,acc-1,2026-09-20T00:00:00Z,credits,grant,1,,caf\xe9\n"
-        "ok2,acc-1,2026-09-20T00:00:00Z,credits,adjust,-1,,\n");
+        "ok2,acc-1,2026-09-20T00:00:00Z,credits,adjust,-1,,\n"
+        "c18,acc-1,2026-9-20T00:00:00Z,credits,grant,1,,\n"
+        "c19,acc-1,2026-02-30T00:00:00Z,credits,grant,1,,\n");
     put(f, "b1", "deployments.csv",
         "event_id,account_id,ts,category,action,resource_id,hardware,units,replicas\n"
         "d1,acc-1,2026-09-20T00:00:00Z,model,deploy,m,,1,1\n"
@@ -883,7 +887,7 @@ static void test_ingest_row_rules(void **state)
         "d7,acc-1,2026-09-20T00:00:00Z,model,deploy,m,gpu,1000,100\n");
     assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
     assert_int_equal(f->st.rows_loaded, 2 + 3);
-    assert_int_equal(f->st.quarantined, 13 + 4);
+    assert_int_equal(f->st.quarantined, 15 + 4);
     assert_int_equal(sqlite3_prepare_v2(f->l->db,
         "SELECT line || ' ' || reason FROM rejects WHERE file='credits.csv' ORDER BY line",
         -1, &st, NULL), SQLITE_OK);
