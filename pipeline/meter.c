@@ -137,12 +137,11 @@ const struct tly_hardware *tly_card_find(const struct tly_card *card, const char
  * same row (the texts are the row's own, so their address names it), so a
  * layered card cuts time only at its rows' own bounds.
  */
-static int add_piece(struct tly_hardware *hw, size_t *cap, const struct tly_price *p, int later,
-                     int64_t from, int64_t to)
+static int add_piece(struct tly_hardware *hw, size_t *cap, const struct tly_price *p, int64_t from, int64_t to)
 {
     struct tly_price *last = hw->nprices ? &hw->prices[hw->nprices - 1] : NULL;
 
-    if (last && last->to == from && last->category == p->category && last->later == later) {
+    if (last && last->to == from && last->category == p->category) {
         last->to = to;
         return TLY_OK;
     }
@@ -151,7 +150,6 @@ static int add_piece(struct tly_hardware *hw, size_t *cap, const struct tly_pric
     hw->prices[hw->nprices] = *p;
     hw->prices[hw->nprices].from = from;
     hw->prices[hw->nprices].to = to;
-    hw->prices[hw->nprices].later = later;
     hw->nprices++;
     return TLY_OK;
 }
@@ -160,15 +158,13 @@ static int add_piece(struct tly_hardware *hw, size_t *cap, const struct tly_pric
  * [from, to) of hardware 'id', each instant at the first version from
  * 'first' on that prices it.  The instants are taken in runs between the
  * bounds of every such version's rows, inside which no version's price
- * changes.  A price from a version after 'first' is marked 'later': in a
- * closed cycle, time its close left unpriced.
+ * changes.
  */
 static int layer_zone(const struct tly_cards *cards, const char *id, int first, int64_t from, int64_t to,
                       struct tly_hardware *out, size_t *cap)
 {
     for (int64_t x = from, y; x < to; x = y) {
         const struct tly_price *p = NULL;
-        int later = 0;
         y = to;
         for (int j = first; j < cards->n; j++) {
             const struct tly_hardware *hw = tly_card_find(&cards->v[j], id);
@@ -178,10 +174,10 @@ static int layer_zone(const struct tly_cards *cards, const char *id, int first, 
                 if (hw->prices[k].to > x && hw->prices[k].to < y)
                     y = hw->prices[k].to;
             }
-            if (!p && (p = tly_price_at(hw, x)))
-                later = j > first;
+            if (!p)
+                p = tly_price_at(hw, x);
         }
-        if (p && add_piece(out, cap, p, later, x, y))
+        if (p && add_piece(out, cap, p, x, y))
             return TLY_ERR_NOMEM;
     }
     return TLY_OK;

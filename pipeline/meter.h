@@ -26,7 +26,6 @@ struct tly_price {
     int64_t from, to;               /* [from, to); to = INT64_MAX when open */
     int64_t per_hour;               /* micro-credits for one unit for one hour */
     char *category, *description, *vcpu, *memory_gb;
-    int later;                      /* layered closed time its close left unpriced (tly_card_layer) */
 };
 
 struct tly_hardware {

@@ -237,11 +237,10 @@ static void late_segment(void *ctx, int64_t from, int64_t to, int64_t charge)
  * already is summed whole, like late usage, and reconcile.c
  * (subtract_frozen_usage) nets out what its frozen rows listed, so late
  * events never hide and time is never listed twice; time before the first
- * late event counts only for that, at what its close listed (nothing for
- * time a later card prices: meter.h 'later'), and the row starts where
- * not-chargeable time does after it (none: no row).  What is left to list
- * is known by its credits alone: late time that is also unpriced (0
- * credits) on such a day adds nothing.
+ * late event counts only for that, the row starts where not-chargeable
+ * time does after it (none: no row).  What is left to list is known by
+ * its credits alone: late time that is also unpriced (0 credits) on such
+ * a day adds nothing.
  */
 static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t charge)
 {
@@ -257,9 +256,6 @@ static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t cha
     if (from < d->late_from) {
         int *last = &d->last_acc[ACC_NOT_CHARGEABLE];
         int fresh = *last < 0 || s->rows[*last].day != tly_day_of(from);
-        const struct tly_price *p = tly_price_at(d->hw, from);
-        if (p && p->later)
-            credits = 0;                /* as its close listed it: unpriced then */
         if (listed && !(c->err = sim_acc(s, ACC_NOT_CHARGEABLE, c->dep, -1, from, credits, to - from,
                                          0, 1, s->open_start)) && fresh)
             s->rows[*last].first_ts = INT64_MAX;        /* where it starts is still to come */
