@@ -248,25 +248,27 @@ static void late_not_chargeable(void *ctx, int64_t from, int64_t to, int64_t cha
     struct sim *s = c->s;
     struct dep *d = &s->deps[c->dep];
     int64_t credits = charge == TLY_UNPRICED ? 0 : charge;
+    struct acc_row *r;
     int listed;
 
     if (c->err || d->late_flag != LATE_EVENTS || tly_day_of(from) < tly_day_of(d->late_from))
         return;
     listed = sim_listed(s, d->key, tly_day_of(from));
     if (from < d->late_from) {
-        int *last = &d->last_acc[ACC_NOT_CHARGEABLE];
-        int fresh = *last < 0 || s->rows[*last].day != tly_day_of(from);
-        if (listed && !(c->err = sim_acc(s, ACC_NOT_CHARGEABLE, c->dep, -1, from, credits, to - from,
-                                         0, 1, s->open_start)) && fresh)
-            s->rows[*last].first_ts = INT64_MAX;        /* where it starts is still to come */
-    } else if (!(c->err = acc_with_hardware(s, d, ACC_NOT_CHARGEABLE, from, credits, to - from,
-                                            s->open_start))) {
-        struct acc_row *r = &s->rows[d->last_acc[ACC_NOT_CHARGEABLE]];
-        if (r->first_ts == INT64_MAX)
-            r->first_ts = from;
+        if (!listed || (c->err = sim_acc(s, ACC_NOT_CHARGEABLE, c->dep, -1, from, credits, to - from,
+                                         0, 1, s->open_start)))
+            return;
+    } else if ((c->err = acc_with_hardware(s, d, ACC_NOT_CHARGEABLE, from, credits, to - from,
+                                           s->open_start))) {
+        return;
     }
-    if (!c->err && listed)
-        s->rows[d->last_acc[ACC_NOT_CHARGEABLE]].less_listed = 1;
+    r = &s->rows[d->last_acc[ACC_NOT_CHARGEABLE]];
+    /* a day's pieces come in time order: the first past the late event starts the row */
+    if (from < d->late_from)
+        r->first_ts = INT64_MAX;
+    else if (r->first_ts == INT64_MAX)
+        r->first_ts = from;
+    r->less_listed |= listed;
 }
 
 /* A piece of closed time metered again, judged chargeable at its own start (§10, a card's rows differ). */
