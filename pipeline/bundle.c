@@ -742,11 +742,7 @@ static int file_next(struct tly_bundle *b, struct tly_bundle_reject *rej)
     return begin_entry(b, path, rej);
 }
 
-/*
- * Copies 'name' into 'out' without empty and "." components ("./a//b" is
- * "a/b").  -1 when the name is absolute or has a ".." component.
- */
-static int normalize(const char *name, char *out)
+int tly_bundle_normalize_path(const char *name, char *out)
 {
     char *o = out;
 
@@ -810,7 +806,7 @@ static int take_entry(struct tly_bundle *b, struct archive_entry *ae, const char
 
     if (!path)
         return fail_nomem(b, rej, 1);
-    if (normalize(raw, path) < 0) {
+    if (tly_bundle_normalize_path(raw, path) < 0) {
         tly_free(path);
         return fail(b, rej, "unsafe_path", "entry '%s'", raw);
     }

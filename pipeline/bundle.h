@@ -77,6 +77,14 @@ enum tly_file_type tly_bundle_file_type(const char *base_name, int *gzipped);
  */
 int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject *rej);
 
+/*
+ * A path inside a bundle as entries and manifest rows are compared: 'name'
+ * copied into 'out' (room for strlen(name) + 1) without empty and "."
+ * components, so tar's "./runs.csv" is "runs.csv" and "a//b" is "a/b".
+ * -1 when the name is absolute or has a ".." component.
+ */
+int tly_bundle_normalize_path(const char *name, char *out);
+
 int tly_bundle_open(const char *path, const struct tly_settings *s, struct tly_bundle **out,
                     struct tly_bundle_reject *rej);
 /* 1: *e is the next regular file; 0: no more entries; -1: bundle rejected (*rej). */

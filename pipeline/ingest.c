@@ -1054,6 +1054,21 @@ static int load_account(struct ing *g, const struct tly_csv_row *row, struct val
     return conflict(g, row, b[0].s, b[0].n, file_id, line);
 }
 
+/*
+ * A manifest row's file as the bundle's entries are named: "./runs.csv" (what
+ * `tar -C export .` writes) is the entry "runs.csv".  An absolute path or one
+ * with ".." names no entry and comes back empty.  NULL when memory ran out.
+ */
+static char *manifest_path(const char *file, size_t n)
+{
+    char *raw = tly_strndup(file, n), *path = raw ? tly_malloc(n + 1) : NULL;
+
+    if (path && tly_bundle_normalize_path(raw, path) < 0)
+        path[0] = '\0';
+    tly_free(raw);
+    return path;
+}
+
 /* Manifest rows are kept for the check at the end of the bundle. */
 static int load_manifest_row(struct ing *g, const struct tly_csv_row *row, struct value *v)
 {
@@ -1090,9 +1105,14 @@ static int load_manifest_row(struct ing *g, const struct tly_csv_row *row, struc
     if (tly_grow(&g->man, &g->man_cap, g->nman + 1, sizeof *g->man))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     m = &g->man[g->nman];
-    if (!(m->path = tly_strndup(v[M_FILE].s, v[M_FILE].n)))
+    if (!(m->path = manifest_path(v[M_FILE].s, v[M_FILE].n)))
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     g->nman++;
+    if (!*m->path) {
+        bundle_reject(g, "manifest_mismatch", g->path, "line %ld: '%.*s' is not a path inside the bundle",
+                      row->line, (int)v[M_FILE].n, v[M_FILE].s);
+        return TLY_OK;
+    }
     m->rows = v[M_ROWS].i > LONG_MAX ? LONG_MAX : (long)v[M_ROWS].i;
     memcpy(m->sha, v[M_SHA].hex, sizeof m->sha);
     m->matched = 0;
