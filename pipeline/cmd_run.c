@@ -247,5 +247,6 @@ done:
         tly_free(r.sha[i]);
     tly_free(r.sha);
     tly_ingest_stats_release(&r.ingest);
-    return err ? err : (int)status;
+    /* every bundle rejected and so no period_end for the as-of: 65, not 64 */
+    return (int)tly_err_worst((enum tly_err)err, status);
 }

@@ -6,7 +6,8 @@
 #   - an unknown option (global or per command): exit 64, usage on stderr,
 #     nothing on stdout; `tally` alone and an unknown command: exit 64;
 #   - run without --rates or --out, --as-of garbage, a bad window, no
-#     --as-of with no manifest period_end in the ledger: exit 64, and
+#     --as-of with no manifest period_end in the ledger: exit 64 (65 when
+#     every bundle given was rejected, the reason none is known), and
 #     nothing committed (no rates or bundles rows) and no DIR; so does a
 #     bad notify.sender setting (64), and a missing template (74);
 #   - a refused rate card (two rows of one hardware overlapping): `run`
@@ -164,6 +165,10 @@ t 64 "run with no --as-of and a bundle without manifest" --db "$db" run --rates 
     { grep -q '^tally: .*as-of' "$tmp/err" || problem "run with no --as-of: no message about the as-of"; }
 [ -e "$tmp/dir" ] && problem "run with no --as-of (no manifest): created DIR"
 grep -q "as-of not known," "$tmp/err" || problem "run with no --as-of (no manifest): summary: $(tail -n 1 "$tmp/err")"
+# every bundle rejected is why no period_end is known: 65 outranks 64
+rm_db "$db"; printf 'not an archive' >"$tmp/junk0.zip"
+t 65 "run with no --as-of and every bundle rejected" --db "$db" run --rates "$F/rates.csv" \
+    --out "$tmp/dir" "$tmp/junk0.zip"
 rm_db "$db"; rm -rf "$tmp/dir"
 t 64 "report with no --as-of on an empty ledger" --db "$db" report --out "$tmp/dir"
 [ -e "$tmp/dir" ] && problem "report with no --as-of: created DIR"
