@@ -33,7 +33,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char *const notify_usage[] = {
     "tally [--db FILE] notify [--as-of TS] --outbox DIR [--sendmail CMD]",
@@ -59,8 +58,8 @@ static const struct tly_option notify_options[] = {
 static int notify_outbox(struct tly_ctx *ctx, struct tly_notify_stats *st)
 {
     struct tly_reconcile_stats rs;
+    const struct tly_outdir_keep keep[] = { { ctx->db_path, "the ledger" }, { NULL, NULL } };
     struct tly_outdir out = { NULL, NULL };
-    struct stat sb;
     char csv[4400];
     int64_t as_of;
     int err;
@@ -73,11 +72,8 @@ static int notify_outbox(struct tly_ctx *ctx, struct tly_notify_stats *st)
         (err = tly_stage_reconcile(ctx, as_of, 0, 1, NULL, &rs)))
         return err;
 
-    /* the swap would replace anything at DIR: only ever a directory (of ours) */
-    if (stat(arg.outbox, &sb) == 0 && !S_ISDIR(sb.st_mode))
-        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': not a directory", arg.outbox);
     /* built beside DIR and swapped in whole, as --out (outputs.md "Files under --out DIR") */
-    if ((err = tly_outdir_begin(arg.outbox, ctx->db_path, &out)))
+    if ((err = tly_outdir_begin(arg.outbox, keep, &out)))
         return err;
     if (snprintf(csv, sizeof csv, "%s/notifications.csv", out.tmp) >= (int)sizeof csv) {
         tly_outdir_abort(&out);

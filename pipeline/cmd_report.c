@@ -37,6 +37,7 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     struct tly_reconcile_stats rs;
     struct tly_report_stats st;
     struct tly_report_opts ro;
+    const struct tly_outdir_keep keep[] = { { ctx->db_path, "the ledger" }, { NULL, NULL } };
     struct tly_outdir dir;
     struct timespec t0;
     int npos, err;
@@ -57,9 +58,9 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     ro.scratch_dir = tly_scratch_dir(ctx);
     memset(&rs, 0, sizeof rs);
     /* a DIR that cannot take the reports is refused before reconcile closes a cycle */
-    if ((err = tly_outdir_check(out, ctx->db_path)) ||
+    if ((err = tly_outdir_check(out, keep)) ||
         (err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)) ||
-        (err = tly_outdir_begin(out, ctx->db_path, &dir)))
+        (err = tly_outdir_begin(out, keep, &dir)))
         goto done;
     if ((err = tly_report_write(ctx->ledger, &ro, dir.tmp, &st))) {
         tly_outdir_abort(&dir);

@@ -41,6 +41,7 @@ struct run {
     char **bundles;
     int nbundles;
     char **sha;                         /* bundle identities for run.json, one per bundle */
+    struct tly_outdir_keep *keep;       /* what the swap of DIR must not destroy */
     struct tly_ingest_stats ingest;
     struct tly_reconcile_stats recon;
     struct tly_report_stats report;
@@ -50,6 +51,20 @@ struct run {
     int64_t as_of;
     int as_of_known;                    /* given, or resolved after ingest */
 };
+
+/* The ledger, the rate card and the bundles: none of them may be inside DIR. */
+static struct tly_outdir_keep *keep_list(const struct run *r)
+{
+    struct tly_outdir_keep *keep = tly_calloc((size_t)r->nbundles + 3, sizeof *keep);
+
+    if (!keep)
+        return NULL;
+    keep[0] = (struct tly_outdir_keep){ r->ctx->db_path, "the ledger" };
+    keep[1] = (struct tly_outdir_keep){ r->a.rates, "the rate card" };
+    for (int i = 0; i < r->nbundles; i++)
+        keep[i + 2] = (struct tly_outdir_keep){ r->bundles[i], "the bundle" };
+    return keep;
+}
 
 static int stage_ingest(struct run *r, enum tly_err *status)
 {
@@ -176,30 +191,28 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     tly_clock(&all);
     if ((err = tly_opts_parse(argc, argv, options, run_usage, &npos)))
         return err;
-    if (!r.a.rates || !r.a.out) {
+    if (!r.a.rates || !r.a.out || npos == 0) {
         tly_opts_usage(run_usage, options, 0);
-        return tly_error(TLY_ERR_USAGE, "--rates and --out are required");
-    }
-    if (npos == 0) {
-        tly_opts_usage(run_usage, options, 0);
-        return tly_error(TLY_ERR_USAGE, "run needs at least one BUNDLE");
+        err = tly_error(TLY_ERR_USAGE, !r.a.rates || !r.a.out ? "--rates and --out are required"
+                                                               : "run needs at least one BUNDLE");
+        goto done;
     }
     r.bundles = argv;
     r.nbundles = npos;
     /* every usage error is found before the first stage commits anything */
     if ((err = tly_apply_grace(ctx, r.a.grace)) ||
-        (err = tly_report_parse_window(r.a.window, r.a.from, r.a.to, &r.window)))
-        return err;
-    if (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of)))
-        return err;
-    if ((err = tly_notify_check(ctx->settings)))
-        return err;
-    r.as_of_known = r.a.as_of != NULL;
-    /* a DIR it cannot replace is found before anything is committed, and summed up */
-    if ((err = tly_outdir_check(r.a.out, ctx->db_path)))
+        (err = tly_report_parse_window(r.a.window, r.a.from, r.a.to, &r.window)) ||
+        (r.a.as_of && (err = tly_resolve_as_of(ctx, r.a.as_of, &r.as_of))) ||
+        (err = tly_notify_check(ctx->settings)))
         goto done;
-    if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha)))
-        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    r.as_of_known = r.a.as_of != NULL;
+    if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha)) || !(r.keep = keep_list(&r))) {
+        err = tly_error(TLY_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* a DIR it cannot replace is found before anything is committed */
+    if ((err = tly_outdir_check(r.a.out, r.keep)))
+        goto done;
 
     /* a refused rate card stops the run before anything is committed */
     tly_clock(&t0);
@@ -224,7 +237,7 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     r.stages[ST_REPORT].name = "report";
     r.stages[ST_NOTIFY].name = "notify";
 
-    if ((err = tly_outdir_begin(r.a.out, ctx->db_path, &out)))
+    if ((err = tly_outdir_begin(r.a.out, r.keep, &out)))
         goto done;
     if ((err = stage_outputs(&r, out.tmp)) || (err = write_runjson(&r, out.tmp))) {
         tly_outdir_abort(&out);
@@ -246,6 +259,7 @@ done:
     for (int i = 0; r.sha && i < r.nbundles; i++)
         tly_free(r.sha[i]);
     tly_free(r.sha);
+    tly_free(r.keep);
     tly_ingest_stats_release(&r.ingest);
     /* every bundle rejected and so no period_end for the as-of: 65, not 64 */
     return (int)tly_err_worst((enum tly_err)err, status);

@@ -100,35 +100,62 @@ static void remove_stale(const char *parent, const char *base)
 }
 
 /*
+ * Where 'path' is, symbolic links resolved, into 'out'; a path that does not
+ * exist (a ledger not yet created) is something inside its parent, "PARENT/".
+ * 0 when neither resolves.
+ */
+static int resolve(const char *path, char out[PATH_MAX])
+{
+    char *copy;
+    int found;
+
+    if (realpath(path, out))
+        return 1;
+    if (!(copy = tly_strdup(path)))
+        return 0;
+    found = realpath(dirname(copy), out) != NULL && strlen(out) + 2 <= PATH_MAX;
+    tly_free(copy);
+    if (found)
+        strcat(out, "/");
+    return found;
+}
+
+/*
  * The swap replaces whatever is at DIR and deletes it.  A DIR that is a
  * file, or that holds the ledger (`--out .` beside ./tally.db, a nightly
- * directory that also keeps the database), would be destroyed: refuse.
+ * directory that also keeps the database) or this run's own inputs, would
+ * be destroyed: refuse.  A symbolic link would be replaced by a directory
+ * and the tree it points to left behind: refuse that too.
  */
-int tly_outdir_check(const char *final, const char *keep)
+int tly_outdir_check(const char *final, const struct tly_outdir_keep *keep)
 {
-    char dir[PATH_MAX], ledger[PATH_MAX], *copy;
+    char dir[PATH_MAX], where[PATH_MAX], *copy;
     struct stat st;
     size_t n;
-    int inside;
+    int parent_found;
 
     if (lstat(final, &st) != 0) {       /* a new DIR: its parent must exist (outputs.md) */
         if (!(copy = tly_strdup(final)))
             return tly_error(TLY_ERR_NOMEM, "out of memory");
-        inside = stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
+        parent_found = stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
         tly_free(copy);
-        return inside ? TLY_OK : tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its parent directory"
-                                           " does not exist", final);
+        return parent_found ? TLY_OK : tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its parent"
+                                                 " directory does not exist", final);
     }
+    if (S_ISLNK(st.st_mode))
+        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it is a symbolic link, which the swap would"
+                         " replace; name the directory itself", final);
     if (!S_ISDIR(st.st_mode))
         return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it exists and is not a directory", final);
-    if (!keep || !realpath(final, dir) || !(copy = tly_strdup(keep)))
+    if (!realpath(final, dir))
         return TLY_OK;
-    inside = realpath(dirname(copy), ledger) != NULL;
-    tly_free(copy);
     n = strlen(dir);
-    if (inside && !strncmp(ledger, dir, n) && (ledger[n] == '\0' || ledger[n] == '/' || n == 1))
-        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it holds the ledger '%s', and DIR is"
-                         " replaced whole; give the reports a directory of their own", final, keep);
+    for (; keep && keep->path; keep++)
+        if (resolve(keep->path, where) && !strncmp(where, dir, n) &&
+            (where[n] == '\0' || where[n] == '/' || n == 1))
+            return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it holds %s '%s', and DIR is replaced"
+                             " whole; give the reports a directory of their own", final, keep->what,
+                             keep->path);
     return TLY_OK;
 }
 
@@ -155,14 +182,14 @@ static void set_dir_mode(const char *tmp, const char *final)
     }
 }
 
-int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o)
+int tly_outdir_begin(const char *final, const struct tly_outdir_keep *keep, struct tly_outdir *o)
 {
     char *parent, *base;
     size_t n;
     int err;
 
     o->final = o->tmp = NULL;
-    /* tly_outdir_check has refused a missing parent, a file, the ledger's directory */
+    /* tly_outdir_check has refused a missing parent, a file, a link, a DIR holding what is kept */
     if ((err = tly_outdir_check(final, keep)) || (err = split(final, &parent, &base)))
         return err;
     remove_stale(parent, base);
@@ -179,7 +206,6 @@ int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o)
                         strerror(errno));
         goto out;
     }
-    set_dir_mode(o->tmp, final);
     err = TLY_OK;
 out:
     tly_free(parent);
@@ -196,6 +222,8 @@ int tly_outdir_commit(struct tly_outdir *o)
 {
     int fd, err = TLY_OK;
 
+    /* only now: a DIR an admin made read-only (0555) must not stop the writing */
+    set_dir_mode(o->tmp, o->final);
     /* the new tree reaches the disk before it becomes DIR */
     fd = open(o->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || syncfs(fd) != 0) {
@@ -207,7 +235,8 @@ int tly_outdir_commit(struct tly_outdir *o)
     }
     close(fd);
     if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->final, RENAME_EXCHANGE) == 0) {
-        remove_beside(o->tmp, "the previous reports");     /* swapped out */
+        chmod(o->tmp, 0700);        /* swapped out, and its files removable */
+        remove_beside(o->tmp, "the previous reports");
     } else if (errno == ENOENT && rename(o->tmp, o->final) == 0) {
         /* no previous DIR */
     } else {

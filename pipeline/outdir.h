@@ -20,14 +20,21 @@ struct tly_outdir {
     char *tmp;          /* the directory being built */
 };
 
+/* A file the command needs after the swap: the ledger, the rate card, a bundle. */
+struct tly_outdir_keep {
+    const char *path;   /* NULL ends a list */
+    const char *what;   /* for the message: "the ledger", "the bundle" */
+};
+
 /*
- * 'keep' (the ledger's path, or NULL) must not be inside DIR, and DIR must
- * not be a file: both are refused (TLY_ERR_OUTPUT) rather than destroyed
- * by the swap.  tly_outdir_check is that test alone, for callers that want
- * it before any work.
+ * No file of 'keep' (a list ended by a NULL path) may be DIR or inside it,
+ * and DIR must be a directory, not a file or a symbolic link: each is
+ * refused (TLY_ERR_OUTPUT) rather than destroyed or replaced by the swap.
+ * tly_outdir_check is that test alone, for callers that want it before any
+ * work.
  */
-int tly_outdir_check(const char *final, const char *keep);
-int tly_outdir_begin(const char *final, const char *keep, struct tly_outdir *o);
+int tly_outdir_check(const char *final, const struct tly_outdir_keep *keep);
+int tly_outdir_begin(const char *final, const struct tly_outdir_keep *keep, struct tly_outdir *o);
 int tly_outdir_commit(struct tly_outdir *o);
 void tly_outdir_abort(struct tly_outdir *o);
 

@@ -18,7 +18,9 @@
 #   - a skipped file is named on stderr and in run.json's skipped_files;
 #   - a header naming a column twice warns "repeated column", and the first counts;
 #   - a rate card's unknown column warns, as a bundle file's does;
-#   - --out naming the ledger's directory, or a file, exits 73 and destroys nothing;
+#   - --out naming the ledger's directory, a file, a link, or a directory
+#     holding the run's rate card or a bundle exits 73 and destroys nothing;
+#     a read-only DIR (0555) is replaced and keeps its mode;
 #   - notify computes at its own as-of, and a run there shows its digest again;
 #   - run --sendmail: a failed hand-off exits 73 with the summary last, and
 #     the next run hands each digest off exactly once;
@@ -297,6 +299,34 @@ t 73 "run --out the ledger's directory" --db "$tmp/nightly/t.db" run --rates "$F
     --as-of 2026-11-05T00:00:00Z --out "$tmp/nightly" "$F/gale.tar.gz"
 [ -e "$tmp/nightly/t.db" ] || problem "run --out the ledger's directory: the ledger is gone"
 grep -q "holds the ledger" "$tmp/err" || problem "run --out the ledger's directory: $(tail -n 1 "$tmp/err")"
+# ... and so does a DIR holding this run's own rate card or bundle, or a link
+mkdir -p "$tmp/export"
+cp "$F/rates.csv" "$F/gale.tar.gz" "$tmp/export/"
+t 73 "run --out the directory of its rate card" --db "$tmp/nightly/t.db" run --rates "$tmp/export/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/export" "$F/gale.tar.gz"
+grep -q "holds the rate card" "$tmp/err" || problem "run --out its rate card's directory: $(head -1 "$tmp/err")"
+t 73 "run --out the directory of its bundle" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/export" "$tmp/export/gale.tar.gz"
+cp -r "$F/agent-platform" "$tmp/dirbundle"
+t 73 "run --out its directory bundle" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/dirbundle/" "$tmp/dirbundle"
+diff -r "$F/agent-platform" "$tmp/dirbundle" >/dev/null || problem "run --out its directory bundle: bundle changed"
+[ "$(ls "$tmp/export")" = "gale.tar.gz
+rates.csv" ] || problem "run --out its inputs' directory: left $(ls "$tmp/export")"
+ln -s "$tmp/export" "$tmp/linked"
+t 73 "run --out a symbolic link" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/linked" "$F/gale.tar.gz"
+grep -q "symbolic link" "$tmp/err" || problem "run --out a symbolic link: $(head -1 "$tmp/err")"
+# a DIR an admin made read-only is still replaced, and keeps its mode
+mkdir -m 0555 "$tmp/ro"
+t 0 "run --out a read-only DIR" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/ro" "$F/gale.tar.gz"
+[ "$(stat -c %a "$tmp/ro")" = 555 ] || problem "run --out a read-only DIR: mode $(stat -c %a "$tmp/ro")"
+[ -e "$tmp/ro/summary.csv" ] || problem "run --out a read-only DIR: no summary.csv"
+t 0 "run again --out a read-only DIR" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/ro" "$F/gale.tar.gz"
+ls -a "$tmp" | grep -q '^\.ro\.tally-' && problem "run --out a read-only DIR: the old tree is left beside it"
+chmod 0755 "$tmp/ro"
 echo keep >"$tmp/afile"
 t 73 "report --out a file" --db "$tmp/nightly/t.db" report --as-of 2026-11-05T00:00:00Z --out "$tmp/afile"
 [ "$(cat "$tmp/afile")" = keep ] || problem "report --out a file: the file was replaced"
