@@ -471,7 +471,15 @@ static int fitted(enum tly_xfmt f)
  * written as escapes: the cell shows the CSV's text exactly.
  * xstring_escape() writes the escaped text and its NUL to out, or with out
  * NULL only measures it; it returns the length without the NUL.
+ *
+ * A cell holds at most 32,767 characters (libxlsxwriter refuses more, and
+ * one refused cell fails the book).  Only a rejected entry's path inside an
+ * archive can be that long (zip allows 65,535 bytes), and it is kept in the
+ * ledger for good, so failing would fail every later report: the cell is
+ * cut at a character boundary and ends with "…"; rejects.csv has it whole.
  */
+#define XLSX_CELL_CHARS 32767
+#define XLSX_CUT_MARK "\xE2\x80\xA6"
 static int is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
@@ -495,20 +503,26 @@ static const char *xstring_escape_at(const char *t, size_t left, size_t *used)
 
 static size_t xstring_escape(const char *text, size_t len, char *out)
 {
-    size_t n = 0, used;
-    const char *esc;
+    size_t n = 0, chars = 0, used, piece_len, piece_chars;
+    const char *piece;
 
     for (size_t i = 0; i < len; i += used) {
-        if ((esc = xstring_escape_at(text + i, len - i, &used))) {
-            if (out)
-                memcpy(out + n, esc, 7);
-            n += 7;
+        if ((piece = xstring_escape_at(text + i, len - i, &used))) {
+            piece_len = piece_chars = 7;
         } else {
-            if (out)
-                out[n] = text[i];
-            n++;
-            used = 1;
+            piece = text + i;
+            piece_len = used = 1;
+            piece_chars = ((unsigned char)text[i] & 0xC0) != 0x80;    /* a UTF-8 lead byte */
         }
+        if (chars + piece_chars > XLSX_CELL_CHARS - 1) {
+            piece = XLSX_CUT_MARK;
+            piece_len = strlen(XLSX_CUT_MARK);
+            len = i;                /* the last piece */
+        }
+        if (out)
+            memcpy(out + n, piece, piece_len);
+        n += piece_len;
+        chars += piece_chars;
     }
     if (out)
         out[n] = '\0';

@@ -355,6 +355,41 @@ static void test_xsheet_dates_excel_cannot_show_are_text(void **state)
     free(strings);
 }
 
+/*
+ * A cell holds at most 32,767 characters: a longer text (a rejected entry's
+ * path) is cut at a character boundary and marked, not a failed book.
+ * 'ä' is two bytes, one character; "_x0041_" is escaped to "_x005F_x0041_".
+ */
+static void test_xsheet_text_longer_than_a_cell_is_cut(void **state)
+{
+    size_t len = 40000 * 2 + 7, chars = 0;
+    char path[96], *text = malloc(len), *strings, *cell, *end;
+    struct tly_xbook *b;
+    struct tly_xsheet *s;
+
+    (void)state;
+    assert_non_null(text);
+    memcpy(text, "_x0041_", 7);
+    for (size_t i = 7; i < len; i += 2)
+        memcpy(text + i, "\xC3\xA4", 2);
+    snprintf(path, sizeof path, "%s/long.xlsx", root);
+    assert_int_equal(tly_xbook_open(path, "long", 1790000000, root, 0, &b), TLY_OK);
+    assert_non_null(s = tly_xbook_sheet(b, "Sheet"));
+    tly_xsheet_text(s, 0, 0, text, len, TLY_XF_TEXT);
+    tly_xsheet_text(s, 1, 0, text + 7, 32767 * 2 - 2, TLY_XF_TEXT);    /* 32,766: whole */
+    assert_int_equal(tly_xbook_close(b), TLY_OK);
+    strings = book_part(path, "xl/sharedStrings.xml");
+    assert_non_null(cell = strstr(strings, ">_x005F_x0041_\xC3\xA4"));
+    assert_non_null(end = strstr(cell, "\xE2\x80\xA6<"));
+    for (const char *p = cell + 1; p < end + 3; p++)
+        chars += ((unsigned char)*p & 0xC0) != 0x80;
+    assert_int_equal(chars, 32767);
+    assert_int_equal(end - cell - 1, 13 + (32766 - 13) * 2);
+    assert_null(strstr(end + 3, "\xE2\x80\xA6"));          /* the second cell is whole */
+    free(strings);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_xwriter_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xsheet_text_escapes_what_xml_or_excel_would_misread,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xsheet_text_longer_than_a_cell_is_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xsheet_dates_excel_cannot_show_are_text, setup,
                                         teardown),
     };
