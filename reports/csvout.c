@@ -93,6 +93,12 @@ void csvout_textn(struct csvout *w, const char *s, size_t n)
     put_quoted(w, guard ? "'" : NULL, s, n);
 }
 
+void csvout_decimal(struct csvout *w, const char *s, size_t n)
+{
+    sep(w);
+    put_quoted(w, NULL, s, n);
+}
+
 void csvout_text(struct csvout *w, const char *s)
 {
     if (!s) {

@@ -33,6 +33,7 @@ void csvout_abort(struct csvout *w);
 void csvout_text(struct csvout *w, const char *s);           /* NULL = empty; formula-guarded */
 void csvout_textn(struct csvout *w, const char *s, size_t n);
 void csvout_raw(struct csvout *w, const char *s, size_t n);  /* rejects' raw: \xNN, 1,024-byte cut */
+void csvout_decimal(struct csvout *w, const char *s, size_t n); /* checked "-0.5" as written: no guard */
 void csvout_int(struct csvout *w, int64_t v);
 void csvout_micro(struct csvout *w, int64_t micro);          /* 12.500000 */
 void csvout_pct(struct csvout *w, __int128 hundredths);      /* 96.80 */

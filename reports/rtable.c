@@ -135,13 +135,15 @@ static void write_decimal(struct tly_rtable *t, uint16_t col, const struct tly_r
     const char *why;
     int64_t micro;
 
+    if (c->n && tly_parse_micro(c->s, c->n, TLY_AMOUNT_MAX, &micro, &why) == 0) {
+        if (t->csv)     /* a number, so no formula guard: "-0" stays "-0" */
+            csvout_decimal(t->csv, c->s, c->n);
+        tly_xsheet_number(t->xs, t->row, col, (double)micro / TLY_MICRO, TLY_XF_NUMBER);
+        return;
+    }
     if (t->csv)
         csvout_textn(t->csv, c->s, c->n);
-    if (!c->n)
-        return;
-    if (tly_parse_micro(c->s, c->n, TLY_AMOUNT_MAX, &micro, &why) == 0)
-        tly_xsheet_number(t->xs, t->row, col, (double)micro / TLY_MICRO, TLY_XF_NUMBER);
-    else
+    if (c->n)
         tly_xsheet_text(t->xs, t->row, col, c->s, c->n, TLY_XF_TEXT);
 }
 
