@@ -12,6 +12,7 @@
 #include "rfiles.h"
 #include "alloc.h"
 #include "error.h"
+#include "fields.h"
 #include "money.h"
 #include "timeutil.h"
 
@@ -390,6 +391,9 @@ static int write_tab(struct out *o, const struct tab *t)
     return TLY_OK;
 }
 
+/* A title or note names the account whole: its name and id at their longest. */
+#define TITLE_LEN (TLY_TEXT_MAX + TLY_ID_MAX + 64)
+
 /* trend.csv and the Trend sheet: one row per date of the window, zeros included. */
 static int write_trend(struct out *o, struct tly_xsheet *xs, struct tly_rtable *tab)
 {
@@ -570,7 +574,7 @@ static void write_overview_sheet(struct out *o, struct tly_xsheet *xs,
                                          "Remaining", "Remaining %" };
     const struct tly_rmodel *m = o->m;
     const char *runs_label = tly_edition_runs_label(m->edition);
-    char title[600], note[600], as_of[TLY_TS_LEN];
+    char title[TITLE_LEN], note[TITLE_LEN], as_of[TLY_TS_LEN];
     struct tly_xbook *b = o->book;
     uint32_t first, row;
     double shown = 0;
@@ -720,7 +724,7 @@ int tly_account_write(struct tly_account_writer *w, const struct tly_rmodel *m, 
     struct out o = { w, m, NULL, { 0 }, 0 };
     struct tly_xsheet *overview, *trend_sheet;
     struct tly_rtable trend;
-    char file[4096], title[600];
+    char file[4096], title[TITLE_LEN];
     int err;
 
     if ((size_t)snprintf(o.dir, sizeof o.dir, "%s/%s", w->dir, m->account_id) >= sizeof o.dir)

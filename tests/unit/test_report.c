@@ -23,6 +23,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "fields.h"
 #include "ledger.h"
 #include "money.h"
 #include "report.h"
@@ -936,6 +937,26 @@ static void test_report_formula_text_stays_inert_in_xlsx(void **state)
     free(strings);
 }
 
+/* usage.xlsx's title names the account whole, its id and name at their longest */
+static void test_report_workbook_title_is_never_cut(void **state)
+{
+    char id[TLY_ID_MAX + 1], name[TLY_TEXT_MAX + 1], file[300], want[TLY_ID_MAX + 32], *core;
+
+    (void)state;
+    memset(id, 'i', TLY_ID_MAX);
+    id[TLY_ID_MAX] = '\0';
+    memset(name, 'n', TLY_TEXT_MAX);
+    name[TLY_TEXT_MAX] = '\0';
+    account(id, name, "gale", "2026-10-10T00:00:00Z", "2026-10-01", "2026-11-01", 0, 0, "0", "0",
+            "0", "none", "none");
+    assert_int_equal(report("long", "2026-10-10T00:00:00Z", NULL, NULL, NULL, id, NULL), TLY_OK);
+    snprintf(file, sizeof file, "accounts/%s/usage.xlsx", id);
+    assert_non_null(core = zip_entry("long", file, "docProps/core.xml"));
+    snprintf(want, sizeof want, "nn (%s)</dc:title>", id);
+    assert_non_null(strstr(core, want));
+    free(core);
+}
+
 /* outputs.md: the same inputs and as-of give byte-identical workbooks */
 static void test_report_xlsx_deterministic(void **state)
 {
@@ -1066,6 +1087,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_report_parse_window),
         cmocka_unit_test_setup_teardown(test_report_formula_text_stays_inert_in_xlsx, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_report_workbook_title_is_never_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_xlsx_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_finance_workbook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_write_error_is_output_error, setup, teardown),
