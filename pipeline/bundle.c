@@ -465,6 +465,38 @@ static int dir_identity(const char *path, struct sha256_ctx *ctx, unsigned char 
 }
 
 /* semantics §10 "Bundle identity": the content, never the name. */
+static int is_archive_name(const char *path)
+{
+    static const char *const suffixes[] = { ".tar", ".tar.gz", ".tgz", ".tar.zst", ".zip" };
+
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
+        if (ends_with(path, suffixes[i]))
+            return 1;
+    return 0;
+}
+
+/*
+ * A file bundle's form is chosen by its name, and so is a single file's
+ * type.  A name that gives neither is refused by the name alone, before
+ * its identity is asked: a bundle kept as rejected by its bytes would stay
+ * rejected once renamed (EXPORT.ZIP to export.zip, export.csv to
+ * runs.csv), and the rename is the fix the reject asks for.
+ */
+static int refuse_name(const char *path, struct tly_bundle_reject *rej)
+{
+    int gz;
+
+    if (is_archive_name(path))
+        return TLY_OK;
+    if (!ends_with(path, ".csv") && !ends_with(path, ".csv.gz"))
+        return reject(rej, "unsupported_format",
+                      "not a directory, .tar, .tar.gz, .tgz, .tar.zst, .zip, .csv or .csv.gz");
+    if (tly_bundle_file_type(path_base(path), &gz) == TLY_FILE_OTHER)
+        return reject(rej, "no_known_file", "a single file must be named accounts, credits, runs,"
+                      " deployments or manifest[-suffix].csv[.gz]");
+    return TLY_OK;
+}
+
 int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject *rej)
 {
     struct sha256_ctx ctx;
@@ -479,6 +511,8 @@ int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject
         return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return reject(rej, "link_or_device", "the bundle is not a regular file or directory");
+    if (S_ISREG(st.st_mode) && (rc = refuse_name(path, rej)))
+        return rc;
     if (!(buf = tly_malloc(BUF_SIZE)))
         return nomem();
     sha256_init(&ctx);
@@ -1199,16 +1233,6 @@ static int open_archive(struct tly_bundle *b, const char *path, struct tly_bundl
     return TLY_OK;
 }
 
-static int is_archive_name(const char *path)
-{
-    static const char *const suffixes[] = { ".tar", ".tar.gz", ".tgz", ".tar.zst", ".zip" };
-
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
-        if (ends_with(path, suffixes[i]))
-            return 1;
-    return 0;
-}
-
 /* spec inputs.md "Bundles": the form is chosen by the name (a directory by being one). */
 int tly_bundle_open(const char *path, const struct tly_settings *s, struct tly_bundle **out,
                     struct tly_bundle_reject *rej)
@@ -1228,13 +1252,8 @@ int tly_bundle_open(const char *path, const struct tly_settings *s, struct tly_b
         rc = open_dir(b, path, rej);
     else if (!S_ISREG(st.st_mode))
         rc = reject(rej, "link_or_device", "the bundle is not a regular file or directory");
-    else if (is_archive_name(path))
-        rc = open_archive(b, path, rej);
-    else if (ends_with(path, ".csv") || ends_with(path, ".csv.gz"))
-        rc = open_single(b, path);
-    else
-        rc = reject(rej, "unsupported_format",
-                    "not a directory, .tar, .tar.gz, .tgz, .tar.zst, .zip, .csv or .csv.gz");
+    else if (!(rc = refuse_name(path, rej)))
+        rc = is_archive_name(path) ? open_archive(b, path, rej) : open_single(b, path);
     if (rc != TLY_OK) {
         tly_bundle_close(b);
         return rc;
