@@ -20,9 +20,11 @@
  * when complete, so DIR always holds one complete notify and a failed one
  * leaves it as it was.  DIR is created when missing; its parent must exist.
  *
- * --sendmail CMD (else the `notify.sendmail` setting) hands every digest not
- * yet handed off to CMD; a failed hand-off is reported, retried by the next
- * run, and makes the exit status 73 once everything else is done.
+ * --sendmail CMD (else the `notify.sendmail` setting) hands each new digest
+ * to CMD, and every earlier one whose hand-off failed (a digest created
+ * with no command went to the outbox only); a failed hand-off is reported,
+ * retried by the next run, and makes the exit status 73 once everything
+ * else is done.
  */
 #include "cmd.h"
 #include "digest.h"
@@ -50,7 +52,7 @@ static const struct tly_option notify_options[] = {
     { "outbox", TLY_OPT_STRING, &arg.outbox, "DIR",
       "write ACCOUNT.eml and notifications.csv here (required)" },
     { "sendmail", TLY_OPT_STRING, &arg.sendmail, "CMD",
-      "pipe each digest not yet handed off to CMD (like sendmail -t -i)" },
+      "pipe each new digest, and each failed earlier, to CMD (like sendmail -t -i)" },
     { NULL, 0, NULL, NULL, NULL },
 };
 

@@ -168,7 +168,7 @@ static const char *const migrations[] = {
     "CREATE TABLE digests("
     "  id INTEGER PRIMARY KEY, account_id TEXT NOT NULL, as_of INTEGER NOT NULL,"
     "  message_id TEXT NOT NULL, recipient TEXT NOT NULL, message BLOB NOT NULL,"
-    "  handed_off INTEGER NOT NULL DEFAULT 0,"
+    "  handed_off INTEGER NOT NULL DEFAULT 0,"    /* 0 waits, 1 done, 2 outbox only (digest.c) */
     "  UNIQUE(account_id, as_of));"
     /*
      * The last closed cycle of each account, with the rowid high-water marks

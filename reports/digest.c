@@ -10,8 +10,9 @@
  *   write    from the stored bytes only: outbox/ACCOUNT.eml and
  *            notifications.csv for the digests of this as-of, and the
  *            backlog no outbox in place has shown (digest.h);
- *   hand off each digest not yet handed off, piped to the sendmail command,
- *            marked handed_off = 1 per success in a transaction of its own.
+ *   hand off each digest created for it and not yet handed off, piped to
+ *            the sendmail command, marked handed off per success in a
+ *            transaction of its own.
  *
  * Everything that comes from input data (names, ids, addresses, the item
  * details) is cleaned before it is used: control characters become spaces,
@@ -660,10 +661,19 @@ bad:
  * One account's digest: the MIME message
  * ---------------------------------------------------------------------- */
 
+/*
+ * digests.handed_off.  outputs.md: --sendmail "hands each new digest" to
+ * the command, and a failed one is retried.  A digest created with no
+ * command to hand it to went to the outbox only, and stays there: turning
+ * --sendmail on later must not mail every notice ever made.
+ */
+enum { HANDOFF_WAITING = 0, HANDOFF_DONE = 1, HANDOFF_OUTBOX_ONLY = 2 };
+
 struct notify {
     struct tly_ledger *l;
     const struct tly_settings *s;
     int64_t as_of;
+    int handing_off;                /* a sendmail command: new digests wait for it */
     struct tly_notify_stats *st;
     InternetAddressList *from;
     char domain[256];               /* the Message-IDs' right-hand side */
@@ -1169,6 +1179,7 @@ static int store_digest(struct notify *nx, sqlite3_stmt *ins, sqlite3_stmt *take
     sqlite3_bind_text(ins, 3, msgid, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(ins, 4, a->email, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(ins, 5, msg, (int)msglen, SQLITE_TRANSIENT);
+    sqlite3_bind_int(ins, 6, nx->handing_off ? HANDOFF_WAITING : HANDOFF_OUTBOX_ONLY);
     if ((err = tly_ledger_step_done(nx->l, ins)))
         return err;
     digest_id = sqlite3_last_insert_rowid(nx->l->db);
@@ -1258,8 +1269,8 @@ static int create_digests(struct notify *nx)
             "SELECT id, item, pool, threshold, ts, detail FROM items"
             " WHERE account_id = ? AND digest_id IS NULL AND ts <= ? ORDER BY ts, id", &sel)) ||
         (err = tly_ledger_prepare(nx->l,
-            "INSERT INTO digests(account_id, as_of, message_id, recipient, message)"
-            " VALUES(?, ?, ?, ?, ?)", &ins)) ||
+            "INSERT INTO digests(account_id, as_of, message_id, recipient, message, handed_off)"
+            " VALUES(?, ?, ?, ?, ?, ?)", &ins)) ||
         (err = tly_ledger_prepare(nx->l,
             "UPDATE items SET digest_id = ? WHERE id = ? AND digest_id IS NULL", &take)))
         goto fail;
@@ -1530,12 +1541,15 @@ static int hand_off(struct notify *nx, const char *cmd)
     size_t n = 0, cap = 0;
     int rc, err;
 
-    if ((err = tly_ledger_prepare(nx->l, "SELECT id FROM digests WHERE handed_off = 0"
+    if ((err = tly_ledger_prepare(nx->l, "SELECT id FROM digests WHERE handed_off = ?"
                                          " ORDER BY as_of, account_id", &ids)) ||
         (err = tly_ledger_prepare(nx->l, "SELECT account_id, message_id, message FROM digests"
-                                         " WHERE id = ? AND handed_off = 0", &get)) ||
-        (err = tly_ledger_prepare(nx->l, "UPDATE digests SET handed_off = 1 WHERE id = ?", &mark)))
+                                         " WHERE id = ? AND handed_off = ?", &get)) ||
+        (err = tly_ledger_prepare(nx->l, "UPDATE digests SET handed_off = ? WHERE id = ?", &mark)))
         goto out;
+    sqlite3_bind_int(ids, 1, HANDOFF_WAITING);
+    sqlite3_bind_int(get, 2, HANDOFF_WAITING);
+    sqlite3_bind_int(mark, 1, HANDOFF_DONE);
     while ((rc = sqlite3_step(ids)) == SQLITE_ROW) {
         if (tly_grow(&todo, &cap, n + 1, sizeof *todo)) {
             err = tly_error(TLY_ERR_NOMEM, "out of memory");
@@ -1572,7 +1586,7 @@ static int hand_off(struct notify *nx, const char *cmd)
             continue;
         }
         /* recorded at once, on its own: the next digest's failure cannot undo it */
-        sqlite3_bind_int64(mark, 1, todo[i]);
+        sqlite3_bind_int64(mark, 2, todo[i]);
         if ((err = tly_ledger_begin(nx->l)))
             goto out;
         if ((err = tly_ledger_step_done(nx->l, mark)) || (err = tly_ledger_commit(nx->l))) {
@@ -1620,12 +1634,13 @@ int tly_notify_run(struct tly_ledger *l, const struct tly_settings *s, int64_t a
     nx.s = s;
     nx.as_of = as_of;
     nx.st = st;
+    nx.handing_off = sendmail_cmd && sendmail_cmd[0];
     g_mime_init();              /* counted by GMime: a no-op after the first call */
 
     if ((err = sender_parse(&nx)) || (err = create_digests(&nx)) ||
         (err = write_eml_files(&nx, outbox_dir)) || (err = write_csv(&nx, csv_path)))
         goto out;
-    if (sendmail_cmd && sendmail_cmd[0])
+    if (nx.handing_off)
         err = hand_off(&nx, sendmail_cmd);
 out:
     if (nx.from)

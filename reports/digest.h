@@ -62,7 +62,9 @@ struct tly_notify_stats {
  * item id), stores them in the ledger in one transaction, then writes every
  * digest of this as-of to 'outbox_dir'/ACCOUNT.eml and the notifications.csv
  * at 'csv_path'.  When 'sendmail_cmd' is non-empty, pipes each digest not
- * yet handed off (any as-of) to `/bin/sh -c 'sendmail_cmd'` on stdin (as to
+ * yet handed off (any as-of) that was created with a sendmail command
+ * (one created without it went to the outbox only and is never handed
+ * off) to `/bin/sh -c 'sendmail_cmd'` on stdin (as to
  * `/usr/sbin/sendmail -t -i`; TALLY_ACCOUNT_ID and TALLY_MESSAGE_ID are set
  * in its environment) and records each success.
  *

@@ -23,7 +23,8 @@
 #     a read-only DIR (0555) is replaced and keeps its mode;
 #   - notify computes at its own as-of, and a run there shows its digest again;
 #   - run --sendmail: a failed hand-off exits 73 with the summary last, and
-#     the next run hands each digest off exactly once;
+#     the next run hands each digest off exactly once; a digest made by a
+#     run without --sendmail is never handed off;
 #   - started with descriptors 0, 1 and 2 closed, a run writes the same reports.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
@@ -247,6 +248,18 @@ for i in 1 2; do
     sent=$(ls "$tmp/sent" | wc -l)
     [ "$sent" = "$created" ] || problem "run --sendmail working ($i): $sent handed off, $created digests"
 done
+rm_db "$tmp/mail.db"; rm -rf "$tmp/mail" "$tmp/sent"
+# --sendmail "hands each new digest": one a run without it made went to
+# the outbox only, and is not mailed when --sendmail is turned on later
+mkdir -p "$tmp/sent"
+N=$here/data/notify-asof
+t 0 "run without --sendmail (the 50% digest)" --db "$tmp/mail.db" run --rates "$N/rates.csv" \
+    --as-of 2026-10-02T11:00:00Z --out "$tmp/mail" "$N/bundle"
+t 0 "run with --sendmail turned on (the 70% digest)" --db "$tmp/mail.db" run --rates "$N/rates.csv" \
+    --as-of 2026-10-03T00:00:00Z --sendmail "$tmp/okmail" --out "$tmp/mail" "$N/bundle"
+sent=$(cat "$tmp/sent"/*.eml 2>/dev/null | grep -ci '^Message-Id:')
+[ "$sent" = 1 ] && grep -q "70%" "$tmp/sent"/*.eml ||
+    problem "run with --sendmail turned on: $sent digests handed off (expected the new one only)"
 rm_db "$tmp/mail.db"; rm -rf "$tmp/mail" "$tmp/sent"
 # failures end with the summary too: every bundle rejected, a refused card
 printf 'not an archive' >"$tmp/junk.zip"
