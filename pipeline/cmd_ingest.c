@@ -43,12 +43,12 @@ static const char *s_if(long n) { return n == 1 ? "" : "s"; }
 /* outputs.md: every command ends with a one-line summary on stderr. */
 static void summary(const struct tly_ingest_stats *st, long nbundles, double seconds)
 {
-    char earlier[64] = "";
+    char earlier[96] = "";
 
     /* a re-run exits 3 like the first run: say where the quarantine is */
     if (st->quarantined_earlier || st->bundles_already_rejected)
-        snprintf(earlier, sizeof earlier, " (and %ld when first ingested)",
-                 st->quarantined_earlier + st->bundles_already_rejected);
+        snprintf(earlier, sizeof earlier, " (when first ingested: %ld quarantined, %ld rejected)",
+                 st->quarantined_earlier, st->bundles_already_rejected);
     tly_note("%ld bundle%s (%ld loaded, %ld already ingested, %ld rejected), %ld rows loaded, "
              "%ld duplicate%s, %ld quarantined%s, %ld file%s skipped, %.1f s",
              nbundles, s_if(nbundles), st->bundles_loaded, st->bundles_already,

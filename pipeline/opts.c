@@ -10,8 +10,10 @@
 void tly_opts_usage(const char *const *usage, const struct tly_option *opts, int to_stdout)
 {
     FILE *f = to_stdout ? stdout : stderr;
+    /* another form of the command is an "or:", a note on the forms is not */
     for (int i = 0; usage[i]; i++)
-        fprintf(f, "%s%s\n", i == 0 ? "usage: " : "   or: ", usage[i]);
+        fprintf(f, "%s%s\n", i == 0 ? "usage: " : strncmp(usage[i], "tally ", 6) ? "       " : "   or: ",
+                usage[i]);
     if (opts && opts[0].long_name) {
         fputc('\n', f);
         for (const struct tly_option *o = opts; o->long_name; o++) {

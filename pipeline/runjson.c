@@ -151,7 +151,7 @@ int tly_runjson_write(const char *dir, int64_t as_of,
     json_object_set(root, "outputs", out);
     json_object_set(root, "stages", st);
     snprintf(path, sizeof path, "%s/run.json", dir);
-    if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+    if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) != 0)
         err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
 done:
     json_decref(root);
