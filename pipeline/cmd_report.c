@@ -45,18 +45,19 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     tly_clock(&t0);
     memset(&ro, 0, sizeof ro);
     memset(&st, 0, sizeof st);
+    memset(&rs, 0, sizeof rs);
     if ((err = tly_opts_parse(argc, argv, options, report_usage, &npos)))
         return err;
     if (!out || npos) {
         tly_opts_usage(report_usage, options, 0);
-        return tly_error(TLY_ERR_USAGE, npos ? "report takes no arguments" : "--out is required");
+        err = tly_error(TLY_ERR_USAGE, npos ? "report takes no arguments" : "--out is required");
+        goto done;
     }
     if ((err = tly_report_parse_window(window, from, to, &ro)) || (err = tly_apply_grace(ctx, grace)) ||
         (err = tly_resolve_as_of(ctx, as_of, &ro.as_of)))
-        return err;
+        goto done;
     ro.account = account;
     ro.scratch_dir = tly_scratch_dir(ctx);
-    memset(&rs, 0, sizeof rs);
     /* a DIR that cannot take the reports is refused before reconcile closes a cycle */
     if ((err = tly_outdir_check(out, keep)) ||
         (err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)) ||

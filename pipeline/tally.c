@@ -7,6 +7,7 @@
  */
 #include "cmd.h"
 #include "error.h"
+#include "stages.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -112,6 +113,7 @@ int main(int argc, char **argv)
     struct tly_ctx ctx = { &settings, NULL, NULL };
     const char *db = NULL, *config = NULL;
     const struct tly_cmd *cmd;
+    struct timespec t0;
     int i, err;
 
     /*
@@ -154,6 +156,7 @@ int main(int argc, char **argv)
         return 64;
     }
     tly_error_set_command(cmd->name);
+    tly_clock(&t0);
     argc -= i;
     argv += i;
 
@@ -168,8 +171,11 @@ int main(int argc, char **argv)
             goto run;
         err = tly_ledger_open(ctx.db_path, (cmd->flags & CMD_LOCK) ? TLY_LEDGER_LOCK : 0,
                               &ctx.ledger);
-        if (err)
+        if (err) {
+            /* outputs.md: every command ends with a one-line summary */
+            tly_note("nothing done (%s), %.1f s", tly_strerror((enum tly_err)err), tly_elapsed(&t0));
             goto out;
+        }
     }
 run:
     err = cmd->fn(argc, argv, &ctx);

@@ -226,6 +226,9 @@ summary 73 "run into a DIR that is a file" --db "$db" run --rates "$F/rates.csv"
     "$F/gale.tar.gz"
 summary 73 "notify into an outbox that is a file" --db "$db" notify --outbox "$tmp/plainfile"
 summary 64 "balance of an unknown account" --db "$db" balance no-such-account
+summary 64 "report with a bad window" --db "$db" report --window 8d --out "$tmp/dir"
+summary 74 "run on a ledger that cannot be opened" --db "$tmp/no/such/dir.db" run --rates "$F/rates.csv" \
+    --out "$tmp/dir" "$F/gale.tar.gz"
 summary 3 "run" --db "$db" run --rates "$F/rates.csv" --out "$tmp/dir" "$F/gale.tar.gz" "$F/agent-platform" "$F/process.zip"
 # --sendmail (outputs.md): a failed hand-off exits 73 and ends with the
 # summary; the next run hands every digest off once, and a third sends none
