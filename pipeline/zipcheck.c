@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define EOCD_SIZE      22
@@ -107,13 +108,16 @@ static int cdir_at(int fd, const unsigned char *e, uint64_t at, struct cdir *cd)
 static int find_cdir(int fd, struct cdir *cd)
 {
     unsigned char tail[EOCD_SEARCH];
-    off_t size = lseek(fd, 0, SEEK_END);
+    struct stat st;
+    off_t size;
     uint64_t base;
     size_t n;
     int r;
 
-    if (size < 0)
+    /* fstat, not lseek: libarchive reads 'fd' on from its own offset */
+    if (fstat(fd, &st) < 0)
         return -1;
+    size = st.st_size;
     n = (uint64_t)size < sizeof tail ? (size_t)size : sizeof tail;
     if (n < EOCD_SIZE)
         return 0;

@@ -517,6 +517,35 @@ static void test_zip_tar_tarzst_valid(void **state)
     free(gz);
 }
 
+/*
+ * A zip read in many blocks, stored and deflated: zipcheck.c must not move
+ * the descriptor libarchive reads (an lseek() to the end made every zip past
+ * its first 128 KiB block "truncated").
+ */
+static void test_zip_larger_than_a_read_block(void **state)
+{
+    size_t len;
+    char *log = csv_text(20000, &len);
+    const struct tentry t[] = {
+        { "runs.csv", log, len, 0, NULL },
+        { "credits.csv", log, len / 2, 0, NULL },
+    };
+    struct tly_settings s = bounds();
+    struct outcome o;
+
+    (void)state;
+    assert_true(len > 1 * MiB);
+    write_archive_opts(tmp("big-stored.zip"), ZIP, NOF, "compression=store", t, N(t));
+    write_archive(tmp("big.zip"), ZIP, NOF, t, N(t));
+    o = walk_bundle(tmp("big-stored.zip"), &s, 0);
+    assert_int_equal(o.rc, 0);
+    assert_int_equal(o.bytes, (int64_t)(len + len / 2));
+    o = walk_bundle(tmp("big.zip"), &s, 0);
+    assert_int_equal(o.rc, 0);
+    assert_int_equal(o.bytes, (int64_t)(len + len / 2));
+    free(log);
+}
+
 /* spec inputs.md "Bundles": a single NAME.csv[.gz] is a bundle of one entry, its base name. */
 static void test_single_csv_and_csv_gz(void **state)
 {
@@ -1304,6 +1333,7 @@ int main(void)
         cmocka_unit_test(test_directory_fifo_rejected),
         cmocka_unit_test(test_targz_with_csv_gz_inside),
         cmocka_unit_test(test_zip_tar_tarzst_valid),
+        cmocka_unit_test(test_zip_larger_than_a_read_block),
         cmocka_unit_test(test_single_csv_and_csv_gz),
         cmocka_unit_test(test_zip_slip_rejected),
         cmocka_unit_test(test_zip_local_and_central_names_agree),
