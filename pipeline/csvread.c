@@ -57,6 +57,7 @@ struct tly_csv {
 
     long line;                  /* physical lines consumed */
     long rows;                  /* data rows */
+    int drain_mid_line;         /* draining starts inside the broken row's last line */
     size_t row_cap;
 
     /* the row being built */
@@ -573,6 +574,9 @@ static int drain(struct tly_csv *r)
                 r->line++;
                 r->rows += nonblank;
                 partial = nonblank = 0;
+                r->drain_mid_line = 0;
+            } else if (r->drain_mid_line) {
+                continue;                   /* counted with its row */
             } else {
                 partial = 1;
                 nonblank |= c != ' ' && c != '\t' && c != '\r';
@@ -588,6 +592,44 @@ static int drain(struct tly_csv *r)
     return rc < 0 ? TLY_CSV_ERROR : TLY_CSV_END;
 }
 
+/* Is c a byte a blank line may hold? */
+static int blank_byte(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/*
+ * An unterminated quote swallows the rest of the file into one broken row.
+ * Counted as a stray quote's rest is (drain), the broken row's first line
+ * is one row (or the header) and every later non-blank line another: the
+ * rows the export meant, and the manifest counted.  'lines' are the
+ * non-blank lines from the row's start to the end of the input; call it
+ * after quote_error_row(), which numbered the broken row.
+ */
+static int count_unterminated(struct tly_csv *r, long lines, int event)
+{
+    if (lines > 1)
+        r->rows += lines - 1;
+    r->state = DONE;
+    return event;
+}
+
+static long nonblank_lines(const char *s, size_t n)
+{
+    long lines = 0;
+    int nonblank = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\n') {
+            lines += nonblank;
+            nonblank = 0;
+        } else {
+            nonblank |= !blank_byte(s[i]);
+        }
+    }
+    return lines + nonblank;
+}
+
 /*
  * A row too long for libcsv, read byte by byte as libcsv reads a row in
  * strict mode: a quote opens a field (after spaces) or is stray, "" inside
@@ -599,6 +641,8 @@ struct long_row {
     int quoted, quote_seen, closed, started, nul;
     size_t field_len, max_len;
     int fields;
+    long lines;                 /* non-blank lines ended so far, for count_unterminated */
+    int line_nonblank;
 };
 
 static void long_row_field_end(struct long_row *w)
@@ -615,6 +659,12 @@ static int long_row_step(struct long_row *w, char c)
 {
     if (c == '\0')
         w->nul = 1;
+    if (c == '\n') {
+        w->lines += w->line_nonblank;
+        w->line_nonblank = 0;
+    } else {
+        w->line_nonblank |= !blank_byte(c);
+    }
     if (w->quote_seen) {
         w->quote_seen = 0;
         if (c == '"') {
@@ -720,8 +770,11 @@ static int skip_long_row(struct tly_csv *r, struct tly_csv_row *row)
             return TLY_CSV_ERROR;
         if (rc == 0) {
             r->line++;                            /* the last line had no LF */
-            if (w.quoted && !w.quote_seen)
-                goto quote;
+            if (w.quoted && !w.quote_seen) {
+                r->rows += !r->header_mode;
+                return count_unterminated(r, w.lines + w.line_nonblank,
+                                          quote_error_row(r, row, r->side, r->side_len));
+            }
             long_row_field_end(&w);
             goto ended;
         }
@@ -744,8 +797,10 @@ ended:
         r->val[i] = NULL, r->len[i] = 0;
     return TLY_CSV_ROW;
 quote:
-    r->rows++;
-    r->state = DONE;
+    /* a stray quote: the rest of its line belongs to it, the lines after are drained */
+    r->rows += !r->header_mode;
+    r->state = DRAINING;
+    r->drain_mid_line = 1;
     return quote_error_row(r, row, r->side, r->side_len);
 }
 
@@ -779,7 +834,9 @@ static int read_row(struct tly_csv *r, struct tly_csv_row *row)
             /* inputs.md: an unterminated quote is a quote error */
             r->rows += !r->header_mode;
             r->pending = 0;
-            return quote_error_row(r, row, r->buf + r->row_start, r->end - r->row_start);
+            return count_unterminated(r, nonblank_lines(r->buf + r->row_start, r->end - r->row_start),
+                                      quote_error_row(r, row, r->buf + r->row_start,
+                                                      r->end - r->row_start));
         }
         if (!r->pending) {
             size_t n = le - ls - (le > ls && r->buf[le - 1] == '\r');

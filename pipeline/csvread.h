@@ -22,7 +22,9 @@
  *   - a quote error (unterminated quote, stray '"') ends the file: the
  *     reader reports it once with the line the broken row starts on, then
  *     only drains the input (so the caller can still hash it) and counts
- *     the remaining non-blank lines as rows.
+ *     the remaining non-blank lines as rows; an unterminated quote's row
+ *     runs to the end of the input, and its lines after the first are
+ *     counted the same way.
  *
  * Usage:
  *     struct tly_csv *r;

@@ -1304,7 +1304,7 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
                                  "quote_error: unterminated quote or stray '\"' in the row at "
                                  "line %ld; the rest of the file is not loaded", row.line);
             skip = 1;
-            first_lost = *rows;
+            first_lost = row.index;     /* the rows after it may be counted already */
             continue;
         }
         if (row.reject != TLY_CSV_OK) {
