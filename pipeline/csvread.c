@@ -32,7 +32,7 @@
 #include <string.h>
 
 #define READ_CHUNK   (1u << 20)          /* bytes asked of the read function */
-#define HEADER_CAP   (1u << 20)          /* a header longer than this is unusable */
+#define HEADER_CAP   TLY_CSV_HEADER_MAX  /* a header longer than this is unusable */
 #define ROW_CAP_MAX  (16u << 20)         /* keeps peak memory small whatever the input */
 #define MAX_COLUMNS  1024                /* header names kept; more are just counted */
 #define NO_FIELD     ((size_t)-1)

@@ -69,6 +69,7 @@ enum tly_csv_reject {
 };
 
 #define TLY_CSV_RAW_MAX 65536   /* raw text kept for a row that is longer */
+#define TLY_CSV_HEADER_MAX (1u << 20)  /* 1 MiB: a longer header is rejected (field_count) */
 
 struct tly_csv_row {
     long line;              /* physical line the row starts on (header = 1) */

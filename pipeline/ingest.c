@@ -1206,11 +1206,16 @@ static ssize_t ahead_read(void *ctx, void *buf, size_t n)
 }
 
 /* What a row rule the reader found says after its code (the field count has its own). */
+/*
+ * What a row reject means; a row's field_count names its counts instead, so
+ * field_count here is a header's: one longer than TLY_CSV_HEADER_MAX.
+ */
 static const char *reject_detail(enum tly_csv_reject reject)
 {
     return reject == TLY_CSV_FIELD_TOO_LONG ? "a field is longer than the limit"
            : reject == TLY_CSV_BAD_UTF8     ? "invalid UTF-8"
-                                            : "a NUL byte";
+           : reject == TLY_CSV_NUL_BYTE     ? "a NUL byte"
+                                            : "more than 1 MiB of text";
 }
 
 /*
