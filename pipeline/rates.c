@@ -29,6 +29,14 @@
 
 enum { H_HARDWARE, H_CATEGORY, H_DESCRIPTION, H_VCPU, H_MEMORY, H_PRICE, H_FROM, H_TO, H_N };
 
+/*
+ * Bound on what is read from outside: a card is a row per hardware and
+ * price period, hundreds of rows; each costs about a kilobyte once loaded
+ * and priced with (a million-row card took 1.2 GB).  A longer file is far
+ * more likely a wrong file than a card, and is refused.
+ */
+#define CARD_MAX_ROWS 100000
+
 static const char *const columns[H_N] = {
     "hardware", "category", "description", "vcpu", "memory_gb", "credits_per_hour",
     "effective_from", "effective_to",
@@ -203,6 +211,11 @@ static int read_card(struct card *c)
         if ((bad = check_rate(&row, &rate, &why)) >= 0) {
             err = tly_error(TLY_ERR_INPUT, "'%s' line %ld: bad_value: %s %s", c->path, row.line,
                             columns[bad], why);
+            goto out;
+        }
+        if (c->n == CARD_MAX_ROWS) {
+            err = tly_error(TLY_ERR_INPUT, "'%s' line %ld: the rate card has more than %d rows",
+                            c->path, row.line, CARD_MAX_ROWS);
             goto out;
         }
         if ((err = keep_rate(c, &row, &rate)))

@@ -120,6 +120,22 @@ static void test_rates_overlap_refused_old_card_stays(void **state)
     }
 }
 
+/* A card is bounded: 100,000 rows load, one more refuses the card. */
+static void test_rates_row_bound(void **state)
+{
+    struct fx *f = *state;
+    FILE *o;
+
+    for (int rows = 100000; rows <= 100001; rows++) {
+        assert_non_null(o = fopen(f->card, "w"));
+        fputs("hardware,category,credits_per_hour,effective_from\n", o);
+        for (int i = 0; i < rows; i++)
+            fprintf(o, "h%d,model,1,2026-01-01T00:00:00Z\n", i);
+        fclose(o);
+        assert_int_equal(tly_rates_load(f->l, f->card), rows == 100000 ? TLY_OK : TLY_ERR_INPUT);
+    }
+}
+
 static void test_rates_bad_row_refused(void **state)
 {
     struct fx *f = *state;
@@ -244,6 +260,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rates_load_good_card, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rates_overlap_refused_old_card_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rates_bad_row_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rates_row_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rates_versions_kept_once_priced_with, setup, teardown),
         cmocka_unit_test_setup_teardown(test_card_layer_closed_time_keeps_its_prices, setup, teardown),
     };
