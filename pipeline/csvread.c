@@ -964,6 +964,19 @@ int tly_csv_unknown_repeats(const struct tly_csv *r, int k)
     return 0;
 }
 
+void tly_csv_warn_unknown_columns(const struct tly_csv *r, const char *file, const char *entry)
+{
+    const char *name;
+    char shown[256];
+    size_t used;
+
+    for (int k = 0; (name = tly_csv_unknown_column(r, k)); k++) {
+        tly_utf8_shown(name, strlen(name), shown, sizeof shown, &used);
+        tly_warn("'%s'%s%s%s: %s column '%s' ignored", file, entry ? " entry '" : "", entry ? entry : "",
+                 entry ? "'" : "", tly_csv_unknown_repeats(r, k) ? "repeated" : "unknown", shown);
+    }
+}
+
 int tly_csv_next(struct tly_csv *r, struct tly_csv_row *row)
 {
     if (!r->map)                                /* no header read: nothing to map to */

@@ -115,6 +115,13 @@ int tly_csv_has_column(const struct tly_csv *r, int i);
 const char *tly_csv_unknown_column(const struct tly_csv *r, int k);
 /* Is that name one of the caller's columns again (a repeat: the first counts)? */
 int tly_csv_unknown_repeats(const struct tly_csv *r, int k);
+/*
+ * inputs.md: an unknown column is ignored with one warning: one stderr line
+ * per unknown or repeated name, "'FILE' entry 'ENTRY': unknown column 'NAME'
+ * ignored" ('entry' may be NULL), the name shown as tly_utf8_shown() shows
+ * it (a CR in it would break the line).
+ */
+void tly_csv_warn_unknown_columns(const struct tly_csv *r, const char *file, const char *entry);
 
 int tly_csv_next(struct tly_csv *r, struct tly_csv_row *row);
 

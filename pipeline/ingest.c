@@ -1238,7 +1238,6 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
 {
     const struct filetype *ft = &filetypes[g->type];
     char why[96], reason[192];
-    const char *name;
 
     *missing = 1;
     /* a header that breaks a row rule has no usable names: say why, not which one is "missing" */
@@ -1263,9 +1262,8 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
     }
     *missing = 0;
     /* inputs.md: an unknown column is ignored with one warning */
-    for (int k = 0; !g->reloading && (name = tly_csv_unknown_column(r, k)); k++)
-        tly_warn("'%s' entry '%s': %s column '%s' ignored", g->name, g->path,
-                 tly_csv_unknown_repeats(r, k) ? "repeated" : "unknown", name);
+    if (!g->reloading)
+        tly_csv_warn_unknown_columns(r, g->name, g->path);
     return TLY_OK;
 }
 

@@ -170,7 +170,6 @@ static int read_card(struct card *c)
 {
     struct tly_csv *r = NULL;
     struct tly_csv_row row;
-    const char *name;
     int ev, err;
 
     if ((err = tly_csv_open(&r, fd_read, c, 65536)))
@@ -196,9 +195,7 @@ static int read_card(struct card *c)
         }
     }
     /* inputs.md "CSV rules (all files)": an unknown column is ignored with one warning */
-    for (int k = 0; (name = tly_csv_unknown_column(r, k)); k++)
-        tly_warn("'%s': %s column '%s' ignored", c->path,
-                 tly_csv_unknown_repeats(r, k) ? "repeated" : "unknown", name);
+    tly_csv_warn_unknown_columns(r, c->path, NULL);
     while ((ev = tly_csv_next(r, &row)) == TLY_CSV_ROW) {
         struct rate rate = { { NULL }, 0, 0, 0, 0, 0 };
         const char *why = NULL;
