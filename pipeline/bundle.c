@@ -477,10 +477,8 @@ static int is_archive_name(const char *path)
 
 /*
  * A file bundle's form is chosen by its name, and so is a single file's
- * type.  A name that gives neither is refused by the name alone, before
- * its identity is asked: a bundle kept as rejected by its bytes would stay
- * rejected once renamed (EXPORT.ZIP to export.zip, export.csv to
- * runs.csv), and the rename is the fix the reject asks for.
+ * type.  A name that gives neither is refused by the name alone
+ * (tly_bundle_name_key() keeps such a refusal by name and content).
  */
 static int refuse_name(const char *path, struct tly_bundle_reject *rej)
 {
@@ -497,6 +495,22 @@ static int refuse_name(const char *path, struct tly_bundle_reject *rej)
     return TLY_OK;
 }
 
+int tly_bundle_name_key(const char *path, const char hex[65], char key[65])
+{
+    struct tly_bundle_reject rej;
+    const char *base = path_base(path);
+    struct sha256_ctx ctx;
+    struct stat st;
+
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || refuse_name(path, &rej) == TLY_OK)
+        return 0;
+    sha256_init(&ctx);
+    sha256_update(&ctx, strlen(base) + 1, (const uint8_t *)base);
+    sha256_update(&ctx, 64, (const uint8_t *)hex);
+    digest_hex(&ctx, key);
+    return 1;
+}
+
 int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject *rej)
 {
     struct sha256_ctx ctx;
@@ -511,8 +525,6 @@ int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject
         return unreadable(rej, errno, "bad_archive", "cannot read the bundle");
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return reject(rej, "link_or_device", "the bundle is not a regular file or directory");
-    if (S_ISREG(st.st_mode) && (rc = refuse_name(path, rej)))
-        return rc;
     if (!(buf = tly_malloc(BUF_SIZE)))
         return nomem();
     sha256_init(&ctx);

@@ -78,6 +78,17 @@ enum tly_file_type tly_bundle_file_type(const char *base_name, int *gzipped);
 int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject *rej);
 
 /*
+ * A file bundle whose name gives no form or file type (EXPORT.ZIP,
+ * export.csv) is refused for its name alone, and renaming it is the fix.
+ * So the ledger keeps such a refusal by name and content: 'key' gets the
+ * SHA-256 of the base name, a NUL and the identity 'hex'.  The same file
+ * sent again is already ingested (a re-run adds no reject row), and the
+ * same bytes renamed are new.  1 with key set when the name is refused,
+ * else 0 (the identity is the key).
+ */
+int tly_bundle_name_key(const char *path, const char hex[65], char key[65]);
+
+/*
  * A path inside a bundle as entries and manifest rows are compared: 'name'
  * copied into 'out' (room for strlen(name) + 1) without empty and "."
  * components, so tar's "./runs.csv" is "runs.csv" and "a//b" is "a/b".

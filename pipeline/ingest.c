@@ -1956,7 +1956,8 @@ static int load(struct ing *g, const char *path, const char *hex, struct tly_ing
 static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
 {
     struct tly_bundle_reject rej = { "", "", NULL };
-    char hex[65];
+    char hex[65], name_key[65];
+    const char *key = hex;
     int rc, err;
 
     /* room for this bundle's id now, so nothing can fail after COMMIT */
@@ -1974,14 +1975,16 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
         bundle_reject(g, rej.code[0] ? rej.code : "bad_archive", "", "%s", rej.detail);
         return record_rejected(g, NULL, st);
     }
-    if (already(g, hex, st, &rc))
+    if (tly_bundle_name_key(path, hex, name_key))
+        key = name_key;
+    if (already(g, key, st, &rc))
         return rc;
-    if ((err = load(g, path, hex, st)))
+    if ((err = load(g, path, key, st)))
         return err;
-    if (g->bulk_duplicates && ((err = load_row_by_row(g)) || (err = load(g, path, hex, st))))
+    if (g->bulk_duplicates && ((err = load_row_by_row(g)) || (err = load(g, path, key, st))))
         return err;
     if (g->rej_code[0])
-        return record_rejected(g, hex, st);
+        return record_rejected(g, key, st);
     if (g->row_rejects > g->printed)
         tly_note("'%s': %ld more rejects not shown here", g->name, g->row_rejects - g->printed);
     st->bundles_loaded++;
