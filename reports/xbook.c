@@ -501,20 +501,35 @@ static const char *xstring_escape_at(const char *t, size_t left, size_t *used)
     return NULL;
 }
 
+/* The piece of escaped text at text[i]: its bytes, their length, its characters. */
+static size_t xstring_piece(const char *text, size_t i, size_t len, const char **piece,
+                            size_t *piece_len, size_t *piece_chars)
+{
+    size_t used;
+
+    if ((*piece = xstring_escape_at(text + i, len - i, &used))) {
+        *piece_len = *piece_chars = 7;
+        return used;
+    }
+    *piece = text + i;
+    *piece_len = 1;
+    *piece_chars = ((unsigned char)text[i] & 0xC0) != 0x80;    /* a UTF-8 lead byte */
+    return 1;
+}
+
 static size_t xstring_escape(const char *text, size_t len, char *out)
 {
-    size_t n = 0, chars = 0, used, piece_len, piece_chars;
+    size_t n = 0, chars = 0, piece_len, piece_chars;
     const char *piece;
+    int cut;
 
-    for (size_t i = 0; i < len; i += used) {
-        if ((piece = xstring_escape_at(text + i, len - i, &used))) {
-            piece_len = piece_chars = 7;
-        } else {
-            piece = text + i;
-            piece_len = used = 1;
-            piece_chars = ((unsigned char)text[i] & 0xC0) != 0x80;    /* a UTF-8 lead byte */
-        }
-        if (chars + piece_chars > XLSX_CELL_CHARS - 1) {
+    for (size_t i = 0; i < len; chars += piece_chars)
+        i += xstring_piece(text, i, len, &piece, &piece_len, &piece_chars);
+    cut = chars > XLSX_CELL_CHARS;
+    chars = 0;
+    for (size_t i = 0, used; i < len; i += used) {
+        used = xstring_piece(text, i, len, &piece, &piece_len, &piece_chars);
+        if (cut && chars + piece_chars > XLSX_CELL_CHARS - 1) {
             piece = XLSX_CUT_MARK;
             piece_len = strlen(XLSX_CUT_MARK);
             len = i;                /* the last piece */
