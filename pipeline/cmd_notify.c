@@ -26,6 +26,7 @@
  * retried by the next run, and makes the exit status 73 once everything
  * else is done.
  */
+#include "alloc.h"
 #include "cmd.h"
 #include "digest.h"
 #include "error.h"
@@ -60,7 +61,7 @@ static const struct tly_option notify_options[] = {
 static int notify_outbox(struct tly_ctx *ctx, struct tly_notify_stats *st)
 {
     struct tly_reconcile_stats rs;
-    const struct tly_outdir_keep keep[] = { { ctx->db_path, "the ledger" }, { NULL, NULL } };
+    struct tly_outdir_keep *keep;
     struct tly_outdir out = { NULL, NULL };
     char csv[4400];
     int64_t as_of;
@@ -75,7 +76,11 @@ static int notify_outbox(struct tly_ctx *ctx, struct tly_notify_stats *st)
         return err;
 
     /* built beside DIR and swapped in whole, as --out (outputs.md "Files under --out DIR") */
-    if ((err = tly_outdir_begin(arg.outbox, keep, &out)))
+    if (!(keep = tly_keep_list(ctx, NULL, NULL, 0)))
+        return TLY_ERR_NOMEM;
+    err = tly_outdir_begin(arg.outbox, keep, &out);
+    tly_free(keep);
+    if (err)
         return err;
     if (snprintf(csv, sizeof csv, "%s/notifications.csv", out.tmp) >= (int)sizeof csv) {
         tly_outdir_abort(&out);

@@ -5,6 +5,7 @@
  * support can re-run the reports for another window or one account.  Like
  * `run`, it closes cycles whose end + grace has passed (semantics §8).
  */
+#include "alloc.h"
 #include "cmd.h"
 #include "error.h"
 #include "opts.h"
@@ -37,7 +38,7 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     struct tly_reconcile_stats rs;
     struct tly_report_stats st;
     struct tly_report_opts ro;
-    const struct tly_outdir_keep keep[] = { { ctx->db_path, "the ledger" }, { NULL, NULL } };
+    struct tly_outdir_keep *keep = NULL;
     struct tly_outdir dir;
     struct timespec t0;
     int npos, err;
@@ -59,6 +60,10 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     ro.account = account;
     ro.scratch_dir = tly_scratch_dir(ctx);
     /* a DIR that cannot take the reports is refused before reconcile closes a cycle */
+    if (!(keep = tly_keep_list(ctx, NULL, NULL, 0))) {
+        err = TLY_ERR_NOMEM;
+        goto done;
+    }
     if ((err = tly_outdir_check(out, keep)) ||
         (err = tly_stage_reconcile(ctx, ro.as_of, 1, 1, NULL, &rs)) ||
         (err = tly_outdir_begin(out, keep, &dir)))
@@ -69,6 +74,7 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
     }
     err = tly_outdir_commit(&dir);
 done:
+    tly_free(keep);
     /* outputs.md: every command ends with a one-line summary, failed or not */
     tly_note("%ld accounts reported, %ld files, %ld cycles closed, %.1f s", err ? 0 : st.accounts,
              err ? 0 : st.files, rs.cycles_closed, tly_elapsed(&t0));

@@ -52,20 +52,6 @@ struct run {
     int as_of_known;                    /* given, or resolved after ingest */
 };
 
-/* The ledger, the rate card and the bundles: none of them may be inside DIR. */
-static struct tly_outdir_keep *keep_list(const struct run *r)
-{
-    struct tly_outdir_keep *keep = tly_calloc((size_t)r->nbundles + 3, sizeof *keep);
-
-    if (!keep)
-        return NULL;
-    keep[0] = (struct tly_outdir_keep){ r->ctx->db_path, "the ledger" };
-    keep[1] = (struct tly_outdir_keep){ r->a.rates, "the rate card" };
-    for (int i = 0; i < r->nbundles; i++)
-        keep[i + 2] = (struct tly_outdir_keep){ r->bundles[i], "the bundle" };
-    return keep;
-}
-
 static int stage_ingest(struct run *r, enum tly_err *status)
 {
     int err;
@@ -206,7 +192,11 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
         (err = tly_notify_check(ctx->settings)))
         goto done;
     r.as_of_known = r.a.as_of != NULL;
-    if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha)) || !(r.keep = keep_list(&r))) {
+    if (!(r.keep = tly_keep_list(ctx, r.a.rates, r.bundles, r.nbundles))) {
+        err = TLY_ERR_NOMEM;
+        goto done;
+    }
+    if (!(r.sha = tly_calloc((size_t)npos + 1, sizeof *r.sha))) {
         err = tly_error(TLY_ERR_NOMEM, "out of memory");
         goto done;
     }

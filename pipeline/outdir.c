@@ -26,8 +26,18 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
+/* A directory made read-only (a DIR of mode 0555, swapped out) can be emptied again. */
+static int open_dir(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_D && (sb->st_mode & S_IRWXU) != S_IRWXU)
+        chmod(path, (sb->st_mode & 07777) | S_IRWXU);
+    return 0;
+}
+
 void tly_rmtree(const char *path)
 {
+    nftw(path, open_dir, 16, FTW_PHYS);
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -99,64 +109,88 @@ static void remove_stale(const char *parent, const char *base)
     closedir(d);
 }
 
-/*
- * Where 'path' is, symbolic links resolved, into 'out'; a path that does not
- * exist (a ledger not yet created) is something inside its parent, "PARENT/".
- * 0 when neither resolves.
- */
-static int resolve(const char *path, char out[PATH_MAX])
+/* A copy of 'path' without trailing slashes ("out/" names "out"; "/" stays). */
+static char *without_slashes(const char *path)
 {
-    char *copy;
-    int found;
+    char *copy = tly_strdup(path);
+    size_t n = copy ? strlen(copy) : 0;
 
-    if (realpath(path, out))
-        return 1;
-    if (!(copy = tly_strdup(path)))
-        return 0;
-    found = realpath(dirname(copy), out) != NULL && strlen(out) + 2 <= PATH_MAX;
-    tly_free(copy);
-    if (found)
-        strcat(out, "/");
+    while (n > 1 && copy[n - 1] == '/')
+        copy[--n] = '\0';
+    return copy;
+}
+
+/*
+ * Where the name 'path' is, its directory's links resolved but not a link
+ * of its own ("PARENT/BASE"), into 'out'.  0 when the parent does not
+ * resolve, or out of memory.
+ */
+static int locate(const char *path, char out[PATH_MAX])
+{
+    char *a = without_slashes(path), *b = a ? tly_strdup(a) : NULL;
+    const char *base;
+    int found = 0;
+
+    base = b ? basename(b) : NULL;
+    if (base && (!strcmp(base, ".") || !strcmp(base, "..")))
+        found = realpath(a, out) != NULL;               /* names no entry of its own */
+    else if (base && realpath(dirname(a), out)) {
+        found = strlen(out) + 1 + strlen(base) < PATH_MAX;
+        if (found)
+            strcat(strcat(out, "/"), base);
+    }
+    tly_free(a);
+    tly_free(b);
     return found;
+}
+
+/* Is 'p' the directory 'dir' (its length n, links resolved) or inside it? */
+static int within(const char *p, const char *dir, size_t n)
+{
+    return !strncmp(p, dir, n) && (p[n] == '\0' || p[n] == '/' || n == 1);
 }
 
 /*
  * The swap replaces whatever is at DIR and deletes it.  A DIR that is a
  * file, or that holds the ledger (`--out .` beside ./tally.db, a nightly
  * directory that also keeps the database) or this run's own inputs, would
- * be destroyed: refuse.  A symbolic link would be replaced by a directory
+ * be destroyed: refuse.  A kept file is looked for both where its name is
+ * (a link inside DIR to a ledger elsewhere would be deleted) and where it
+ * leads.  A DIR that is a symbolic link would be replaced by a directory
  * and the tree it points to left behind: refuse that too.
  */
 int tly_outdir_check(const char *final, const struct tly_outdir_keep *keep)
 {
-    char dir[PATH_MAX], where[PATH_MAX], *copy;
+    char dir[PATH_MAX], where[PATH_MAX], *name = without_slashes(final), *copy = NULL;
     struct stat st;
     size_t n;
-    int parent_found;
+    int err = TLY_OK;
 
-    if (lstat(final, &st) != 0) {       /* a new DIR: its parent must exist (outputs.md) */
-        if (!(copy = tly_strdup(final)))
-            return tly_error(TLY_ERR_NOMEM, "out of memory");
-        parent_found = stat(dirname(copy), &st) == 0 && S_ISDIR(st.st_mode);
-        tly_free(copy);
-        return parent_found ? TLY_OK : tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its parent"
-                                                 " directory does not exist", final);
+    if (!name)
+        return tly_error(TLY_ERR_NOMEM, "out of memory");
+    if (lstat(name, &st) != 0) {        /* a new DIR: its parent must exist (outputs.md) */
+        if (!(copy = tly_strdup(name)))
+            err = tly_error(TLY_ERR_NOMEM, "out of memory");
+        else if (stat(dirname(copy), &st) != 0 || !S_ISDIR(st.st_mode))
+            err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its parent directory does not exist",
+                            final);
+    } else if (S_ISLNK(st.st_mode)) {
+        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it is a symbolic link, which the swap"
+                        " would replace; name the directory itself", final);
+    } else if (!S_ISDIR(st.st_mode)) {
+        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it exists and is not a directory", final);
+    } else if (realpath(name, dir)) {
+        n = strlen(dir);
+        for (; keep && keep->path && !err; keep++)
+            if ((locate(keep->path, where) && within(where, dir, n)) ||
+                (realpath(keep->path, where) && within(where, dir, n)))
+                err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it holds %s '%s', and DIR is"
+                                " replaced whole; give the reports a directory of their own", final,
+                                keep->what, keep->path);
     }
-    if (S_ISLNK(st.st_mode))
-        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it is a symbolic link, which the swap would"
-                         " replace; name the directory itself", final);
-    if (!S_ISDIR(st.st_mode))
-        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it exists and is not a directory", final);
-    if (!realpath(final, dir))
-        return TLY_OK;
-    n = strlen(dir);
-    for (; keep && keep->path; keep++)
-        if (resolve(keep->path, where) && !strncmp(where, dir, n) &&
-            (where[n] == '\0' || where[n] == '/' || n == 1))
-            return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it holds %s '%s', and DIR is replaced"
-                             " whole; give the reports a directory of their own", final, keep->what,
-                             keep->path);
-    return TLY_OK;
+    tly_free(copy);
+    tly_free(name);
+    return err;
 }
 
 /*
@@ -235,8 +269,7 @@ int tly_outdir_commit(struct tly_outdir *o)
     }
     close(fd);
     if (renameat2(AT_FDCWD, o->tmp, AT_FDCWD, o->final, RENAME_EXCHANGE) == 0) {
-        chmod(o->tmp, 0700);        /* swapped out, and its files removable */
-        remove_beside(o->tmp, "the previous reports");
+        remove_beside(o->tmp, "the previous reports");     /* swapped out */
     } else if (errno == ENOENT && rename(o->tmp, o->final) == 0) {
         /* no previous DIR */
     } else {

@@ -2,6 +2,7 @@
  * stages.c — shared pieces of run, report, notify and balance.
  */
 #include "stages.h"
+#include "alloc.h"
 #include "error.h"
 #include "money.h"
 #include "timeutil.h"
@@ -106,6 +107,28 @@ const char *tly_scratch_dir(const struct tly_ctx *ctx)
     if (usable_dir(tmpdir))
         return tmpdir;
     return usable_dir("/dev/shm") && roomy("/dev/shm") ? "/dev/shm" : NULL;
+}
+
+struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rates,
+                                      char *const *bundles, int nbundles)
+{
+    struct tly_outdir_keep *keep = tly_calloc((size_t)nbundles + 5, sizeof *keep);
+    int n = 0;
+
+    if (!keep) {
+        tly_error(TLY_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    keep[n++] = (struct tly_outdir_keep){ ctx->db_path, "the ledger" };
+    if (ctx->config_path)
+        keep[n++] = (struct tly_outdir_keep){ ctx->config_path, "the configuration" };
+    if (ctx->settings->templates_dir && *ctx->settings->templates_dir)
+        keep[n++] = (struct tly_outdir_keep){ ctx->settings->templates_dir, "the templates" };
+    if (rates)
+        keep[n++] = (struct tly_outdir_keep){ rates, "the rate card" };
+    for (int i = 0; i < nbundles; i++)
+        keep[n++] = (struct tly_outdir_keep){ bundles[i], "the bundle" };
+    return keep;
 }
 
 void tly_clock(struct timespec *now)

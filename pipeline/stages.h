@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "outdir.h"
 #include "reconcile.h"
 
 /* --as-of TEXT, else the latest manifest period_end; none → usage error 64. */
@@ -31,6 +32,15 @@ int tly_stage_reconcile(struct tly_ctx *ctx, int64_t as_of, int close, int commi
  * creation of the run, and a tmpfs costs nothing.
  */
 const char *tly_scratch_dir(const struct tly_ctx *ctx);
+
+/*
+ * What the swap of an output directory must not destroy (outdir.h): the
+ * ledger, the --config file, the templates directory set, the rate card
+ * 'rates' (or NULL) and the 'nbundles' bundles.  NULL when out of memory
+ * (reported); the caller frees it with tly_free().
+ */
+struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rates,
+                                      char *const *bundles, int nbundles);
 
 double tly_elapsed(const struct timespec *since);
 void tly_clock(struct timespec *now);

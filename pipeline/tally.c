@@ -110,11 +110,11 @@ static void open_standard_fds(void)
 int main(int argc, char **argv)
 {
     struct tly_settings settings;
-    struct tly_ctx ctx = { &settings, NULL, NULL };
+    struct tly_ctx ctx = { &settings, NULL, NULL, NULL };
     const char *db = NULL, *config = NULL;
     const struct tly_cmd *cmd;
     struct timespec t0;
-    int i, err;
+    int i, err, ran = 0;
 
     /*
      * One thread uses SQLite, and nothing reads its memory statistics:
@@ -165,22 +165,24 @@ int main(int argc, char **argv)
     if (db && (err = tly_settings_set(&settings, "ledger", "db", db, TLY_SRC_OPTION)))
         goto out;
     ctx.db_path = settings.db;
+    ctx.config_path = config;
     if ((cmd->flags & CMD_DB) && !wants_help(argc, argv)) {
         /* the command says so after its options are checked (cmd.h) */
         if ((cmd->flags & CMD_READ) && access(ctx.db_path, F_OK) != 0)
             goto run;
         err = tly_ledger_open(ctx.db_path, (cmd->flags & CMD_LOCK) ? TLY_LEDGER_LOCK : 0,
                               &ctx.ledger);
-        if (err) {
-            /* outputs.md: every command ends with a one-line summary */
-            tly_note("nothing done (%s), %.1f s", tly_strerror((enum tly_err)err), tly_elapsed(&t0));
+        if (err)
             goto out;
-        }
     }
 run:
     err = cmd->fn(argc, argv, &ctx);
     err = tly_err_worst(err, finish_stdout());
+    ran = 1;
 out:
+    /* outputs.md: every command ends with a one-line summary, also one that never began */
+    if (!ran)
+        tly_note("nothing done (%s), %.1f s", tly_strerror((enum tly_err)err), tly_elapsed(&t0));
     tly_ledger_close(ctx.ledger);
     tly_settings_release(&settings);
     return tly_exit_code(err);

@@ -19,8 +19,9 @@
 #   - a header naming a column twice warns "repeated column", and the first counts;
 #   - a rate card's unknown column warns, as a bundle file's does;
 #   - --out naming the ledger's directory, a file, a link, or a directory
-#     holding the run's rate card or a bundle exits 73 and destroys nothing;
-#     a read-only DIR (0555) is replaced and keeps its mode;
+#     holding the run's rate card, a bundle or a link to the ledger exits 73
+#     and destroys nothing; a read-only DIR (0555) is replaced and keeps its
+#     mode (as nobody: root ignores modes);
 #   - notify computes at its own as-of, and a run there shows its digest again;
 #   - run --sendmail: a failed hand-off exits 73 with the summary last, and
 #     the next run hands each digest off exactly once; a digest made by a
@@ -333,16 +334,16 @@ ln -s "$tmp/export" "$tmp/linked"
 t 73 "run --out a symbolic link" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
     --as-of 2026-11-05T00:00:00Z --out "$tmp/linked" "$F/gale.tar.gz"
 grep -q "symbolic link" "$tmp/err" || problem "run --out a symbolic link: $(head -1 "$tmp/err")"
-# a DIR an admin made read-only is still replaced, and keeps its mode
-mkdir -m 0555 "$tmp/ro"
-t 0 "run --out a read-only DIR" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
-    --as-of 2026-11-05T00:00:00Z --out "$tmp/ro" "$F/gale.tar.gz"
-[ "$(stat -c %a "$tmp/ro")" = 555 ] || problem "run --out a read-only DIR: mode $(stat -c %a "$tmp/ro")"
-[ -e "$tmp/ro/summary.csv" ] || problem "run --out a read-only DIR: no summary.csv"
-t 0 "run again --out a read-only DIR" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
-    --as-of 2026-11-05T00:00:00Z --out "$tmp/ro" "$F/gale.tar.gz"
-ls -a "$tmp" | grep -q '^\.ro\.tally-' && problem "run --out a read-only DIR: the old tree is left beside it"
-chmod 0755 "$tmp/ro"
+t 73 "run --out a symbolic link/" --db "$tmp/nightly/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/linked/" "$F/gale.tar.gz"
+[ "$(sqlite3 "$tmp/nightly/t.db" 'select count(*) from bundles')" = 0 ] ||
+    problem "run --out a symbolic link/: a bundle was committed before the refusal"
+# a link inside DIR to a ledger elsewhere: the swap would delete the name
+mkdir -p "$tmp/withlink"
+ln -s "$tmp/nightly/t.db" "$tmp/withlink/t.db"
+t 73 "run --out a DIR holding a link to the ledger" --db "$tmp/withlink/t.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --out "$tmp/withlink" "$F/gale.tar.gz"
+[ -L "$tmp/withlink/t.db" ] || problem "run --out a DIR holding a link to the ledger: the link is gone"
 echo keep >"$tmp/afile"
 t 73 "report --out a file" --db "$tmp/nightly/t.db" report --as-of 2026-11-05T00:00:00Z --out "$tmp/afile"
 [ "$(cat "$tmp/afile")" = keep ] || problem "report --out a file: the file was replaced"
@@ -395,8 +396,25 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2
     [ "$rc" = 74 ] || problem "unreadable entry: exit $rc (expected 74): $(head -1 "$tmp/err")"
     grep -q "'dirb': entry 'runs.csv': Permission denied" "$tmp/err" ||
         problem "unreadable entry: the bundle is not named: $(head -1 "$tmp/err")"
+    # a DIR an admin made read-only is still replaced, keeps its mode, and
+    # leaves no tree beside it (root ignores modes, so this runs as nobody)
+    mkdir -p "$tmp/perm/ro" "$tmp/perm/in"
+    cp "$F/rates.csv" "$F/gale.tar.gz" "$tmp/perm/in/"
+    chown -R nobody "$tmp/perm"
+    chmod 0555 "$tmp/perm/ro"
+    for i in 1 2; do
+        setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
+            "$TALLY" --db "$tmp/perm/ro.db" run --rates "$tmp/perm/in/rates.csv" --as-of 2026-11-05T00:00:00Z \
+            --out "$tmp/perm/ro" "$tmp/perm/in/gale.tar.gz" </dev/null >/dev/null 2>"$tmp/err"
+        rc=$?
+        [ "$rc" = 0 ] || problem "run --out a read-only DIR ($i): exit $rc: $(head -1 "$tmp/err")"
+    done
+    [ "$(stat -c %a "$tmp/perm/ro")" = 555 ] || problem "run --out a read-only DIR: mode $(stat -c %a "$tmp/perm/ro")"
+    [ -e "$tmp/perm/ro/summary.csv" ] || problem "run --out a read-only DIR: no summary.csv"
+    ls -a "$tmp/perm" | grep -q '^\.ro\.tally-' && problem "run --out a read-only DIR: a tree is left beside it"
+    chmod 0755 "$tmp/perm/ro"
 else
-    note "note: unreadable-bundle check skipped (needs root, setpriv and user nobody)"
+    note "note: unreadable-bundle and read-only DIR checks skipped (need root, setpriv and user nobody)"
 fi
 
 # Row rejects printed before the bundle turned out to be rejected whole (its
