@@ -559,43 +559,60 @@ static int feed_line(struct tly_csv *r, size_t ls, size_t le, int *quote_error)
 }
 
 /*
+ * Lines as the row count after a quote error sees them: every line ended,
+ * and those with more than spaces, tabs and CRs in them (blank lines are
+ * no rows).  The line still open at the end counts too.
+ */
+struct lines_seen {
+    long ended, nonblank;
+    int open, open_nonblank;
+};
+
+static void lines_seen_byte(struct lines_seen *l, char c)
+{
+    if (c == '\n') {
+        l->ended++;
+        l->nonblank += l->open_nonblank;
+        l->open = l->open_nonblank = 0;
+    } else {
+        l->open = 1;
+        l->open_nonblank |= c != ' ' && c != '\t' && c != '\r';
+    }
+}
+
+static long lines_seen_nonblank(const struct lines_seen *l)
+{
+    return l->nonblank + l->open_nonblank;
+}
+
+/*
  * After a quote error: counts the lines and non-blank lines left (the
  * manifest's row count), byte by byte, keeping nothing.
  */
 static int drain(struct tly_csv *r)
 {
-    int partial = 0, nonblank = 0, rc;
+    struct lines_seen seen = { 0, 0, 0, 0 };
+    int rc;
 
     r->pending = 0;
     for (;;) {
         for (; r->pos < r->end; r->pos++) {
             char c = r->buf[r->pos];
-            if (c == '\n') {
-                r->line++;
-                r->rows += nonblank;
-                partial = nonblank = 0;
+            if (!r->drain_mid_line) {
+                lines_seen_byte(&seen, c);
+            } else if (c == '\n') {        /* the broken row's line: counted with it */
                 r->drain_mid_line = 0;
-            } else if (r->drain_mid_line) {
-                continue;                   /* counted with its row */
-            } else {
-                partial = 1;
-                nonblank |= c != ' ' && c != '\t' && c != '\r';
+                r->line++;
             }
         }
         r->scan = r->end;
         if ((rc = fill(r, r->pos)) <= 0)
             break;
     }
-    r->line += partial;
-    r->rows += nonblank;
+    r->line += seen.ended + (seen.open || r->drain_mid_line);
+    r->rows += lines_seen_nonblank(&seen);
     r->state = DONE;
     return rc < 0 ? TLY_CSV_ERROR : TLY_CSV_END;
-}
-
-/* Is c a byte a blank line may hold? */
-static int blank_byte(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r';
 }
 
 /*
@@ -616,18 +633,11 @@ static int count_unterminated(struct tly_csv *r, long lines, int event)
 
 static long nonblank_lines(const char *s, size_t n)
 {
-    long lines = 0;
-    int nonblank = 0;
+    struct lines_seen seen = { 0, 0, 0, 0 };
 
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\n') {
-            lines += nonblank;
-            nonblank = 0;
-        } else {
-            nonblank |= !blank_byte(s[i]);
-        }
-    }
-    return lines + nonblank;
+    for (size_t i = 0; i < n; i++)
+        lines_seen_byte(&seen, s[i]);
+    return lines_seen_nonblank(&seen);
 }
 
 /*
@@ -641,8 +651,7 @@ struct long_row {
     int quoted, quote_seen, closed, started, nul;
     size_t field_len, max_len;
     int fields;
-    long lines;                 /* non-blank lines ended so far, for count_unterminated */
-    int line_nonblank;
+    struct lines_seen seen;     /* from the row's start, for count_unterminated */
 };
 
 static void long_row_field_end(struct long_row *w)
@@ -659,12 +668,7 @@ static int long_row_step(struct long_row *w, char c)
 {
     if (c == '\0')
         w->nul = 1;
-    if (c == '\n') {
-        w->lines += w->line_nonblank;
-        w->line_nonblank = 0;
-    } else {
-        w->line_nonblank |= !blank_byte(c);
-    }
+    lines_seen_byte(&w->seen, c);
     if (w->quote_seen) {
         w->quote_seen = 0;
         if (c == '"') {
@@ -772,7 +776,7 @@ static int skip_long_row(struct tly_csv *r, struct tly_csv_row *row)
             r->line++;                            /* the last line had no LF */
             if (w.quoted && !w.quote_seen) {
                 r->rows += !r->header_mode;
-                return count_unterminated(r, w.lines + w.line_nonblank,
+                return count_unterminated(r, lines_seen_nonblank(&w.seen),
                                           quote_error_row(r, row, r->side, r->side_len));
             }
             long_row_field_end(&w);

@@ -62,22 +62,27 @@ static void remove_beside(const char *path, const char *what)
         tly_warn("cannot remove %s '%s' (not this user's?): remove it by hand", what, path);
 }
 
+/* A copy of 'path' without trailing slashes ("out/" names "out"; "/" stays). */
+static char *without_slashes(const char *path)
+{
+    char *copy = tly_strdup(path);
+    size_t n = copy ? strlen(copy) : 0;
+
+    while (n > 1 && copy[n - 1] == '/')
+        copy[--n] = '\0';
+    return copy;
+}
+
 /* Splits 'final' into its parent and base name (both newly allocated). */
 static int split(const char *final, char **parent, char **base)
 {
-    char *a = tly_strdup(final), *b = tly_strdup(final);
-    size_t n;
+    char *a = without_slashes(final), *b = a ? tly_strdup(a) : NULL;
 
     *parent = *base = NULL;
     if (!a || !b) {
         tly_free(a);
         tly_free(b);
         return tly_error(TLY_ERR_NOMEM, "out of memory");
-    }
-    n = strlen(b);
-    while (n > 1 && b[n - 1] == '/') {  /* "out/" names "out" */
-        n--;
-        a[n] = b[n] = '\0';
     }
     *parent = tly_strdup(dirname(a));
     *base = tly_strdup(basename(b));
@@ -109,38 +114,27 @@ static void remove_stale(const char *parent, const char *base)
     closedir(d);
 }
 
-/* A copy of 'path' without trailing slashes ("out/" names "out"; "/" stays). */
-static char *without_slashes(const char *path)
-{
-    char *copy = tly_strdup(path);
-    size_t n = copy ? strlen(copy) : 0;
-
-    while (n > 1 && copy[n - 1] == '/')
-        copy[--n] = '\0';
-    return copy;
-}
-
 /*
  * Where the name 'path' is, its directory's links resolved but not a link
  * of its own ("PARENT/BASE"), into 'out'.  0 when the parent does not
- * resolve, or out of memory.
+ * resolve, -1 when out of memory (reported).
  */
 static int locate(const char *path, char out[PATH_MAX])
 {
-    char *a = without_slashes(path), *b = a ? tly_strdup(a) : NULL;
-    const char *base;
+    char *parent, *base;
     int found = 0;
 
-    base = b ? basename(b) : NULL;
-    if (base && (!strcmp(base, ".") || !strcmp(base, "..")))
-        found = realpath(a, out) != NULL;               /* names no entry of its own */
-    else if (base && realpath(dirname(a), out)) {
+    if (split(path, &parent, &base))
+        return -1;
+    if (!strcmp(base, ".") || !strcmp(base, ".."))
+        found = realpath(path, out) != NULL;            /* names no entry of its own */
+    else if (realpath(parent, out)) {
         found = strlen(out) + 1 + strlen(base) < PATH_MAX;
         if (found)
             strcat(strcat(out, "/"), base);
     }
-    tly_free(a);
-    tly_free(b);
+    tly_free(parent);
+    tly_free(base);
     return found;
 }
 
@@ -181,12 +175,17 @@ int tly_outdir_check(const char *final, const struct tly_outdir_keep *keep)
         err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it exists and is not a directory", final);
     } else if (realpath(name, dir)) {
         n = strlen(dir);
-        for (; keep && keep->path && !err; keep++)
-            if ((locate(keep->path, where) && within(where, dir, n)) ||
-                (realpath(keep->path, where) && within(where, dir, n)))
+        for (; keep && keep->path && !err; keep++) {
+            int located = locate(keep->path, where);
+
+            if (located < 0)
+                err = TLY_ERR_NOMEM;
+            else if ((located && within(where, dir, n)) ||
+                     (realpath(keep->path, where) && within(where, dir, n)))
                 err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': it holds %s '%s', and DIR is"
                                 " replaced whole; give the reports a directory of their own", final,
                                 keep->what, keep->path);
+        }
     }
     tly_free(copy);
     tly_free(name);
