@@ -38,22 +38,13 @@ static const struct tly_option ingest_options[] = {
 const struct tly_option *tly_ingest_options(void);
 const struct tly_option *tly_ingest_options(void) { return ingest_options; }
 
-static const char *s_if(long n) { return n == 1 ? "" : "s"; }
-
 /* outputs.md: every command ends with a one-line summary on stderr. */
 static void summary(const struct tly_ingest_stats *st, long nbundles, double seconds)
 {
-    char earlier[96] = "";
+    char what[512];
 
-    /* a re-run exits 3 like the first run: say where the quarantine is */
-    if (st->quarantined_earlier || st->bundles_already_rejected)
-        snprintf(earlier, sizeof earlier, " (when first ingested: %ld quarantined, %ld rejected)",
-                 st->quarantined_earlier, st->bundles_already_rejected);
-    tly_note("%ld bundle%s (%ld loaded, %ld already ingested, %ld rejected), %ld rows loaded, "
-             "%ld duplicate%s, %ld quarantined%s, %ld file%s skipped, %.1f s",
-             nbundles, s_if(nbundles), st->bundles_loaded, st->bundles_already,
-             st->bundles_rejected, st->rows_loaded, st->duplicates, s_if(st->duplicates),
-             st->quarantined, earlier, st->files_skipped, s_if(st->files_skipped), seconds);
+    tly_ingest_describe(what, sizeof what, st, nbundles);
+    tly_note("%s, %.1f s", what, seconds);
 }
 
 int cmd_ingest(int argc, char **argv, struct tly_ctx *ctx)

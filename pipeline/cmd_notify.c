@@ -126,13 +126,13 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
     extra[0] = '\0';
     if (st.handoff_failed)
         snprintf(extra, sizeof extra, ", %ld hand-off%s failed", st.handoff_failed,
-                 st.handoff_failed == 1 ? "" : "s");
+                 tly_plural(st.handoff_failed));
     if (st.skipped)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", %ld account%s skipped",
-                 st.skipped, st.skipped == 1 ? "" : "s");
+                 st.skipped, tly_plural(st.skipped));
     tly_note("%ld digest%s (%ld new), %ld item%s, %ld handed off%s, %.1f s", st.digests_shown,
-             st.digests_shown == 1 ? "" : "s", st.digests_created, st.items,
-             st.items == 1 ? "" : "s", st.handed_off, extra, tly_elapsed(&t0));
+             tly_plural(st.digests_shown), st.digests_created, st.items, tly_plural(st.items),
+             st.handed_off, extra, tly_elapsed(&t0));
     if (err)
         return err;
     /* a failed hand-off is retried next run; the exit status still says it failed */

@@ -42,6 +42,6 @@ int cmd_rates(int argc, char **argv, struct tly_ctx *ctx)
         return err;
     }
     tly_note("'%s': %ld rate%s for %ld hardware profile%s loaded, %.1f s", argv[0], st.rows,
-             st.rows == 1 ? "" : "s", st.hardware, st.hardware == 1 ? "" : "s", tly_elapsed(&t0));
+             tly_plural(st.rows), st.hardware, tly_plural(st.hardware), tly_elapsed(&t0));
     return TLY_OK;
 }

@@ -76,7 +76,10 @@ int cmd_report(int argc, char **argv, struct tly_ctx *ctx)
 done:
     tly_free(keep);
     /* outputs.md: every command ends with a one-line summary, failed or not */
-    tly_note("%ld accounts reported, %ld files, %ld cycles closed, %.1f s", err ? 0 : st.accounts,
-             err ? 0 : st.files, rs.cycles_closed, tly_elapsed(&t0));
+    long accounts = err ? 0 : st.accounts, files = err ? 0 : st.files;
+
+    tly_note("%ld account%s reported, %ld file%s, %ld cycle%s closed, %.1f s", accounts,
+             tly_plural(accounts), files, tly_plural(files), rs.cycles_closed,
+             tly_plural(rs.cycles_closed), tly_elapsed(&t0));
     return err;
 }

@@ -141,16 +141,14 @@ static int write_runjson(struct run *r, const char *dir)
 
 static void summary(const struct run *r, double seconds)
 {
-    char when[TLY_TS_LEN] = "not known";
+    char when[TLY_TS_LEN] = "not known", what[512];
+
     if (r->as_of_known)
         tly_format_ts(when, r->as_of);
-    tly_note("as-of %s, %d bundles (%ld loaded, %ld already ingested, %ld rejected), %ld rows loaded,"
-             " %ld duplicates, %ld quarantined, %ld files skipped, %ld accounts reported,"
-             " %ld digests (%ld new), %.1f s",
-             when, r->nbundles, r->ingest.bundles_loaded, r->ingest.bundles_already,
-             r->ingest.bundles_rejected, r->ingest.rows_loaded, r->ingest.duplicates,
-             r->ingest.quarantined, r->ingest.files_skipped, r->report.accounts,
-             r->notify.digests_shown, r->notify.digests_created, seconds);
+    tly_ingest_describe(what, sizeof what, &r->ingest, r->nbundles);
+    tly_note("as-of %s, %s, %ld account%s reported, %ld digest%s (%ld new), %.1f s", when, what,
+             r->report.accounts, tly_plural(r->report.accounts), r->notify.digests_shown,
+             tly_plural(r->notify.digests_shown), r->notify.digests_created, seconds);
 }
 
 int cmd_run(int argc, char **argv, struct tly_ctx *ctx)

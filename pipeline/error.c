@@ -111,6 +111,11 @@ void tly_note(const char *fmt, ...)
     va_end(ap);
 }
 
+const char *tly_plural(long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 void tly_vprogress(const char *fmt, va_list ap)
 {
     vreport(0, NULL, 1, fmt, ap);

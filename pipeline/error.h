@@ -34,6 +34,9 @@ int tly_error(enum tly_err code, const char *fmt, ...)
 void tly_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tly_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "s" unless n is 1: the summary lines say "1 duplicate", "2 duplicates". */
+const char *tly_plural(long n);
+
 /* A progress line "tally: ...", only when stderr is a terminal. */
 void tly_vprogress(const char *fmt, va_list ap);
 

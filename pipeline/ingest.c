@@ -360,6 +360,22 @@ void tly_ingest_stats_release(struct tly_ingest_stats *st)
     st->nbundle_ids = 0;
 }
 
+void tly_ingest_describe(char *buf, size_t size, const struct tly_ingest_stats *st, long nbundles)
+{
+    char earlier[96] = "";
+
+    if (st->quarantined_earlier || st->bundles_already_rejected)
+        snprintf(earlier, sizeof earlier, " (when first ingested: %ld quarantined, %ld rejected)",
+                 st->quarantined_earlier, st->bundles_already_rejected);
+    snprintf(buf, size,
+             "%ld bundle%s (%ld loaded, %ld already ingested, %ld rejected), %ld row%s loaded, "
+             "%ld duplicate%s, %ld quarantined%s, %ld file%s skipped",
+             nbundles, tly_plural(nbundles), st->bundles_loaded, st->bundles_already,
+             st->bundles_rejected, st->rows_loaded, tly_plural(st->rows_loaded), st->duplicates,
+             tly_plural(st->duplicates), st->quarantined, earlier, st->files_skipped,
+             tly_plural(st->files_skipped));
+}
+
 static void ing_release(struct ing *g)
 {
     for (int t = 0; t < TLY_FILE_MANIFEST; t++) {

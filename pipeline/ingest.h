@@ -54,6 +54,15 @@ struct tly_ingest_stats {
 int tly_ingest_bundle(struct tly_ledger *l, const struct tly_settings *s, const char *path,
                       struct tly_ingest_stats *st);
 
+/*
+ * The ingest part of a command's summary line (outputs.md), into buf:
+ * "2 bundles (1 loaded, 1 already ingested, 0 rejected), 10 rows loaded,
+ * 1 duplicate, 0 quarantined (when first ingested: 2 quarantined, 0
+ * rejected), 1 file skipped".  The parenthesis after "quarantined" appears
+ * only for bundles ingested before, so that a re-run exiting 3 says why.
+ */
+void tly_ingest_describe(char *buf, size_t size, const struct tly_ingest_stats *st, long nbundles);
+
 /* Frees what the stats own (skipped, bundle_ids) and zeroes them. */
 void tly_ingest_stats_release(struct tly_ingest_stats *st);
 

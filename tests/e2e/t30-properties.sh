@@ -86,8 +86,8 @@ PY
 # every input row is loaded, a duplicate or a reject
 total=$(python3 -c "import csv,sys; print(sum(int(r['rows']) for r in csv.DictReader(open('$tmp/all/manifest.csv'))))")
 summary=$(tail -1 "$tmp/batch.err")
-loaded=$(echo "$summary" | sed -n 's/.* \([0-9]*\) rows loaded.*/\1/p')
-dups=$(echo "$summary" | sed -n 's/.* \([0-9]*\) duplicates.*/\1/p')
+loaded=$(echo "$summary" | sed -n 's/.* \([0-9]*\) rows\? loaded.*/\1/p')
+dups=$(echo "$summary" | sed -n 's/.* \([0-9]*\) duplicates\?,.*/\1/p')
 quar=$(echo "$summary" | sed -n 's/.* \([0-9]*\) quarantined.*/\1/p')
 [ "$((loaded + dups + quar))" -eq "$total" ] || { echo "rows: $loaded + $dups + $quar != $total"; exit 1; }
 

@@ -367,7 +367,17 @@ t 0 "run at the notify's as-of" --db "$db" run --rates "$N/rates.csv" --as-of 20
     --out "$tmp/dir" "$N/bundle"
 cmp -s "$tmp/box/notifications.csv" "$tmp/dir/notifications.csv" ||
     problem "run at the notify's as-of: not the notify's digest"
-grep -q "1 digests (0 new)" "$tmp/err" || problem "run at the notify's as-of: $(tail -n 1 "$tmp/err")"
+grep -q "1 digest (0 new)" "$tmp/err" || problem "run at the notify's as-of: $(tail -n 1 "$tmp/err")"
+
+# a re-run exits 3 as the first run did (outputs.md), and its summary line
+# says why: the rows were quarantined when the bundles were first ingested
+rm_db "$db"; rm -rf "$tmp/dir"
+for label in "run of the fixtures" "the same run again"; do
+    t 3 "$label" --db "$db" run --rates "$F/rates.csv" --as-of 2026-11-05T00:00:00Z \
+        --out "$tmp/dir" "$F/gale.tar.gz" "$F/process.zip" "$F/agent-platform"
+done
+tail -n 1 "$tmp/err" | grep -q " 0 rows loaded, 0 duplicates, 0 quarantined (when first ingested: 2 quarantined, 0 rejected), 1 file skipped, 6 accounts reported, 5 digests (0 new)," ||
+    problem "a re-run's summary does not say why it exits 3: $(tail -n 1 "$tmp/err")"
 
 # A bundle the file system will not let tally read (an upload with the wrong
 # owner) is an I/O error, 74, and records nothing: a reject would be kept for
