@@ -511,6 +511,22 @@ int tly_bundle_name_key(const char *path, const char hex[65], char key[65])
     return 1;
 }
 
+void tly_bundle_bounds_key(const struct tly_settings *s, const char hex[65], char key[65])
+{
+    char bounds[160];
+    struct sha256_ctx ctx;
+    int n = snprintf(bounds, sizeof bounds, "too_large %lld %lld %lld %lld %lld %lld",
+                     (long long)s->max_entry_bytes, (long long)s->max_bundle_bytes,
+                     (long long)s->max_entries, (long long)s->max_ratio,
+                     (long long)s->ratio_after_bytes, (long long)s->max_rows_per_file);
+
+    sha256_init(&ctx);
+    sha256_update(&ctx, 64, (const uint8_t *)hex);
+    sha256_update(&ctx, 1, (const uint8_t *)"");
+    sha256_update(&ctx, (size_t)n, (const uint8_t *)bounds);
+    digest_hex(&ctx, key);
+}
+
 int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject *rej)
 {
     struct sha256_ctx ctx;

@@ -89,6 +89,16 @@ int tly_bundle_identity(const char *path, char hex[65], struct tly_bundle_reject
 int tly_bundle_name_key(const char *path, const char hex[65], char key[65]);
 
 /*
+ * A bundle rejected as too_large was refused by the [ingest] bounds in
+ * force, which an admin may raise for it.  So the ledger keeps such a
+ * refusal by content and bounds: 'key' gets the SHA-256 of the identity
+ * 'hex', a NUL and the bounds (entry, bundle and ratio bytes, entries, rows
+ * per file) as text.  Sent again under the same bounds, the bundle is
+ * already ingested (rejected); under other bounds it is read again.
+ */
+void tly_bundle_bounds_key(const struct tly_settings *s, const char hex[65], char key[65]);
+
+/*
  * A path inside a bundle as entries and manifest rows are compared: 'name'
  * copied into 'out' (room for strlen(name) + 1) without empty and "."
  * components, so tar's "./runs.csv" is "runs.csv" and "a//b" is "a/b".

@@ -1972,7 +1972,7 @@ static int load(struct ing *g, const char *path, const char *hex, struct tly_ing
 static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
 {
     struct tly_bundle_reject rej = { "", "", NULL };
-    char hex[65], name_key[65];
+    char hex[65], name_key[65], bounds_key[65];
     const char *key = hex;
     int rc, err;
 
@@ -1993,14 +1993,15 @@ static int ingest(struct ing *g, const char *path, struct tly_ingest_stats *st)
     }
     if (tly_bundle_name_key(path, hex, name_key))
         key = name_key;
-    if (already(g, key, st, &rc))
+    tly_bundle_bounds_key(g->s, key, bounds_key);
+    if (already(g, key, st, &rc) || already(g, bounds_key, st, &rc))
         return rc;
     if ((err = load(g, path, key, st)))
         return err;
     if (g->bulk_duplicates && ((err = load_row_by_row(g)) || (err = load(g, path, key, st))))
         return err;
     if (g->rej_code[0])
-        return record_rejected(g, key, st);
+        return record_rejected(g, strcmp(g->rej_code, "too_large") ? key : bounds_key, st);
     if (g->row_rejects > g->printed)
         tly_note("'%s': %ld more rejects not shown here", g->name, g->row_rejects - g->printed);
     st->bundles_loaded++;

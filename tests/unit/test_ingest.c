@@ -1006,6 +1006,36 @@ static void test_ingest_max_rows_per_file(void **state)
 }
 
 /*
+ * A too_large refusal is kept by content and bounds: sent again under the
+ * same bounds the bundle is already ingested (no second reject row); once
+ * an admin raises the bound it loads, and then it is already ingested
+ * whatever the bounds.
+ */
+static void test_ingest_too_large_retried_under_new_bounds(void **state)
+{
+    struct fx *f = *state;
+
+    f->s.max_rows_per_file = 2;
+    put(f, "b1", "runs.csv", runs_csv);
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_rejected, 1);
+    assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
+    assert_int_equal(f->st.bundles_already_rejected, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 1);
+
+    f->s.max_rows_per_file = 1000;
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    assert_int_equal(f->st.bundles_loaded, 1);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM rejects"), 1);     /* history kept */
+
+    f->s.max_rows_per_file = 2;
+    assert_int_equal(ingest(f, "b1"), TLY_OK);                          /* loaded: final */
+    assert_int_equal(f->st.bundles_already, 2);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM runs"), 3);
+}
+
+/*
  * Fault injection (style.md §14): failing the Nth allocation, for N = 1, 2,
  * ... until the ingest of 'bundle' gets through, gives a clean
  * TLY_ERR_NOMEM each time, with nothing half-loaded and both runs indexes
@@ -1095,6 +1125,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_rejects_csv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_unreadable_bundle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_max_rows_per_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_too_large_retried_under_new_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test(test_ingest_options_sorted),
     };
