@@ -298,6 +298,6 @@ int cmd_balance(int argc, char **argv, struct tly_ctx *ctx)
         tly_ledger_rollback(ctx->ledger);
     }
     /* outputs.md: the summary ends every run of the command, a failed one too */
-    tly_note("%d account%s explained, %.1f s", !err, tly_plural(!err), tly_elapsed(&t0));
+    tly_summary("%d account%s explained, %.1f s", !err, tly_plural(!err), tly_elapsed(&t0));
     return err;
 }

@@ -32,6 +32,6 @@ int cmd_config(int argc, char **argv, struct tly_ctx *ctx)
     /* what run and notify would refuse before committing anything, found now */
     if ((err = tly_notify_check(ctx->settings)))
         return err;
-    tly_note("settings printed");
+    tly_summary("settings printed");
     return TLY_OK;
 }

@@ -44,7 +44,7 @@ static void summary(const struct tly_ingest_stats *st, long nbundles, double sec
     char what[512];
 
     tly_ingest_describe(what, sizeof what, st, nbundles);
-    tly_note("%s, %.1f s", what, seconds);
+    tly_summary("%s, %.1f s", what, seconds);
 }
 
 int cmd_ingest(int argc, char **argv, struct tly_ctx *ctx)

@@ -130,7 +130,7 @@ int cmd_notify(int argc, char **argv, struct tly_ctx *ctx)
     if (st.skipped)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", %ld account%s skipped",
                  st.skipped, tly_plural(st.skipped));
-    tly_note("%ld digest%s (%ld new), %ld item%s, %ld handed off%s, %.1f s", st.digests_shown,
+    tly_summary("%ld digest%s (%ld new), %ld item%s, %ld handed off%s, %.1f s", st.digests_shown,
              tly_plural(st.digests_shown), st.digests_created, st.items, tly_plural(st.items),
              st.handed_off, extra, tly_elapsed(&t0));
     if (err)

@@ -37,11 +37,11 @@ int cmd_rates(int argc, char **argv, struct tly_ctx *ctx)
     }
     tly_clock(&t0);
     if ((err = tly_rates_load_stats(ctx->ledger, argv[0], &st))) {
-        tly_note("'%s': rate card %s, 0 rates loaded; the card in force stays, %.1f s", argv[0],
+        tly_summary("'%s': rate card %s, 0 rates loaded; the card in force stays, %.1f s", argv[0],
                  err == TLY_ERR_INPUT ? "refused" : "not read", tly_elapsed(&t0));
         return err;
     }
-    tly_note("'%s': %ld rate%s for %ld hardware profile%s loaded, %.1f s", argv[0], st.rows,
+    tly_summary("'%s': %ld rate%s for %ld hardware profile%s loaded, %.1f s", argv[0], st.rows,
              tly_plural(st.rows), st.hardware, tly_plural(st.hardware), tly_elapsed(&t0));
     return TLY_OK;
 }

@@ -78,7 +78,7 @@ done:
     /* outputs.md: every command ends with a one-line summary, failed or not */
     long accounts = err ? 0 : st.accounts, files = err ? 0 : st.files;
 
-    tly_note("%ld account%s reported, %ld file%s, %ld cycle%s closed, %.1f s", accounts,
+    tly_summary("%ld account%s reported, %ld file%s, %ld cycle%s closed, %.1f s", accounts,
              tly_plural(accounts), files, tly_plural(files), rs.cycles_closed,
              tly_plural(rs.cycles_closed), tly_elapsed(&t0));
     return err;

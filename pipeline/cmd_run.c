@@ -146,7 +146,7 @@ static void summary(const struct run *r, double seconds)
     if (r->as_of_known)
         tly_format_ts(when, r->as_of);
     tly_ingest_describe(what, sizeof what, &r->ingest, r->nbundles);
-    tly_note("as-of %s, %s, %ld account%s reported, %ld digest%s (%ld new), %.1f s", when, what,
+    tly_summary("as-of %s, %s, %ld account%s reported, %ld digest%s (%ld new), %.1f s", when, what,
              r->report.accounts, tly_plural(r->report.accounts), r->notify.digests_shown,
              tly_plural(r->notify.digests_shown), r->notify.digests_created, seconds);
 }

@@ -10,6 +10,7 @@
 
 static const char *command_name;
 static int quiet;
+static int summary_printed;      /* tly_summary ran: the command ended with its line */
 
 static const struct {
     const char *text;
@@ -109,6 +110,20 @@ void tly_note(const char *fmt, ...)
     va_start(ap, fmt);
     vreport(1, NULL, 0, fmt, ap);
     va_end(ap);
+}
+
+void tly_summary(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(1, NULL, 0, fmt, ap);
+    va_end(ap);
+    summary_printed = 1;
+}
+
+int tly_summary_printed(void)
+{
+    return summary_printed;
 }
 
 const char *tly_plural(long n)

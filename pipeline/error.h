@@ -34,6 +34,14 @@ int tly_error(enum tly_err code, const char *fmt, ...)
 void tly_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tly_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * A command's one-line summary (outputs.md: every command ends with one):
+ * printed like tly_note, and remembered, so that main() adds "nothing
+ * done (why)" for a command that failed before it reached its own.
+ */
+void tly_summary(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int tly_summary_printed(void);
+
 /* "s" unless n is 1: the summary lines say "1 duplicate", "2 duplicates". */
 const char *tly_plural(long n);
 
