@@ -26,7 +26,7 @@ struct tly_ctx {
     struct tly_settings *settings;
     struct tly_ledger *ledger;      /* NULL unless CMD_DB (and the file, for CMD_READ) */
     const char *db_path;
-    const char *config_path;        /* --config FILE, or NULL */
+    const char *config_path;        /* the INI file read (--config or the default), or NULL */
 };
 
 int cmd_balance(int argc, char **argv, struct tly_ctx *ctx);

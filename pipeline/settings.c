@@ -124,6 +124,7 @@ int tly_settings_load(struct tly_settings *s, const char *config_path)
             return TLY_OK;
         c.path = config_path = TLY_DEFAULT_CONFIG;
     }
+    s->file = config_path;
     line = ini_parse(config_path, on_ini, &c);
     if (line < 0)
         return tly_error(TLY_ERR_USAGE, "cannot read config '%s'", config_path);

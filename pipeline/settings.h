@@ -41,6 +41,8 @@ struct tly_settings {
     const char *templates_dir;
     /* [ledger] */
     const char *db;
+    /* the INI file read (the --config path or TLY_DEFAULT_CONFIG), NULL for none */
+    const char *file;
 };
 
 enum tly_setting_source { TLY_SRC_DEFAULT, TLY_SRC_FILE, TLY_SRC_OPTION };

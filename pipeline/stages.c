@@ -3,6 +3,7 @@
  */
 #include "stages.h"
 #include "alloc.h"
+#include "digest.h"
 #include "error.h"
 #include "money.h"
 #include "timeutil.h"
@@ -122,8 +123,7 @@ struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rat
     keep[n++] = (struct tly_outdir_keep){ ctx->db_path, "the ledger" };
     if (ctx->config_path)
         keep[n++] = (struct tly_outdir_keep){ ctx->config_path, "the configuration" };
-    if (ctx->settings->templates_dir && *ctx->settings->templates_dir)
-        keep[n++] = (struct tly_outdir_keep){ ctx->settings->templates_dir, "the templates" };
+    keep[n++] = (struct tly_outdir_keep){ tly_digest_templates_dir(ctx->settings), "the templates" };
     if (rates)
         keep[n++] = (struct tly_outdir_keep){ rates, "the rate card" };
     for (int i = 0; i < nbundles; i++)

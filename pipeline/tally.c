@@ -114,7 +114,7 @@ int main(int argc, char **argv)
     const char *db = NULL, *config = NULL;
     const struct tly_cmd *cmd;
     struct timespec t0;
-    int i, err, ran = 0;
+    int i, err;
 
     /*
      * One thread uses SQLite, and nothing reads its memory statistics:
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     if (db && (err = tly_settings_set(&settings, "ledger", "db", db, TLY_SRC_OPTION)))
         goto out;
     ctx.db_path = settings.db;
-    ctx.config_path = config;
+    ctx.config_path = settings.file;
     if ((cmd->flags & CMD_DB) && !wants_help(argc, argv)) {
         /* the command says so after its options are checked (cmd.h) */
         if ((cmd->flags & CMD_READ) && access(ctx.db_path, F_OK) != 0)
@@ -178,11 +178,13 @@ int main(int argc, char **argv)
 run:
     err = cmd->fn(argc, argv, &ctx);
     err = tly_err_worst(err, finish_stdout());
-    ran = 1;
 out:
-    /* outputs.md: every command ends with a one-line summary, also one that never began */
-    if (!ran)
-        tly_note("nothing done (%s), %.1f s", tly_strerror((enum tly_err)err), tly_elapsed(&t0));
+    /*
+     * outputs.md: every command ends with a one-line summary, also one that
+     * never began or stopped at its options; --help alone says nothing more.
+     */
+    if (err && err != TLY_HELP && !tly_summary_printed())
+        tly_summary("nothing done (%s), %.1f s", tly_strerror((enum tly_err)err), tly_elapsed(&t0));
     tly_ledger_close(ctx.ledger);
     tly_settings_release(&settings);
     return tly_exit_code(err);

@@ -88,6 +88,9 @@ for c in $commands; do
         grep -q '^usage: ' "$tmp/err" || problem "tally $c --bogus: no usage on stderr"
         grep -q "^tally: .*--bogus" "$tmp/err" || problem "tally $c --bogus: no message naming the option"
         [ -s "$tmp/out" ] && problem "tally $c --bogus: wrote to stdout"
+        # outputs.md: every command ends with a one-line summary, a refused one too
+        tail -n 1 "$tmp/err" | grep -q "^tally: $c: nothing done (bad usage), [0-9.]* s$" ||
+            problem "tally $c --bogus: no summary line: $(tail -n 1 "$tmp/err")"
     fi
 done
 
@@ -347,6 +350,15 @@ t 73 "run --out a DIR holding a link to the ledger" --db "$tmp/withlink/t.db" ru
 echo keep >"$tmp/afile"
 t 73 "report --out a file" --db "$tmp/nightly/t.db" report --as-of 2026-11-05T00:00:00Z --out "$tmp/afile"
 [ "$(cat "$tmp/afile")" = keep ] || problem "report --out a file: the file was replaced"
+# the templates found beside the binary (no templates setting) are kept too
+mkdir -p "$tmp/inst"
+cp "$TALLY" "$tmp/inst/tally" && cp -R "$root/templates" "$tmp/inst/"
+tally_built=$TALLY TALLY=$tmp/inst/tally
+t 73 "report --out the templates beside the binary" --db "$tmp/nightly/t.db" \
+    report --as-of 2026-11-05T00:00:00Z --out "$tmp/inst/templates"
+TALLY=$tally_built
+diff -r "$root/templates" "$tmp/inst/templates" >/dev/null ||
+    problem "report --out the templates beside the binary: the templates changed"
 case $(tail -n 1 "$tmp/err") in
 *"accounts reported"*) ;;
 *) problem "a failed report does not end with its summary line: $(tail -n 1 "$tmp/err")" ;;
