@@ -121,7 +121,9 @@ install: all build/tally.1
 	    > $(DESTDIR)$(UNITDIR)/tally-nightly.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/tally-nightly.service
 	install -m 0644 scripts/tally-nightly.timer $(DESTDIR)$(UNITDIR)/
-	install -m 0755 scripts/tally-nightly $(DESTDIR)$(BINDIR)/tally-nightly
+	sed 's|^TALLY=$${TALLY:-tally}$$|TALLY=$${TALLY:-$(BINDIR)/tally}|' scripts/tally-nightly \
+	    > $(DESTDIR)$(BINDIR)/tally-nightly
+	chmod 0755 $(DESTDIR)$(BINDIR)/tally-nightly
 	install -m 0644 scripts/tally.conf $(DESTDIR)$(DATADIR)/tally.conf.sample
 	sed 's|/usr/local/bin|$(BINDIR)|g' scripts/tally.cron > $(DESTDIR)$(DATADIR)/tally.cron.sample
 

@@ -22,6 +22,9 @@ grep -q '^ExecStart=/opt/tally/bin/tally-nightly$' "$unit" ||
     { echo "FAIL: installed unit: $(grep ExecStart "$unit")"; exit 1; }
 grep -q 'exec /opt/tally/bin/tally-nightly$' "$tmp/root/opt/tally/share/tally/tally.cron.sample" ||
     { echo "FAIL: installed cron sample does not run /opt/tally/bin/tally-nightly"; exit 1; }
+# the wrapper runs the tally installed beside it, not whichever one is on PATH
+grep -q '^TALLY=${TALLY:-/opt/tally/bin/tally}$' "$tmp/root/opt/tally/bin/tally-nightly" ||
+    { echo "FAIL: installed tally-nightly: $(grep '^TALLY=' "$tmp/root/opt/tally/bin/tally-nightly")"; exit 1; }
 rc=0
 (cd "$tmp" && "$tmp/root/opt/tally/bin/tally" --db "$tmp/i.db" run --rates "$root/fixtures/rates.csv" \
     --as-of 2026-11-05T00:00:00Z --out "$tmp/out" "$root/fixtures/gale.tar.gz" \
