@@ -34,9 +34,10 @@
 #error "libxxhash 0.8.0 or later is needed"
 #endif
 
-/* migration 12 adds a generated column (SQLite 3.31); Debian 12 has 3.40 */
-#if SQLITE_VERSION_NUMBER < 3031000
-#error "SQLite 3.31 or later is needed"
+/* migration 12 adds a generated column (SQLite 3.31), migration 16 drops
+ * a column (3.35); Debian 12 has 3.40 */
+#if SQLITE_VERSION_NUMBER < 3035000
+#error "SQLite 3.35 or later is needed"
 #endif
 
 static const char *const migrations[] = {
