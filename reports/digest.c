@@ -686,6 +686,23 @@ struct notify {
  * one mailbox; its domain becomes the Message-IDs' right-hand side (a plain
  * hostname, else "tally.invalid").
  */
+/*
+ * GMime's parser drops what it cannot read, so "a@b.c # note" (a comment
+ * the INI file kept) would send as a@b.c: the setting must be the address
+ * alone, or "Name <address>" with nothing after the '>'.
+ */
+static int sender_whole(const char *sender, const char *addr)
+{
+    const char *close = strrchr(sender, '>'), *end;
+
+    if (strchr(sender, '<'))
+        return close && close[1 + strspn(close + 1, " \t")] == '\0';
+    sender += strspn(sender, " \t");
+    for (end = sender + strlen(sender); end > sender && (end[-1] == ' ' || end[-1] == '\t'); end--)
+        ;
+    return (size_t)(end - sender) == strlen(addr) && !strncmp(sender, addr, strlen(addr));
+}
+
 static int sender_parse(struct notify *nx)
 {
     const char *sender = nx->s->sender ? nx->s->sender : "";
@@ -702,7 +719,7 @@ static int sender_parse(struct notify *nx)
     if (!INTERNET_ADDRESS_IS_MAILBOX(ia))
         goto bad;
     addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
-    if (!addr || !tly_digest_valid_address(addr))
+    if (!addr || !tly_digest_valid_address(addr) || !sender_whole(sender, addr))
         goto bad;
     at = strrchr(addr, '@');
     snprintf(nx->domain, sizeof nx->domain, "%s", "tally.invalid");
