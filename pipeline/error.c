@@ -6,11 +6,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 static const char *command_name;
 static int quiet;
 static int summary_printed;      /* tly_summary ran: the command ended with its line */
+static int progress_drawn;       /* a progress line is on the terminal, not yet cleared */
 
 static const struct {
     const char *text;
@@ -30,6 +33,7 @@ static const struct {
 };
 
 void tly_error_set_command(const char *name) { command_name = name; }
+const char *tly_error_command(void) { return command_name ? command_name : ""; }
 void tly_error_quiet(int q) { quiet = q; }
 
 /*
@@ -68,8 +72,38 @@ void tly_stderr_unmute(void)
     pthread_mutex_unlock(&mute_lock);
 }
 
-/* "tally: [COMMAND: ][KIND]message" on the real stderr, when it is a terminal if only_tty. */
-static void vreport(int with_command, const char *kind, int only_tty, const char *fmt, va_list ap)
+/* Columns of the terminal on fd, 80 when it does not say. */
+static size_t columns(int fd)
+{
+    struct winsize w;
+    return ioctl(fd, TIOCGWINSZ, &w) == 0 && w.ws_col > 1 ? w.ws_col : 80;
+}
+
+/*
+ * A progress line: carriage return, the text cut to one row of the
+ * terminal (at a UTF-8 character boundary; a longer line would wrap and
+ * the next '\r' would redraw only its last row), then erase to the end.
+ */
+static void draw_progress(int fd, const char *fmt, va_list ap)
+{
+    char line[512];
+    size_t n, max;
+    int len = snprintf(line, sizeof line, "tally: ");
+
+    vsnprintf(line + len, sizeof line - (size_t)len, fmt, ap);
+    n = strlen(line);
+    max = columns(fd) - 1;
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)line[n] & 0xc0) == 0x80)
+            n--;
+    }
+    dprintf(fd, "\r%.*s\033[K", (int)n, line);
+    progress_drawn = 1;
+}
+
+/* "tally: [COMMAND: ][KIND]message" on the real stderr; progress on a terminal only. */
+static void vreport(int with_command, const char *kind, int progress, const char *fmt, va_list ap)
 {
     int fd;
 
@@ -77,8 +111,14 @@ static void vreport(int with_command, const char *kind, int only_tty, const char
         return;
     pthread_mutex_lock(&mute_lock);
     fd = real_fd >= 0 ? real_fd : STDERR_FILENO;
-    if (!only_tty || isatty(fd)) {
-        fflush(stderr);
+    fflush(stderr);
+    if (progress) {
+        if (isatty(fd))
+            draw_progress(fd, fmt, ap);
+    } else {
+        if (progress_drawn)
+            dprintf(fd, "\r\033[K");
+        progress_drawn = 0;
         dprintf(fd, "tally: %s%s%s", with_command && command_name ? command_name : "",
                 with_command && command_name ? ": " : "", kind ? kind : "");
         vdprintf(fd, fmt, ap);
@@ -134,6 +174,24 @@ const char *tly_plural(long n)
 void tly_vprogress(const char *fmt, va_list ap)
 {
     vreport(0, NULL, 1, fmt, ap);
+}
+
+void tly_progress(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    tly_vprogress(fmt, ap);
+    va_end(ap);
+}
+
+int tly_progress_wanted(void)
+{
+    static int wanted = -1;
+
+    if (wanted < 0)
+        wanted = !quiet && isatty(real_fd >= 0 ? real_fd : STDERR_FILENO);
+    return wanted;
 }
 
 const char *tly_strerror(enum tly_err code)

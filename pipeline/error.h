@@ -45,8 +45,15 @@ int tly_summary_printed(void);
 /* "s" unless n is 1: the summary lines say "1 duplicate", "2 duplicates". */
 const char *tly_plural(long n);
 
-/* A progress line "tally: ...", only when stderr is a terminal. */
+/*
+ * Progress, only when stderr is a terminal: "tally: ..." drawn over the
+ * previous progress line (cut to the terminal's width) and cleared by the
+ * next message, so the terminal keeps only the messages and the summary.
+ * tly_progress_wanted() says whether anything would be shown.
+ */
+void tly_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tly_vprogress(const char *fmt, va_list ap);
+int tly_progress_wanted(void);
 
 /*
  * Muting the libraries: libxlsxwriter prints "[ERROR][packager.c:...]"
@@ -60,6 +67,7 @@ void tly_stderr_unmute(void);
 
 /* The command name that prefixes messages ("tally: ingest: ..."). */
 void tly_error_set_command(const char *name);
+const char *tly_error_command(void);
 
 /* Mapping and combining. */
 const char *tly_strerror(enum tly_err code);

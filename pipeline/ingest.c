@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define REJECTS_SHOWN 10            /* row rejects named on stderr per bundle */
 #define REASON_LEN    512
@@ -308,6 +309,9 @@ struct ing {
     char rej_file[1024];
     char rej_detail[512];
     char reason[REASON_LEN];
+    /* the live row count on a terminal (show_progress) */
+    struct timespec file_started;
+    double progress_at;             /* seconds into the file of the last one shown */
 };
 
 /* ------------------------------------------------------------------ */
@@ -1293,6 +1297,28 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
  * kept out, so that loaded + duplicates + quarantined is the input's rows
  * (semantics §9.3).
  */
+/*
+ * issue 7: a progress display on a terminal says the stage, bundle, rows and
+ * rate.  A first load is a minute of one file, so the count is redrawn
+ * while it reads (at most once a second, looked at every 65,536 rows).
+ */
+static void show_progress(struct ing *g, long rows)
+{
+    const char *cmd = tly_error_command();
+    struct timespec now;
+    double secs;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    secs = (double)(now.tv_sec - g->file_started.tv_sec) +
+           (double)(now.tv_nsec - g->file_started.tv_nsec) / 1e9;
+
+    if (secs - g->progress_at < 1.0)
+        return;
+    g->progress_at = secs;
+    tly_progress("%s: %s'%s' entry '%s': %ld rows, %.0f rows/s", cmd,
+                 strcmp(cmd, "ingest") ? "ingest " : "", g->name, g->path, rows, rows / secs);
+}
+
 static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
 {
     struct tly_rowahead *ra;
@@ -1302,11 +1328,15 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
 
     if ((err = tly_rowahead_create(&ra, r, filetypes[g->type].ncols)))
         return err;
+    clock_gettime(CLOCK_MONOTONIC, &g->file_started);
+    g->progress_at = 0;
     while (!err && !g->rej_code[0] && (ev = tly_rowahead_next(ra, &row, rows)) != TLY_CSV_END) {
         if (ev == TLY_CSV_ERROR) {
             err = TLY_ERR_IO;           /* the caller tells a read failure from nomem */
             break;
         }
+        if (!(*rows & 0xffff) && tly_progress_wanted())
+            show_progress(g, *rows);
         if (*rows > g->s->max_rows_per_file) {
             bundle_reject(g, "too_large", g->path, "'%s' has more than %lld rows", g->path,
                           (long long)g->s->max_rows_per_file);

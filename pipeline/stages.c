@@ -8,7 +8,6 @@
 #include "money.h"
 #include "timeutil.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,13 +140,4 @@ double tly_elapsed(const struct timespec *since)
     struct timespec now;
     tly_clock(&now);
     return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}
-
-void tly_progress(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    tly_vprogress(fmt, ap);
-    va_end(ap);
 }

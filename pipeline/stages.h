@@ -44,7 +44,5 @@ struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rat
 
 double tly_elapsed(const struct timespec *since);
 void tly_clock(struct timespec *now);
-/* A progress line on stderr, only when stderr is a terminal. */
-void tly_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -63,11 +63,20 @@ def main(argv):
     killed = False
     open_master = True
 
+    # a progress line is drawn as "\rtext\033[K" (redrawn in place), a
+    # message as "text\n": either end completes a line
+    ends = re.compile(rb"\r|\n|\x1b\[K")
+
     def scan(now):
         nonlocal buf, deadline
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            text = line.decode("utf-8", "replace").rstrip("\r")
+        while True:
+            m = ends.search(buf)
+            if not m:
+                break
+            line, buf = buf[:m.start()], buf[m.end():]
+            if not line:
+                continue
+            text = line.decode("utf-8", "replace")
             captured.append(text)
             m = re.match(r"tally: run: (\w+)", text)
             if m and m.group(1) in ("rates", "ingest", "reconcile", "report", "notify"):
@@ -109,7 +118,7 @@ def main(argv):
     rc = proc.wait()
     elapsed = time.monotonic() - t0
     if buf:
-        captured.append(buf.decode("utf-8", "replace").rstrip("\r"))
+        captured.append(buf.decode("utf-8", "replace"))
     if log:
         with open(log, "w") as f:
             f.write("\n".join(captured) + ("\n" if captured else ""))
