@@ -494,6 +494,20 @@ static int migrate(struct tly_ledger *l)
     return TLY_OK;
 }
 
+/* Sets a journal mode; 1 when SQLite reports the one wanted. */
+static int journal_mode(struct tly_ledger *l, const char *pragma, const char *want)
+{
+    sqlite3_stmt *st;
+    int got;
+
+    if (sqlite3_prepare_v2(l->db, pragma, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    got = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+          !strcmp((const char *)sqlite3_column_text(st, 0), want);
+    sqlite3_finalize(st);
+    return got;
+}
+
 int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out)
 {
     struct tly_ledger *l;
@@ -523,9 +537,17 @@ int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out)
         err = tly_ledger_error(l, "registering tally_run_key");
         goto fail;
     }
-    /* 16 KiB pages: fewer B-tree levels for the runs indexes (only a new file takes it) */
-    if ((err = tly_ledger_exec(l, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                                  " PRAGMA foreign_keys=OFF; PRAGMA cache_size=" TLY_LEDGER_CACHE ";"
+    /*
+     * 16 KiB pages: fewer B-tree levels for the runs indexes (only a new
+     * file takes it).  WAL with synchronous=NORMAL is durable; a ledger
+     * that stays in rollback-journal mode (another connection kept it from
+     * switching) needs FULL for that.
+     */
+    if ((err = tly_ledger_exec(l, "PRAGMA page_size=16384;")))
+        goto fail;
+    if ((err = tly_ledger_exec(l, journal_mode(l, "PRAGMA journal_mode=WAL", "wal")
+                                  ? "PRAGMA synchronous=NORMAL;" : "PRAGMA synchronous=FULL;")) ||
+        (err = tly_ledger_exec(l, "PRAGMA foreign_keys=OFF; PRAGMA cache_size=" TLY_LEDGER_CACHE ";"
                                   " PRAGMA temp_store=FILE;")))
         goto fail;
     if ((err = migrate(l)))
@@ -581,23 +603,14 @@ void tly_ledger_rollback(struct tly_ledger *l)
  * Going back can meet a reader too, after the bundle is committed: that is
  * a warning, and the next open goes back to WAL.
  */
-static int journal_mode(struct tly_ledger *l, const char *pragma, const char *want)
-{
-    sqlite3_stmt *st;
-    int got;
-
-    if (sqlite3_prepare_v2(l->db, pragma, -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    got = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
-          !strcmp((const char *)sqlite3_column_text(st, 0), want);
-    sqlite3_finalize(st);
-    return got;
-}
-
 int tly_ledger_append_journal(struct tly_ledger *l)
 {
-    return journal_mode(l, "PRAGMA journal_mode=DELETE", "delete") &&
-           sqlite3_exec(l->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) == SQLITE_OK;
+    if (!journal_mode(l, "PRAGMA journal_mode=DELETE", "delete"))
+        return 0;
+    if (sqlite3_exec(l->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) == SQLITE_OK)
+        return 1;
+    tly_ledger_wal_again(l);        /* never a rollback journal without FULL */
+    return 0;
 }
 
 void tly_ledger_wal_again(struct tly_ledger *l)
@@ -663,5 +676,5 @@ int tly_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s, int len)
 {
     if (!s || len == 0)
         return sqlite3_bind_null(st, idx);
-    return sqlite3_bind_text(st, idx, s, len, SQLITE_TRANSIENT);
+    return sqlite3_bind_text(st, idx, s, len, SQLITE_STATIC);
 }

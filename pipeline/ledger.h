@@ -69,7 +69,11 @@ int tly_ledger_error(struct tly_ledger *l, const char *what);
 int tly_ledger_get_int(struct tly_ledger *l, const char *key, int64_t *value, int *found);
 int tly_ledger_set_int(struct tly_ledger *l, const char *key, int64_t value);
 
-/* Binding text that may be empty: binds NULL for NULL/"" (empty = absent). */
+/*
+ * Binding text that may be empty: binds NULL for NULL/"" (empty = absent).
+ * The text is not copied (SQLITE_STATIC), so the bind cannot fail for want
+ * of memory: 's' must stay as it is until the statement has been stepped.
+ */
 int tly_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s, int len);
 
 #endif

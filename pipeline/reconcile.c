@@ -1129,8 +1129,8 @@ static int write_account_state(struct sim *s)
         sqlite3_bind_int64(st, col + 1, s->stmt[p].opening + s->stmt[p].granted);
         sqlite3_bind_int64(st, col + 2, tly_wallet_balance(&s->wallet[p]));
     }
-    sqlite3_bind_text(st, 14, thresholds_banner(s, POOL_CREDITS, b0, fe[POOL_CREDITS]), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 15, thresholds_banner(s, POOL_RUNS, b1, fe[POOL_RUNS]), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 14, thresholds_banner(s, POOL_CREDITS, b0, fe[POOL_CREDITS]), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 15, thresholds_banner(s, POOL_RUNS, b1, fe[POOL_RUNS]), -1, SQLITE_STATIC);
     if (s->nstops)
         sqlite3_bind_int64(st, 16, s->stops[s->nstops - 1].at);
     else

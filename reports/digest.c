@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <gmime/gmime.h>
 #include <jansson.h>
+#include <limits.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1099,7 +1100,7 @@ static int account_load(struct notify *nx, sqlite3_stmt *st, const char *id, str
     int rc, err = TLY_OK;
 
     memset(a, 0, sizeof *a);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
@@ -1142,7 +1143,7 @@ static int items_load(struct notify *nx, sqlite3_stmt *st, const struct account 
     size_t n = 0, cap = 0;
     int rc, err = TLY_OK;
 
-    sqlite3_bind_text(st, 1, a->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, nx->as_of);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *kind = (const char *)sqlite3_column_text(st, 1);
@@ -1191,11 +1192,15 @@ static int store_digest(struct notify *nx, sqlite3_stmt *ins, sqlite3_stmt *take
     int64_t digest_id;
     int err;
 
-    sqlite3_bind_text(ins, 1, a->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(ins, 1, a->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(ins, 2, nx->as_of);
-    sqlite3_bind_text(ins, 3, msgid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(ins, 4, a->email, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(ins, 5, msg, (int)msglen, SQLITE_TRANSIENT);
+    sqlite3_bind_text(ins, 3, msgid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 4, a->email, -1, SQLITE_STATIC);
+    /* the one bind here that can fail: a message past SQLite's length limit */
+    if (msglen > INT_MAX || sqlite3_bind_blob(ins, 5, msg, (int)msglen, SQLITE_STATIC) != SQLITE_OK) {
+        sqlite3_reset(ins);
+        return tly_error(TLY_ERR_OUTPUT, "digest for '%s': %zu bytes, too large to store", a->id, msglen);
+    }
     sqlite3_bind_int(ins, 6, nx->handing_off ? HANDOFF_WAITING : HANDOFF_OUTBOX_ONLY);
     if ((err = tly_ledger_step_done(nx->l, ins)))
         return err;
