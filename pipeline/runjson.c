@@ -124,32 +124,37 @@ int tly_runjson_write(const char *dir, int64_t as_of,
     json_t *root = json_object(), *c = json_object(), *in = json_array(), *out = json_array(),
            *st = json_array(), *sk = json_array();
     char when[TLY_TS_LEN], path[4096];
-    int err = TLY_OK;
+    int err = TLY_OK, failed = 0;
 
     if (!root || !c || !in || !out || !st || !sk) {
         err = tly_error(TLY_ERR_NOMEM, "out of memory");
         goto done;
     }
+    /* jansson's setters fail only for want of memory; one missing key is a wrong run.json */
     tly_format_ts(when, as_of);
     for (int i = 0; i < ncounts; i++)
-        json_object_set_new(c, counts[i].name, json_integer(counts[i].value));
+        failed |= json_object_set_new(c, counts[i].name, json_integer(counts[i].value));
     for (int i = 0; i < nbundles; i++)
-        json_array_append_new(in, json_pack("{s:o, s:s}", "bundle", text(bundles[i]), "sha256",
-                                            bundle_sha[i] ? bundle_sha[i] : ""));
+        failed |= json_array_append_new(in, json_pack("{s:o, s:s}", "bundle", text(bundles[i]),
+                                                      "sha256", bundle_sha[i] ? bundle_sha[i] : ""));
     for (long i = 0; i < nskipped; i++)
-        json_array_append_new(sk, text(skipped[i]));
+        failed |= json_array_append_new(sk, text(skipped[i]));
     for (int i = 0; i < nstages; i++)
-        json_array_append_new(st, json_pack("{s:s, s:f}", "stage", stages[i].name, "seconds",
-                                            stages[i].seconds));
+        failed |= json_array_append_new(st, json_pack("{s:s, s:f}", "stage", stages[i].name,
+                                                      "seconds", stages[i].seconds));
     if ((err = list_outputs(dir, "", out)))
         goto done;
-    json_object_set_new(root, "version", json_string(TALLY_VERSION));
-    json_object_set_new(root, "as_of", json_string(when));
-    json_object_set(root, "counts", c);
-    json_object_set(root, "inputs", in);
-    json_object_set(root, "skipped_files", sk);
-    json_object_set(root, "outputs", out);
-    json_object_set(root, "stages", st);
+    failed |= json_object_set_new(root, "version", json_string(TALLY_VERSION));
+    failed |= json_object_set_new(root, "as_of", json_string(when));
+    failed |= json_object_set(root, "counts", c);
+    failed |= json_object_set(root, "inputs", in);
+    failed |= json_object_set(root, "skipped_files", sk);
+    failed |= json_object_set(root, "outputs", out);
+    failed |= json_object_set(root, "stages", st);
+    if (failed) {
+        err = tly_error(TLY_ERR_NOMEM, "cannot build run.json: out of memory");
+        goto done;
+    }
     snprintf(path, sizeof path, "%s/run.json", dir);
     if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) != 0)
         err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
