@@ -42,12 +42,15 @@
 #include "runids.h"
 #include "timeutil.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REJECTS_SHOWN 10            /* row rejects named on stderr per bundle */
 #define REASON_LEN    512
@@ -2081,7 +2084,7 @@ int tly_rejects_mark(struct tly_ledger *l, int64_t *id)
     return TLY_OK;
 }
 
-static int write_rejects(struct tly_ledger *l, sqlite3_stmt *q, const char *path)
+static int write_rejects_to(struct tly_ledger *l, sqlite3_stmt *q, const char *path)
 {
     static const char *const header[] = { "bundle", "file", "line", "reason", "raw", NULL };
     struct csvout *w;
@@ -2108,6 +2111,30 @@ static int write_rejects(struct tly_ledger *l, sqlite3_stmt *q, const char *path
         return tly_ledger_error(l, "reading rejects");
     }
     return csvout_close(w);
+}
+
+/*
+ * --rejects FILE is the caller's own file (the nightly wrapper files it away
+ * beside a bundle): written under a temporary name beside it and renamed,
+ * so a full disk never leaves a cut list under the name.  A FILE that is
+ * not a regular file (/dev/stdout, a pipe, a link) is written as it is.
+ */
+static int write_rejects(struct tly_ledger *l, sqlite3_stmt *q, const char *path)
+{
+    char tmp[4096];
+    struct stat st;
+    int err;
+
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return write_rejects_to(l, q, path);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tally-%ld.tmp", path, (long)getpid()) >= sizeof tmp)
+        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': path too long", path);
+    err = write_rejects_to(l, q, tmp);
+    if (!err && rename(tmp, path) != 0)
+        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    if (err)
+        unlink(tmp);
+    return err;
 }
 
 int tly_rejects_write(struct tly_ledger *l, int64_t after_id, const char *path)

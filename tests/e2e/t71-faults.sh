@@ -110,6 +110,22 @@ $raw_eg"
     same_tree "$tmp/ref2" "$out" || problem "(a) re-run with space differs from a clean run (above)"
     only_entry "$full" out || problem "(a) temporary tree left after the re-run with space"
     ledger_ok "$db" || problem "(a) ledger damaged after the re-run"
+    # ingest --rejects FILE on a full disk: FILE keeps what it held, nothing is
+    # left beside it (a list of 200 rejects needs more than the page the old
+    # FILE frees when it is truncated)
+    mkdir -p "$tmp/badrows"
+    { echo "event_id,account_id,ts,kind,resource_id"
+      seq 1 200 | sed 's/.*/r-&,acct-1,not-a-time,agent,a-1/'; } >"$tmp/badrows/runs.csv"
+    echo "the previous list" >"$full/rejects.csv"
+    dd if=/dev/zero of="$full/filler" bs=4k 2>/dev/null
+    rm_db "$tmp/rj.db"
+    "$TALLY" --db "$tmp/rj.db" ingest --rejects "$full/rejects.csv" "$tmp/badrows" </dev/null >/dev/null 2>"$tmp/stderr"
+    rc=$?
+    case $rc in 73 | 74) ;; *) problem "(a) ingest --rejects FILE on a full disk: exit $rc (expected 73 or 74)" ;; esac
+    [ "$(cat "$full/rejects.csv")" = "the previous list" ] ||
+        problem "(a) ingest --rejects FILE on a full disk: FILE changed: $(head -c 100 "$full/rejects.csv")"
+    ls -A "$full" | grep -q '\.tmp$' && problem "(a) ingest --rejects FILE on a full disk: a temporary file is left"
+    rm -f "$full/filler" "$full/rejects.csv"
     umount "$full" || fail "cannot unmount '$full'"
     e2e_cleanup=:
 else
