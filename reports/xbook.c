@@ -8,6 +8,8 @@
 #include "ring.h"
 #include "timeutil.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -202,6 +204,91 @@ static void close_quietly(struct tly_xbook *b)
     b->wb = NULL;
     b->close_errno = b->closed != LXW_NO_ERROR ? errno : 0;
     tly_stderr_unmute();
+    if (b->closed == LXW_NO_ERROR)
+        tly_xbook_cut_part(b->path, b->cut, sizeof b->cut);
+}
+
+#define TAIL 64
+
+/* Is an XML part that starts with 'head' and ends with 'tail' whole: does it end with its root's end tag? */
+static int part_whole(const char *head, size_t nhead, const char *tail, size_t ntail)
+{
+    char end[TAIL + 4];
+    size_t i = 0, n;
+
+    if (nhead >= 5 && !memcmp(head, "<?xml", 5)) {       /* the declaration */
+        const char *close = memmem(head, nhead, "?>", 2);
+        if (!close)
+            return 0;
+        i = (size_t)(close - head) + 2;
+    }
+    while (i < nhead && strchr(" \t\r\n", head[i]))
+        i++;
+    if (i >= nhead || head[i++] != '<')
+        return 0;
+    n = strcspn(head + i, " \t\r\n/>");
+    if (i + n >= nhead || n == 0 || n + 3 > TAIL)
+        return 0;
+    snprintf(end, sizeof end, "</%.*s>", (int)n, head + i);
+    while (ntail > 0 && strchr(" \t\r\n", tail[ntail - 1]))
+        ntail--;
+    return ntail >= strlen(end) && !memcmp(tail + ntail - strlen(end), end, strlen(end));
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* Reads one part; sets 'cut' when it is not whole or cannot be read. */
+static void check_part(struct archive *a, const char *name, char *cut, size_t cap)
+{
+    char buf[16384], head[256], tail[TAIL];
+    size_t nhead = 0, ntail = 0;
+    la_ssize_t n;
+
+    while ((n = archive_read_data(a, buf, sizeof buf)) > 0) {
+        size_t got = (size_t)n, keep;
+        if (nhead < sizeof head - 1) {
+            size_t take = got < sizeof head - 1 - nhead ? got : sizeof head - 1 - nhead;
+            memcpy(head + nhead, buf, take);
+            nhead += take;
+        }
+        keep = got >= TAIL ? 0 : ntail + got > TAIL ? TAIL - got : ntail;
+        memmove(tail, tail + ntail - keep, keep);
+        ntail = keep + (got < TAIL ? got : TAIL);
+        memcpy(tail + keep, buf + got - (ntail - keep), ntail - keep);
+    }
+    head[nhead] = '\0';
+    if (n < 0)
+        snprintf(cut, cap, "%s (unreadable: %s)", name, archive_error_string(a));
+    else if (!part_whole(head, nhead, tail, ntail))
+        snprintf(cut, cap, "%s", name);
+}
+
+void tly_xbook_cut_part(const char *path, char *cut, size_t cap)
+{
+    struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    int rc = ARCHIVE_FATAL;
+
+    cut[0] = '\0';
+    if (!a) {
+        snprintf(cut, cap, "(not read back: out of memory)");
+        return;
+    }
+    if (archive_read_support_format_zip(a) == ARCHIVE_OK &&
+        archive_read_open_filename(a, path, 65536) == ARCHIVE_OK)
+        while (!cut[0] && (rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+            const char *name = archive_entry_pathname(e);
+            if (name && (ends_with(name, ".xml") || ends_with(name, ".rels")))
+                check_part(a, name, cut, cap);
+        }
+    if (!cut[0] && rc != ARCHIVE_EOF)
+        snprintf(cut, cap, "(not read back: %s)", archive_error_string(a) ? archive_error_string(a)
+                 : "not a zip file");
+    archive_read_free(a);
 }
 
 /* Fits the columns; the failure the cell writers met, reported, or TLY_OK. */
@@ -222,8 +309,13 @@ static int closed_result(struct tly_xbook *b, int report)
 {
     int rc;
 
-    if (b->closed == LXW_NO_ERROR)
+    if (b->closed == LXW_NO_ERROR && !b->cut[0])
         rc = TLY_OK;
+    else if (b->closed == LXW_NO_ERROR)
+        rc = !report ? TLY_ERR_OUTPUT
+                     : tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its part %s came out cut short"
+                                 " (is the scratch directory, report.scratch_dir, full?)", b->path,
+                                 b->cut);
     else if (!report)
         rc = b->closed == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT;
     else if (b->close_errno && b->closed != LXW_ERROR_MEMORY_MALLOC_FAILED)

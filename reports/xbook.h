@@ -71,6 +71,7 @@ struct tly_xbook {
     int nomem;              /* our own allocation failed */
     lxw_error closed;       /* what writing the file met ... */
     int close_errno;        /* ... and errno then */
+    char cut[160];          /* a part the written file has cut short (tly_xbook_cut_part) */
 };
 
 /*
@@ -88,6 +89,17 @@ int tly_xbook_open(const char *path, const char *title, int64_t created, const c
                    int streamed, struct tly_xbook **out);
 int tly_xbook_close(struct tly_xbook *b);
 void tly_xbook_abort(struct tly_xbook *b);
+
+/*
+ * libxlsxwriter assembles each XML part in a scratch file and never checks
+ * those writes, so a full scratch directory gives a workbook whose sheets
+ * end mid-row, or hold no rows, with success.  Closing reads the file back
+ * and fails it (73) when a part does not end with its root element's end
+ * tag.  This is that check: 'cut' gets the first such part's name, or why
+ * the file could not be read, or "" when every part is whole.  No message,
+ * no tly_ allocation: it runs on the writer thread.
+ */
+void tly_xbook_cut_part(const char *path, char *cut, size_t cap);
 
 /*
  * Writing books on a thread of their own.  Writing a file (its XML parts,

@@ -110,6 +110,19 @@ $raw_eg"
     same_tree "$tmp/ref2" "$out" || problem "(a) re-run with space differs from a clean run (above)"
     only_entry "$full" out || problem "(a) temporary tree left after the re-run with space"
     ledger_ok "$db" || problem "(a) ledger damaged after the re-run"
+    # a full scratch directory (report.scratch_dir): libxlsxwriter does not
+    # check its writes there, so its workbooks came out cut short with
+    # success; the read-back finds them: 73, and no DIR
+    mkdir -p "$full/scratch"
+    printf '[report]\nscratch_dir = %s/scratch\n' "$full" >"$tmp/scratch.conf"
+    dd if=/dev/zero of="$full/filler" bs=4k 2>/dev/null
+    "$TALLY" --config "$tmp/scratch.conf" --db "$db" run --rates "$RATES" --as-of "$asof2" \
+        --out "$tmp/scratch-out" $BUNDLES </dev/null >/dev/null 2>"$tmp/stderr"
+    rc=$?
+    [ "$rc" = 73 ] && grep -q "^tally: run: cannot write '.*\.xlsx': its part .* came out cut short" "$tmp/stderr" ||
+        problem "(a) workbooks over a full scratch directory: exit $rc: $(head -2 "$tmp/stderr")"
+    [ -e "$tmp/scratch-out" ] && problem "(a) workbooks over a full scratch directory: DIR was written"
+    rm -rf "$full/filler" "$full/scratch"
     # ingest --rejects FILE on a full disk: FILE keeps what it held, nothing is
     # left beside it (a list of 200 rejects needs more than the page the old
     # FILE frees when it is truncated)

@@ -290,6 +290,64 @@ static char *book_part(const char *path, const char *part)
     return text;
 }
 
+/*
+ * Copies the zip 'from' to 'to', 'drop' bytes cut off the end of the part
+ * named 'part' (what a full scratch directory does to libxlsxwriter).
+ */
+static void copy_cutting(const char *from, const char *to, const char *part, size_t drop)
+{
+    struct archive *in = archive_read_new(), *out = archive_write_new();
+    struct archive_entry *e;
+    static char data[1 << 20];
+
+    assert_int_equal(archive_read_support_format_zip(in), ARCHIVE_OK);
+    assert_int_equal(archive_read_open_filename(in, from, 16384), ARCHIVE_OK);
+    assert_int_equal(archive_write_set_format_zip(out), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(out, to), ARCHIVE_OK);
+    while (archive_read_next_header(in, &e) == ARCHIVE_OK) {
+        la_ssize_t n = archive_read_data(in, data, sizeof data);
+        assert_true(n >= 0 && (size_t)n < sizeof data);
+        if (!strcmp(archive_entry_pathname(e), part))
+            n -= (la_ssize_t)drop;
+        archive_entry_set_size(e, n);
+        assert_int_equal(archive_write_header(out, e), ARCHIVE_OK);
+        assert_int_equal(archive_write_data(out, data, (size_t)n), n);
+    }
+    archive_read_free(in);
+    assert_int_equal(archive_write_close(out), ARCHIVE_OK);
+    archive_write_free(out);
+}
+
+/*
+ * libxlsxwriter does not check its writes to the scratch files, so closing
+ * reads the book back: a part that does not end with its root's end tag is
+ * named, whether it lost its last bytes or everything after a row.
+ */
+static void test_xbook_cut_part_finds_a_sheet_cut_short(void **state)
+{
+    struct tly_xbook *b;
+    char good[128], bad[128], cut[160];
+    (void)state;
+
+    assert_int_equal(build(root, 2, &b), TLY_OK);
+    assert_int_equal(tly_xbook_close(b), TLY_OK);
+    snprintf(good, sizeof good, "%s/book2.xlsx", root);
+    tly_xbook_cut_part(good, cut, sizeof cut);
+    assert_string_equal(cut, "");
+    snprintf(bad, sizeof bad, "%s/cut.xlsx", root);
+    copy_cutting(good, bad, "xl/worksheets/sheet1.xml", 1);        /* "</worksheet" */
+    tly_xbook_cut_part(bad, cut, sizeof cut);
+    assert_string_equal(cut, "xl/worksheets/sheet1.xml");
+    copy_cutting(good, bad, "xl/styles.xml", 200);                  /* mid-element */
+    tly_xbook_cut_part(bad, cut, sizeof cut);
+    assert_string_equal(cut, "xl/styles.xml");
+    copy_cutting(good, bad, "xl/worksheets/sheet1.xml", 0);         /* the copy itself is whole */
+    tly_xbook_cut_part(bad, cut, sizeof cut);
+    assert_string_equal(cut, "");
+    tly_xbook_cut_part("/nonexistent/book.xlsx", cut, sizeof cut);
+    assert_true(!strncmp(cut, "(not read back: ", 16));
+}
+
 /* One sheet: text needing ST_Xstring escapes, then dates on both sides of 1900-03-01. */
 static void write_escapes_and_dates(const char *path, const char *title)
 {
@@ -398,6 +456,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_xwriter_reports_a_failed_book_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stderr_mute_keeps_tally_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xwriter_out_of_memory_is_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_xbook_cut_part_finds_a_sheet_cut_short, setup, teardown),
         cmocka_unit_test_setup_teardown(test_xsheet_text_escapes_what_xml_or_excel_would_misread,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_xsheet_text_longer_than_a_cell_is_cut, setup, teardown),
