@@ -18,6 +18,7 @@
  * closed cycles carry frozen = 1 and are never rewritten (semantics §8).
  */
 #include "ledger.h"
+#include "iofault.h"
 #include "alloc.h"
 #include "error.h"
 
@@ -526,7 +527,7 @@ int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out)
         goto fail;
     /* one connection used by one thread: SQLite's own mutexes are pure cost */
     if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        tly_iofault_vfs()) != SQLITE_OK) {
         err = tly_ledger_error(l, "cannot open");
         goto fail;
     }

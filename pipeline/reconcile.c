@@ -219,6 +219,11 @@ static int ledger_err(struct sim_out *w, const char *what)
     return tly_ledger_error(w->l, what);
 }
 
+int sim_ledger_error(struct sim *s, const char *what)
+{
+    return ledger_err(s->out, what);
+}
+
 /* -------------------------------------------------------- sim callbacks */
 
 int sim_discrepancy(struct sim *s, const char *kind, int64_t ts, const char *category,

@@ -206,6 +206,8 @@ struct sim {
 
 /* Row output, implemented by reconcile.c. */
 int sim_snapshot(struct sim *s, int64_t closed_end);
+/* A failed read of the simulation's own statements, reported naming the ledger. */
+int sim_ledger_error(struct sim *s, const char *what);
 int sim_discrepancy(struct sim *s, const char *kind, int64_t ts, const char *category,
                     const char *resource_id, const char *deployment_id, int has_credits,
                     int64_t credits, const char *detail, int64_t post_ts);

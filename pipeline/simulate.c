@@ -1035,11 +1035,6 @@ static int64_t next_run_ts(struct sim *s)
     return s->runs_has_row ? sqlite3_column_int64(s->runs, 0) : INT64_MAX;
 }
 
-static int runs_error(sqlite3_stmt *st)
-{
-    return tly_error(TLY_ERR_LEDGER, "reading runs: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
-}
-
 /*
  * The runs cursor reads one day at a time (the time index leads with the
  * day, ledger.c migration 12): s->run_days yields the account's days with
@@ -1073,7 +1068,7 @@ static int read_day(struct sim *s, int64_t day, int64_t from)
 static int on_row(struct sim *s, int rc)
 {
     s->runs_has_row = rc == SQLITE_ROW;
-    return rc == SQLITE_ROW ? TLY_OK : runs_error(s->runs);
+    return rc == SQLITE_ROW ? TLY_OK : sim_ledger_error(s, "reading runs");
 }
 
 /* Goes on to the next day with runs after the current one's are read. */
@@ -1085,7 +1080,7 @@ static int next_day(struct sim *s, int64_t from)
     while (rc == SQLITE_DONE) {
         int64_t day;
         if ((day_rc = sqlite3_step(s->run_days)) != SQLITE_ROW)
-            return day_rc == SQLITE_DONE ? TLY_OK : runs_error(s->run_days);
+            return day_rc == SQLITE_DONE ? TLY_OK : sim_ledger_error(s, "reading runs");
         day = sqlite3_column_int64(s->run_days, 0);
         if (day_is_whole(s, day, from)) {
             s->runs_pending = 1;
@@ -1292,7 +1287,7 @@ static int day_charged_runs(struct sim *s, int64_t day, int64_t *n)
     *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
-        return tly_error(TLY_ERR_LEDGER, "reading run_day: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+        return sim_ledger_error(s, "reading run_day");
     return TLY_OK;
 }
 
@@ -1360,7 +1355,7 @@ static int apply_quiet_day(struct sim *s, int64_t day, int64_t end, int exhauste
         err = apply_day_row(s, st, day, exhausted, &charged);
     sqlite3_reset(st);
     if (!err && rc != SQLITE_DONE)
-        return tly_error(TLY_ERR_LEDGER, "reading run_day: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+        return sim_ledger_error(s, "reading run_day");
     if (err)
         return err;
     /* classify_day checked that the day's charged runs fit */

@@ -18,6 +18,8 @@
 #     allocation), no crash, no sanitizer or leak report, DIR absent or
 #     complete; the next normal run on the same ledger gives the reference
 #     (under ASan for every 8th N only: the normal build checks every N).
+# (d) TALLY_FAULT_IO=N, the same loop over the ledger's I/O calls (SQLite
+#     reads, writes, truncates and syncs through pipeline/iofault.c).
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -216,17 +218,17 @@ fault_loop() {
         rm_db "$tmp/c.db"
         rm -rf "$tmp/c"
         mkdir -p "$tmp/c"
-        TALLY_FAULT_ALLOC=$n "$TALLY" --db "$tmp/c.db" run --rates "$RATES" --as-of "$ASOF" \
+        env "$FAULT=$n" "$TALLY" --db "$tmp/c.db" run --rates "$RATES" --as-of "$ASOF" \
             --out "$tmp/c/out" $EXTRA $BUNDLES </dev/null >/dev/null 2>"$tmp/stderr"
         rc=$?
-        what="(c) $name TALLY_FAULT_ALLOC=$n"
+        what="($part) $name $FAULT=$n"
         bad=
         if ! san_clean "$tmp/stderr" >"$tmp/san"; then
             bad="sanitizer report (exit $rc):
 $(grep -v -e '^ *$' -e '#0 .*libsanitizer' "$tmp/san" | head -7)"
         elif [ "$rc" = 74 ]; then
             faults=$((faults + 1)); ok_row=0
-            grep -q 'out of memory' "$tmp/stderr" || nomsg=$((nomsg + 1))
+            grep -q "$FAULT_MSG" "$tmp/stderr" || nomsg=$((nomsg + 1))
             if [ -e "$tmp/c/out" ] && ! same_tree "$refdir" "$tmp/c/out" >/dev/null; then
                 bad="exit 74 but DIR is there and incomplete"
             fi
@@ -264,18 +266,19 @@ $(grep -v -e '^ *$' -e '#0 .*libsanitizer' "$tmp/san" | head -7)"
         # a stride ends on END itself
         [ "$end" -gt 0 ] && [ "$n" -gt "$end" ] && [ "$((n - stride))" -lt "$end" ] && n=$end
     done
-    [ "$shown" -gt 5 ] && echo "FAIL: (c) $name: $((shown - 5)) more failing N not shown"
-    [ -n "$badn" ] && echo "FAIL: (c) $name: bad N:$badn"
-    note "(c) $name: $faults runs failed with 74 ($nomsg without 'out of memory'), $succeeded completed, $shown bad (last N $n)"
+    [ "$shown" -gt 5 ] && echo "FAIL: ($part) $name: $((shown - 5)) more failing N not shown"
+    [ -n "$badn" ] && echo "FAIL: ($part) $name: bad N:$badn"
+    [ "$nomsg" = 0 ] || { problems=$((problems + 1)); echo "FAIL: ($part) $name: $nomsg runs failed without '$FAULT_MSG'"; }
+    note "($part) $name: $faults runs failed with 74 ($nomsg without '$FAULT_MSG'), $succeeded completed, $shown bad (last N $n)"
 }
 
-# total_allocs: the smallest N that lets the run complete (binary search)
-total_allocs() {
+# total_calls: the smallest N of $FAULT that lets the run complete (binary search)
+total_calls() {
     lo=0 hi=1000000
     while [ $((hi - lo)) -gt 1 ]; do
         mid=$(((lo + hi) / 2))
         rm_db "$tmp/s.db"; rm -rf "$tmp/s"
-        TALLY_FAULT_ALLOC=$mid "$TALLY" --db "$tmp/s.db" run --rates "$RATES" --as-of "$ASOF" \
+        env "$FAULT=$mid" "$TALLY" --db "$tmp/s.db" run --rates "$RATES" --as-of "$ASOF" \
             --out "$tmp/s" $EXTRA $BUNDLES </dev/null >/dev/null 2>&1
         if [ $? = 74 ]; then lo=$mid; else hi=$mid; fi
     done
@@ -283,6 +286,7 @@ total_allocs() {
 }
 
 # small input, every N: the spec's gale-free-grant example (or the fixtures)
+part=c FAULT=TALLY_FAULT_ALLOC FAULT_MSG='out of memory'
 example=$root/../shared/spec/examples/gale-free-grant
 EXTRA=
 if [ -d "$example/bundle" ]; then
@@ -306,10 +310,44 @@ bundles_fixtures
 refdir=$tmp/ref2x
 rm_db "$tmp/ref2x.db"
 tally_run "$tmp/ref2x.db" "$refdir" "$ASOF" || :
-total=$(total_allocs)
+total=$(total_calls)
 note "(c) fixtures: $total allocations in a complete run"
 if is_san; then
     fault_loop fixtures 3 1 1 $((total / 10 + 1)) "$total" 1
+else
+    fault_loop fixtures 3 1 1 $((total / 60 + 1)) "$total" 1
+fi
+
+# --------------------------------------------------------- (d) SQLite I/O faults
+# TALLY_FAULT_IO=N (pipeline/iofault.h): the ledger's Nth read, write,
+# truncate or sync fails, and every later one, as a dying disk does: exit
+# 74 naming the ledger, no crash or leak, DIR absent or complete, and the
+# ledger sound: the next normal run recovers it and gives the reference.
+part=d FAULT=TALLY_FAULT_IO FAULT_MSG="ledger '.*': .*I/O error"
+if [ -d "$example/bundle" ]; then
+    RATES=$example/rates.csv BUNDLES=$example/bundle ASOF=2026-10-10T00:00:00Z want=0
+else
+    bundles_fixtures; want=3
+fi
+refdir=$tmp/dref
+rm_db "$tmp/dref.db"
+"$TALLY" --db "$tmp/dref.db" run --rates "$RATES" --as-of "$ASOF" --out "$refdir" $BUNDLES \
+    </dev/null >/dev/null 2>"$tmp/stderr"
+[ $? = "$want" ] || { cat "$tmp/stderr"; fail "(d) reference run failed"; }
+total=$(total_calls)
+note "(d) example: $total ledger I/O calls in a complete run"
+if is_san; then
+    fault_loop example "$want" 1 1 $((total / 40 + 1)) "$total" 1
+else
+    fault_loop example "$want" 1 1 $((total / 150 + 1)) "$total" 1
+fi
+# the fixtures: bulk loads, which leave WAL for a rollback journal and come back
+bundles_fixtures
+refdir=$tmp/ref2x
+total=$(total_calls)
+note "(d) fixtures: $total ledger I/O calls in a complete run"
+if is_san; then
+    fault_loop fixtures 3 1 1 $((total / 15 + 1)) "$total" 1
 else
     fault_loop fixtures 3 1 1 $((total / 60 + 1)) "$total" 1
 fi
