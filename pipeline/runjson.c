@@ -123,7 +123,8 @@ int tly_runjson_write(const char *dir, int64_t as_of,
 {
     json_t *root = json_object(), *c = json_object(), *in = json_array(), *out = json_array(),
            *st = json_array(), *sk = json_array();
-    char when[TLY_TS_LEN], path[4096];
+    char when[TLY_TS_LEN], path[4096], *json = NULL;
+    FILE *f = NULL;
     int err = TLY_OK, failed = 0;
 
     if (!root || !c || !in || !out || !st || !sk) {
@@ -156,9 +157,20 @@ int tly_runjson_write(const char *dir, int64_t as_of,
         goto done;
     }
     snprintf(path, sizeof path, "%s/run.json", dir);
-    if (json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) != 0)
+    /* built first, then written: json_dump_file says "failed" alike for memory and the disk */
+    if (!(json = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)))) {
+        err = tly_error(TLY_ERR_NOMEM, "cannot build run.json: out of memory");
+        goto done;
+    }
+    if (!(f = fopen(path, "w")) || fputs(json, f) == EOF) {
         err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+    } else if (fclose(f) != 0) {
+        err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    }
 done:
+    free(json);     /* jansson's allocator: alloc.h's (main) or malloc's, both free() */
     json_decref(root);
     json_decref(c);
     json_decref(in);

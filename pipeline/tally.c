@@ -5,11 +5,13 @@
  *
  * Only this file exits.  Everything below returns an enum tly_err.
  */
+#include "alloc.h"
 #include "cmd.h"
 #include "error.h"
 #include "stages.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -125,6 +127,9 @@ int main(int argc, char **argv)
     if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
         tly_warn("SQLite kept its memory statistics");
     keep_freed_memory();
+    /* jansson's allocations (items, run.json) go through alloc.h too, so
+     * TALLY_FAULT_ALLOC reaches them */
+    json_set_alloc_funcs(tly_malloc, tly_free);
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if ((!strcmp(argv[i], "--db") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             *(argv[i][2] == 'd' ? &db : &config) = argv[i + 1];
