@@ -43,6 +43,7 @@
 #include "timeutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -2084,14 +2085,13 @@ int tly_rejects_mark(struct tly_ledger *l, int64_t *id)
     return TLY_OK;
 }
 
-static int write_rejects_to(struct tly_ledger *l, sqlite3_stmt *q, const char *path)
-{
-    static const char *const header[] = { "bundle", "file", "line", "reason", "raw", NULL };
-    struct csvout *w;
-    int rc, err;
+static const char *const rejects_header[] = { "bundle", "file", "line", "reason", "raw", NULL };
 
-    if ((err = csvout_open(path, header, &w)))
-        return err;
+/* The rows of 'q' into w, which it closes. */
+static int write_rejects_to(struct tly_ledger *l, sqlite3_stmt *q, struct csvout *w)
+{
+    int rc;
+
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         csvout_text(w, (const char *)sqlite3_column_text(q, 0));
         csvout_text(w, (const char *)sqlite3_column_text(q, 1));
@@ -2114,24 +2114,72 @@ static int write_rejects_to(struct tly_ledger *l, sqlite3_stmt *q, const char *p
 }
 
 /*
+ * A new file beside 'path' for the list, into 'tmp': created exclusively
+ * (never through a link, never over a file), with the mode and owner of
+ * the file it will replace.  -1 with errno when the directory refuses it.
+ */
+static int create_beside(const char *path, char *tmp, size_t cap)
+{
+    struct stat old;
+    int fd = -1, have_old = stat(path, &old) == 0;
+
+    for (int i = 0; fd < 0 && i < 100; i++) {
+        if ((size_t)snprintf(tmp, cap, "%s.tally-%ld-%d.tmp", path, (long)getpid(), i) >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST)
+            return -1;
+    }
+    if (fd >= 0 && have_old) {
+        /* a list of raw customer rows keeps the access it had: its owner when
+         * we may give it (root), and its mode (without set-id bits if not) */
+        int owner_kept = fchown(fd, old.st_uid, old.st_gid) == 0;
+        if (fchmod(fd, old.st_mode & (owner_kept ? 07777 : 0777)) != 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            errno = e;
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/*
  * --rejects FILE is the caller's own file (the nightly wrapper files it away
- * beside a bundle): written under a temporary name beside it and renamed,
- * so a full disk never leaves a cut list under the name.  A FILE that is
- * not a regular file (/dev/stdout, a pipe, a link) is written as it is.
+ * beside a bundle): written as a new file beside it and renamed, so a full
+ * disk never leaves a cut list under the name.  A FILE that is not a
+ * regular file (/dev/stdout, a pipe, a link), or in a directory that does
+ * not let a file be created beside it (EACCES, EPERM, EROFS), is written in
+ * place; another failure to create one (a full disk) leaves FILE as it is.
  */
 static int write_rejects(struct tly_ledger *l, sqlite3_stmt *q, const char *path)
 {
     char tmp[4096];
     struct stat st;
-    int err;
+    struct csvout *w;
+    FILE *f;
+    int fd, err;
 
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return write_rejects_to(l, q, path);
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tally-%ld.tmp", path, (long)getpid()) >= sizeof tmp)
-        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': path too long", path);
-    err = write_rejects_to(l, q, tmp);
-    if (!err && rename(tmp, path) != 0)
+        fd = -1;
+    else if ((fd = create_beside(path, tmp, sizeof tmp)) < 0 &&
+             errno != EACCES && errno != EPERM && errno != EROFS)
+        return tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    if (fd < 0) {
+        if ((err = csvout_open(path, rejects_header, &w)))
+            return err;
+        return write_rejects_to(l, q, w);
+    }
+    if (!(f = fdopen(fd, "w"))) {
+        err = tly_error(TLY_ERR_NOMEM, "cannot write '%s': %s", path, strerror(errno));
+        close(fd);
+    } else if (!(err = csvout_open_stream(f, path, rejects_header, &w)) &&
+               !(err = write_rejects_to(l, q, w)) && rename(tmp, path) != 0) {
         err = tly_error(TLY_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    }
     if (err)
         unlink(tmp);
     return err;

@@ -11,28 +11,33 @@
 #include <errno.h>
 #include <string.h>
 
-int csvout_open(const char *path, const char *const *header, struct csvout **out)
+int csvout_open_stream(FILE *f, const char *name, const char *const *header, struct csvout **out)
 {
     struct csvout *w = tly_calloc(1, sizeof *w);
 
     *out = NULL;
-    if (!w || !(w->path = tly_strdup(path))) {
+    if (!w || !(w->path = tly_strdup(name))) {
         tly_free(w);
+        fclose(f);
         return tly_error(TLY_ERR_NOMEM, "out of memory");
     }
-    w->f = fopen(path, "w");
-    if (!w->f) {
-        int e = errno;
-        tly_free(w->path);
-        tly_free(w);
-        return tly_error(TLY_ERR_OUTPUT, "cannot create '%s': %s", path, strerror(e));
-    }
+    w->f = f;
     for (int i = 0; header && header[i]; i++)
         csvout_textn(w, header[i], strlen(header[i]));
     if (header)
         csvout_end_row(w);
     *out = w;
     return TLY_OK;
+}
+
+int csvout_open(const char *path, const char *const *header, struct csvout **out)
+{
+    FILE *f = fopen(path, "w");
+
+    *out = NULL;
+    if (!f)
+        return tly_error(TLY_ERR_OUTPUT, "cannot create '%s': %s", path, strerror(errno));
+    return csvout_open_stream(f, path, header, out);
 }
 
 int csvout_close(struct csvout *w)

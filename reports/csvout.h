@@ -26,6 +26,8 @@ struct csvout {
 };
 
 int csvout_open(const char *path, const char *const *header, struct csvout **out);
+/* The same over a stream already open ('f', taken whatever it returns); 'name' in messages. */
+int csvout_open_stream(FILE *f, const char *name, const char *const *header, struct csvout **out);
 int csvout_close(struct csvout *w);
 void csvout_abort(struct csvout *w);
 
