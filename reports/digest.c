@@ -690,18 +690,24 @@ struct notify {
 /*
  * GMime's parser drops what it cannot read, so "a@b.c # note" (a comment
  * the INI file kept) would send as a@b.c: the setting must be the address
- * alone, or "Name <address>" with nothing after the '>'.
+ * alone, or end with "<address>" (the last one written: a quoted name may
+ * hold another), with nothing after it but blanks.
  */
 static int sender_whole(const char *sender, const char *addr)
 {
-    const char *close = strrchr(sender, '>'), *end;
+    size_t n = strlen(addr), len = strlen(sender);
+    const char *end = sender + len, *p, *last = NULL;
 
-    if (strchr(sender, '<'))
-        return close && close[1 + strspn(close + 1, " \t")] == '\0';
-    sender += strspn(sender, " \t");
-    for (end = sender + strlen(sender); end > sender && (end[-1] == ' ' || end[-1] == '\t'); end--)
-        ;
-    return (size_t)(end - sender) == strlen(addr) && !strncmp(sender, addr, strlen(addr));
+    while (end > sender && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (!strchr(sender, '<')) {
+        sender += strspn(sender, " \t");
+        return (size_t)(end - sender) == n && !strncmp(sender, addr, n);
+    }
+    for (p = sender; (p = strchr(p, '<')); p++)
+        if (!strncmp(p + 1, addr, n) && p[n + 1] == '>')
+            last = p;
+    return last && last + n + 2 == end;
 }
 
 static int sender_parse(struct notify *nx)

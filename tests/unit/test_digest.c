@@ -1171,7 +1171,9 @@ static void test_digest_bad_sender_setting_is_an_error(void **state)
 {
     /* GMime would read the last two as a@b.c, dropping what follows */
     static const char *const bad[] = { "", "not an address", "a@b.c, d@e.f", "Tally <a@b.c>\r\nBcc: x@y.z",
-                                       "a@b.c # billing", "Tally <a@b.c> (old)" };
+                                       "a@b.c # billing", "Tally <a@b.c> (old)",
+                                       "Tally <a@b.c> # billing ->", "Tally <a@b.c>>",
+                                       "Tally <a@b.c> # <>" };
     struct fx *f = fx_new();
     struct tly_notify_stats st;
     (void)state;
