@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define XLSX_EPOCH_DAY 25569        /* Excel serial of 1970-01-01 */
@@ -192,47 +193,78 @@ static void fit_columns(struct tly_xsheet *s)
 }
 
 /*
- * workbook_close() with the library's own stderr lines held back (error.h
- * "Muting").  Sets b->closed and b->close_errno (errno as the failing
- * write left it, 0 when the close succeeded).
+ * The read-back's scan of one XML part: elements must nest (every end tag
+ * closes one opened, and all are closed at the end), and in a sheet the
+ * last <row r="N"> must reach the rows written.  libxlsxwriter's XML is
+ * regular: no comments or CDATA, '<' and '>' escaped in text and
+ * attributes, and a row's r attribute first.
  */
-static void close_quietly(struct tly_xbook *b)
+enum scan_state { IN_TEXT, TAG_START, IN_OPEN, IN_CLOSE, IN_DECL };
+
+struct part_scan {
+    enum scan_state state;
+    long depth, elements;
+    int unbalanced;
+    char prev;                  /* the char before, inside a tag */
+    char tag[16];               /* an opening tag's first bytes: "row r=\"984\"" */
+    size_t ntag;
+    uint32_t last_row;          /* the last row's r, 1-based (0: none) */
+};
+
+static void end_open_tag(struct part_scan *p)
 {
-    tly_stderr_mute();
-    errno = 0;
-    b->closed = workbook_close(b->wb);      /* writes the file and frees the workbook */
-    b->wb = NULL;
-    b->close_errno = b->closed != LXW_NO_ERROR ? errno : 0;
-    tly_stderr_unmute();
-    if (b->closed == LXW_NO_ERROR)
-        tly_xbook_cut_part(b->path, b->cut, sizeof b->cut);
+    p->tag[p->ntag] = '\0';
+    if (!strncmp(p->tag, "row r=\"", 7))
+        p->last_row = (uint32_t)strtoul(p->tag + 7, NULL, 10);
+    if (p->prev == '/')
+        p->depth--;             /* <x .../> opens and closes */
 }
 
-#define TAIL 64
-
-/* Is an XML part that starts with 'head' and ends with 'tail' whole: does it end with its root's end tag? */
-static int part_whole(const char *head, size_t nhead, const char *tail, size_t ntail)
+static void scan_bytes(struct part_scan *p, const char *buf, size_t n)
 {
-    char end[TAIL + 4];
-    size_t i = 0, n;
-
-    if (nhead >= 5 && !memcmp(head, "<?xml", 5)) {       /* the declaration */
-        const char *close = memmem(head, nhead, "?>", 2);
-        if (!close)
-            return 0;
-        i = (size_t)(close - head) + 2;
+    for (size_t i = 0; i < n; i++) {
+        char c = buf[i];
+        switch (p->state) {
+        case IN_TEXT:
+            if (c == '<')
+                p->state = TAG_START;
+            break;
+        case TAG_START:
+            if (c == '/') {
+                p->state = IN_CLOSE;
+            } else if (c == '?' || c == '!') {
+                p->state = IN_DECL;
+            } else {
+                p->state = IN_OPEN;
+                p->depth++;
+                p->elements++;
+                p->tag[0] = c;
+                p->ntag = 1;
+            }
+            p->prev = c;
+            break;
+        case IN_OPEN:
+            if (c == '>') {
+                end_open_tag(p);
+                p->state = IN_TEXT;
+            } else if (p->ntag < sizeof p->tag - 1) {
+                p->tag[p->ntag++] = c;
+            }
+            p->prev = c;
+            break;
+        case IN_CLOSE:
+            if (c == '>') {
+                if (--p->depth < 0)
+                    p->unbalanced = 1;
+                p->state = IN_TEXT;
+            }
+            break;
+        case IN_DECL:
+            if (c == '>')
+                p->state = IN_TEXT;
+            break;
+        }
     }
-    while (i < nhead && strchr(" \t\r\n", head[i]))
-        i++;
-    if (i >= nhead || head[i++] != '<')
-        return 0;
-    n = strcspn(head + i, " \t\r\n/>");
-    if (i + n >= nhead || n == 0 || n + 3 > TAIL)
-        return 0;
-    snprintf(end, sizeof end, "</%.*s>", (int)n, head + i);
-    while (ntail > 0 && strchr(" \t\r\n", tail[ntail - 1]))
-        ntail--;
-    return ntail >= strlen(end) && !memcmp(tail + ntail - strlen(end), end, strlen(end));
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -241,54 +273,97 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* Reads one part; sets 'cut' when it is not whole or cannot be read. */
-static void check_part(struct archive *a, const char *name, char *cut, size_t cap)
+/* The rows sheet part 'name' must reach: "xl/worksheets/sheetN.xml" is the Nth sheet added. */
+static uint32_t rows_wanted(const char *name, const uint32_t *rows, size_t nsheets)
 {
-    char buf[16384], head[256], tail[TAIL];
-    size_t nhead = 0, ntail = 0;
-    la_ssize_t n;
+    unsigned long n;
+    char *end;
 
-    while ((n = archive_read_data(a, buf, sizeof buf)) > 0) {
-        size_t got = (size_t)n, keep;
-        if (nhead < sizeof head - 1) {
-            size_t take = got < sizeof head - 1 - nhead ? got : sizeof head - 1 - nhead;
-            memcpy(head + nhead, buf, take);
-            nhead += take;
-        }
-        keep = got >= TAIL ? 0 : ntail + got > TAIL ? TAIL - got : ntail;
-        memmove(tail, tail + ntail - keep, keep);
-        ntail = keep + (got < TAIL ? got : TAIL);
-        memcpy(tail + keep, buf + got - (ntail - keep), ntail - keep);
-    }
-    head[nhead] = '\0';
-    if (n < 0)
-        snprintf(cut, cap, "%s (unreadable: %s)", name, archive_error_string(a));
-    else if (!part_whole(head, nhead, tail, ntail))
-        snprintf(cut, cap, "%s", name);
+    if (strncmp(name, "xl/worksheets/sheet", 19))
+        return 0;
+    n = strtoul(name + 19, &end, 10);
+    return strcmp(end, ".xml") || n == 0 || n > nsheets ? 0 : rows[n - 1];
 }
 
-void tly_xbook_cut_part(const char *path, char *cut, size_t cap)
+/* Reads one part: 0 whole, 1 cut short, -1 unreadable (why in 'why'). */
+static int check_part(struct archive *a, const char *name, uint32_t rows, char *why, size_t cap)
+{
+    struct part_scan p = { .state = IN_TEXT };
+    char buf[16384];
+    la_ssize_t n;
+
+    while ((n = archive_read_data(a, buf, sizeof buf)) > 0)
+        scan_bytes(&p, buf, (size_t)n);
+    if (n < 0) {
+        snprintf(why, cap, "%s: %s", name, archive_error_string(a) ? archive_error_string(a) : "?");
+        return -1;
+    }
+    return p.unbalanced || p.depth != 0 || p.elements == 0 || p.state != IN_TEXT ||
+           p.last_row < rows;
+}
+
+int tly_xbook_cut_part(const char *path, const uint32_t *rows, size_t nsheets, char *what,
+                       size_t cap)
 {
     struct archive *a = archive_read_new();
     struct archive_entry *e;
-    int rc = ARCHIVE_FATAL;
+    int rc = ARCHIVE_FATAL, found = 0;
 
-    cut[0] = '\0';
+    what[0] = '\0';
     if (!a) {
-        snprintf(cut, cap, "(not read back: out of memory)");
-        return;
+        snprintf(what, cap, "out of memory");
+        errno = ENOMEM;
+        return -1;
     }
     if (archive_read_support_format_zip(a) == ARCHIVE_OK &&
         archive_read_open_filename(a, path, 65536) == ARCHIVE_OK)
-        while (!cut[0] && (rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+        while (!found && (rc = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
             const char *name = archive_entry_pathname(e);
-            if (name && (ends_with(name, ".xml") || ends_with(name, ".rels")))
-                check_part(a, name, cut, cap);
+            if (name && (ends_with(name, ".xml") || ends_with(name, ".rels")) &&
+                (found = check_part(a, name, rows_wanted(name, rows, nsheets), what, cap)) > 0)
+                snprintf(what, cap, "%s", name);
         }
-    if (!cut[0] && rc != ARCHIVE_EOF)
-        snprintf(cut, cap, "(not read back: %s)", archive_error_string(a) ? archive_error_string(a)
-                 : "not a zip file");
+    if (!found && rc != ARCHIVE_EOF) {
+        snprintf(what, cap, "%s", archive_error_string(a) ? archive_error_string(a) : "not a zip file");
+        found = -1;
+    }
+    if (found < 0)
+        errno = archive_errno(a) > 0 ? archive_errno(a) : EIO;
     archive_read_free(a);
+    return found;
+}
+
+/*
+ * workbook_close() with the library's own stderr lines held back (error.h
+ * "Muting").  Sets b->closed and b->close_errno (errno as the failing
+ * write left it, 0 when the close succeeded), then reads the file back.
+ */
+static void close_quietly(struct tly_xbook *b)
+{
+    uint32_t rows[64] = { 0 }, *want = rows;
+
+    tly_stderr_mute();
+    errno = 0;
+    b->closed = workbook_close(b->wb);      /* writes the file and frees the workbook */
+    b->wb = NULL;
+    b->close_errno = b->closed != LXW_NO_ERROR ? errno : 0;
+    tly_stderr_unmute();
+    if (b->closed != LXW_NO_ERROR)
+        return;
+    /* malloc, not tly_malloc: this may run on the writer thread (no messages there) */
+    if (b->nsheets > sizeof rows / sizeof rows[0] && !(want = malloc(b->nsheets * sizeof *want))) {
+        b->readback = -1;
+        b->readback_errno = ENOMEM;
+        snprintf(b->readback_what, sizeof b->readback_what, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < b->nsheets; i++)
+        want[i] = b->sheets[i]->rows;
+    b->readback = tly_xbook_cut_part(b->path, want, b->nsheets, b->readback_what,
+                                     sizeof b->readback_what);
+    b->readback_errno = b->readback < 0 ? errno : 0;
+    if (want != rows)
+        free(want);
 }
 
 /* Fits the columns; the failure the cell writers met, reported, or TLY_OK. */
@@ -309,13 +384,18 @@ static int closed_result(struct tly_xbook *b, int report)
 {
     int rc;
 
-    if (b->closed == LXW_NO_ERROR && !b->cut[0])
+    if (b->closed == LXW_NO_ERROR && b->readback == 0)
         rc = TLY_OK;
-    else if (b->closed == LXW_NO_ERROR)
+    else if (b->closed == LXW_NO_ERROR && b->readback > 0)
         rc = !report ? TLY_ERR_OUTPUT
                      : tly_error(TLY_ERR_OUTPUT, "cannot write '%s': its part %s came out cut short"
                                  " (is the scratch directory, report.scratch_dir, full?)", b->path,
-                                 b->cut);
+                                 b->readback_what);
+    else if (b->closed == LXW_NO_ERROR && !report)
+        rc = b->readback_errno == ENOMEM ? TLY_ERR_NOMEM : TLY_ERR_IO;
+    else if (b->closed == LXW_NO_ERROR)
+        rc = tly_error(b->readback_errno == ENOMEM ? TLY_ERR_NOMEM : TLY_ERR_IO,
+                       "cannot read '%s' back: %s", b->path, b->readback_what);
     else if (!report)
         rc = b->closed == LXW_ERROR_MEMORY_MALLOC_FAILED ? TLY_ERR_NOMEM : TLY_ERR_OUTPUT;
     else if (b->close_errno && b->closed != LXW_ERROR_MEMORY_MALLOC_FAILED)
@@ -493,6 +573,13 @@ void tly_xsheet_chart(struct tly_xsheet *s, uint32_t row, uint16_t col, lxw_char
  * Cells
  * ------------------------------------------------------------------------ */
 
+/* The rows a sheet has cells in, for the read-back (close_quietly). */
+static void note_row(struct tly_xsheet *s, uint32_t row)
+{
+    if (row >= s->rows)
+        s->rows = row + 1;
+}
+
 static void track(struct tly_xsheet *s, uint16_t col, double chars)
 {
     if (col >= s->nwidth) {
@@ -651,6 +738,7 @@ void tly_xsheet_text(struct tly_xsheet *s, uint32_t row, uint16_t col, const cha
         return;
     }
     xstring_escape(text, len, buf);
+    note_row(s, row);
     tly_xbook_check(s->book, worksheet_write_string(s->ws, row, col, buf, s->book->fmt[f]));
     if (buf != small)
         tly_free(buf);
@@ -663,6 +751,7 @@ void tly_xsheet_number(struct tly_xsheet *s, uint32_t row, uint16_t col, double 
 {
     if (!s)
         return;
+    note_row(s, row);
     tly_xbook_check(s->book, worksheet_write_number(s->ws, row, col, v, s->book->fmt[f]));
     track(s, col, number_width(v, f));
 }
@@ -672,6 +761,7 @@ void tly_xsheet_formula(struct tly_xsheet *s, uint32_t row, uint16_t col, const 
 {
     if (!s)
         return;
+    note_row(s, row);
     tly_xbook_check(s->book, worksheet_write_formula_num(s->ws, row, col, formula,
                                                          s->book->fmt[f], value));
     track(s, col, number_width(value, f));
@@ -681,6 +771,7 @@ void tly_xsheet_blank(struct tly_xsheet *s, uint32_t row, uint16_t col, enum tly
 {
     if (!s)
         return;
+    note_row(s, row);
     tly_xbook_check(s->book, worksheet_write_blank(s->ws, row, col, s->book->fmt[f]));
 }
 

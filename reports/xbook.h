@@ -59,6 +59,7 @@ struct tly_xsheet {
     char *name;
     double *width;          /* widest content per column, in characters */
     int nwidth;
+    uint32_t rows;          /* rows with a cell: 1 + the last one written */
 };
 
 struct tly_xbook {
@@ -71,7 +72,9 @@ struct tly_xbook {
     int nomem;              /* our own allocation failed */
     lxw_error closed;       /* what writing the file met ... */
     int close_errno;        /* ... and errno then */
-    char cut[160];          /* a part the written file has cut short (tly_xbook_cut_part) */
+    int readback;           /* tly_xbook_cut_part's verdict on the written file ... */
+    int readback_errno;     /* ... errno when it could not be read ... */
+    char readback_what[160];/* ... and the part cut short, or why */
 };
 
 /*
@@ -93,13 +96,15 @@ void tly_xbook_abort(struct tly_xbook *b);
 /*
  * libxlsxwriter assembles each XML part in a scratch file and never checks
  * those writes, so a full scratch directory gives a workbook whose sheets
- * end mid-row, or hold no rows, with success.  Closing reads the file back
- * and fails it (73) when a part does not end with its root element's end
- * tag.  This is that check: 'cut' gets the first such part's name, or why
- * the file could not be read, or "" when every part is whole.  No message,
- * no tly_ allocation: it runs on the writer thread.
+ * end mid-row, or lack rows, with success.  Closing reads the file back:
+ * in every XML part the elements must nest and all be closed, and sheet N
+ * (xl/worksheets/sheetN.xml, the Nth added) must reach rows[N - 1] rows.
+ * Returns 0 when all is whole; 1 with 'what' naming the first part that is
+ * not; -1 with 'what' saying why the file could not be read (errno set).
+ * No message, no tly_ allocation: it runs on the writer thread.
  */
-void tly_xbook_cut_part(const char *path, char *cut, size_t cap);
+int tly_xbook_cut_part(const char *path, const uint32_t *rows, size_t nsheets, char *what,
+                       size_t cap);
 
 /*
  * Writing books on a thread of their own.  Writing a file (its XML parts,

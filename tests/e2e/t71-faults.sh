@@ -126,6 +126,21 @@ $raw_eg"
         problem "(a) workbooks over a full scratch directory: exit $rc: $(head -2 "$tmp/stderr")"
     [ -e "$tmp/scratch-out" ] && problem "(a) workbooks over a full scratch directory: DIR was written"
     rm -rf "$full/filler" "$full/scratch"
+    # ... and one that fills on the way: finance.xlsx (400 accounts) copies
+    # its rows from one scratch file to another, the first one's space comes
+    # back, and the part ends well formed but short of rows
+    mkdir -p "$full/scratch"
+    "$root/scripts/gen-bundle" --accounts 400 --runs 20000 --deployments 2000 --days 30 --seed 1 \
+        "$tmp/big" >/dev/null 2>&1 || fail "gen-bundle failed"
+    rm_db "$tmp/big.db"
+    "$TALLY" --db "$tmp/big.db" ingest "$tmp/big" </dev/null >/dev/null 2>&1
+    "$TALLY" --db "$tmp/big.db" rates "$tmp/big/rates.csv" </dev/null >/dev/null 2>&1
+    "$TALLY" --config "$tmp/scratch.conf" --db "$tmp/big.db" report --out "$tmp/big-out" \
+        </dev/null >/dev/null 2>"$tmp/stderr"
+    rc=$?
+    [ "$rc" = 73 ] && grep -q "finance.xlsx': its part xl/worksheets/sheet.*\.xml came out cut short" "$tmp/stderr" ||
+        problem "(a) a scratch directory that fills on the way: exit $rc: $(head -2 "$tmp/stderr")"
+    rm -rf "$full/scratch" "$tmp/big" "$tmp/big-out"
     # ingest --rejects FILE on a full disk: FILE keeps what it held, nothing is
     # left beside it (a list of 200 rejects needs more than the page the old
     # FILE frees when it is truncated)

@@ -291,10 +291,11 @@ static char *book_part(const char *path, const char *part)
 }
 
 /*
- * Copies the zip 'from' to 'to', 'drop' bytes cut off the end of the part
- * named 'part' (what a full scratch directory does to libxlsxwriter).
+ * Copies the zip 'from' to 'to', the part named 'part' changed by 'edit'
+ * (what a full scratch directory does to libxlsxwriter's parts).
  */
-static void copy_cutting(const char *from, const char *to, const char *part, size_t drop)
+static void copy_editing(const char *from, const char *to, const char *part,
+                         size_t (*edit)(char *data, size_t n))
 {
     struct archive *in = archive_read_new(), *out = archive_write_new();
     struct archive_entry *e;
@@ -305,47 +306,83 @@ static void copy_cutting(const char *from, const char *to, const char *part, siz
     assert_int_equal(archive_write_set_format_zip(out), ARCHIVE_OK);
     assert_int_equal(archive_write_open_filename(out, to), ARCHIVE_OK);
     while (archive_read_next_header(in, &e) == ARCHIVE_OK) {
-        la_ssize_t n = archive_read_data(in, data, sizeof data);
-        assert_true(n >= 0 && (size_t)n < sizeof data);
+        la_ssize_t got = archive_read_data(in, data, sizeof data);
+        size_t n;
+        assert_true(got >= 0 && (size_t)got < sizeof data);
+        n = (size_t)got;
         if (!strcmp(archive_entry_pathname(e), part))
-            n -= (la_ssize_t)drop;
-        archive_entry_set_size(e, n);
+            n = edit(data, n);
+        archive_entry_set_size(e, (la_int64_t)n);
         assert_int_equal(archive_write_header(out, e), ARCHIVE_OK);
-        assert_int_equal(archive_write_data(out, data, (size_t)n), n);
+        assert_int_equal(archive_write_data(out, data, n), (la_ssize_t)n);
     }
     archive_read_free(in);
     assert_int_equal(archive_write_close(out), ARCHIVE_OK);
     archive_write_free(out);
 }
 
+static size_t keep_all(char *data, size_t n) { (void)data; return n; }
+static size_t drop_last_byte(char *data, size_t n) { (void)data; return n - 1; }
+static size_t drop_200_bytes(char *data, size_t n) { (void)data; return n - 200; }
+
+/* Moves what follows 'from' to 'skip' bytes past 'at': the bytes between are lost. */
+static size_t lose_between(char *data, size_t n, const char *at, size_t skip, const char *from)
+{
+    char *a = strstr(data, at), *b;
+    assert_non_null(a);
+    a += skip;
+    assert_non_null(b = strstr(a, from));
+    memmove(a, b, n - (size_t)(b - data));
+    return n - (size_t)(b - a);
+}
+
+/* The copy of the rows stopped inside row 40's first cell, the end tags written after it. */
+static size_t lose_rows_mid_cell(char *data, size_t n)
+{
+    data[n] = '\0';
+    return lose_between(data, n, "<c r=\"A40\"", 5, "</sheetData>");
+}
+
+/* ... and at a row's end: well nested, but short of the rows written. */
+static size_t lose_rows_at_a_row(char *data, size_t n)
+{
+    data[n] = '\0';
+    return lose_between(data, n, "<row r=\"40\"", 0, "</sheetData>");
+}
+
 /*
  * libxlsxwriter does not check its writes to the scratch files, so closing
- * reads the book back: a part that does not end with its root's end tag is
- * named, whether it lost its last bytes or everything after a row.
+ * reads the book back: a part whose elements do not all close, or a sheet
+ * short of the rows written, is named, whether it lost its last bytes, a
+ * run of rows mid-element or whole rows.
  */
 static void test_xbook_cut_part_finds_a_sheet_cut_short(void **state)
 {
+    static const uint32_t rows[] = { 60 };      /* book 2: a sheet of 60 rows */
     struct tly_xbook *b;
-    char good[128], bad[128], cut[160];
+    char good[128], bad[128], what[160];
     (void)state;
 
     assert_int_equal(build(root, 2, &b), TLY_OK);
     assert_int_equal(tly_xbook_close(b), TLY_OK);
     snprintf(good, sizeof good, "%s/book2.xlsx", root);
-    tly_xbook_cut_part(good, cut, sizeof cut);
-    assert_string_equal(cut, "");
+    assert_int_equal(tly_xbook_cut_part(good, rows, 1, what, sizeof what), 0);
     snprintf(bad, sizeof bad, "%s/cut.xlsx", root);
-    copy_cutting(good, bad, "xl/worksheets/sheet1.xml", 1);        /* "</worksheet" */
-    tly_xbook_cut_part(bad, cut, sizeof cut);
-    assert_string_equal(cut, "xl/worksheets/sheet1.xml");
-    copy_cutting(good, bad, "xl/styles.xml", 200);                  /* mid-element */
-    tly_xbook_cut_part(bad, cut, sizeof cut);
-    assert_string_equal(cut, "xl/styles.xml");
-    copy_cutting(good, bad, "xl/worksheets/sheet1.xml", 0);         /* the copy itself is whole */
-    tly_xbook_cut_part(bad, cut, sizeof cut);
-    assert_string_equal(cut, "");
-    tly_xbook_cut_part("/nonexistent/book.xlsx", cut, sizeof cut);
-    assert_true(!strncmp(cut, "(not read back: ", 16));
+    copy_editing(good, bad, "xl/worksheets/sheet1.xml", keep_all);      /* the copy itself is whole */
+    assert_int_equal(tly_xbook_cut_part(bad, rows, 1, what, sizeof what), 0);
+    copy_editing(good, bad, "xl/worksheets/sheet1.xml", drop_last_byte);
+    assert_int_equal(tly_xbook_cut_part(bad, rows, 1, what, sizeof what), 1);
+    assert_string_equal(what, "xl/worksheets/sheet1.xml");
+    copy_editing(good, bad, "xl/styles.xml", drop_200_bytes);
+    assert_int_equal(tly_xbook_cut_part(bad, rows, 1, what, sizeof what), 1);
+    assert_string_equal(what, "xl/styles.xml");
+    copy_editing(good, bad, "xl/worksheets/sheet1.xml", lose_rows_mid_cell);
+    assert_int_equal(tly_xbook_cut_part(bad, rows, 1, what, sizeof what), 1);
+    copy_editing(good, bad, "xl/worksheets/sheet1.xml", lose_rows_at_a_row);
+    assert_int_equal(tly_xbook_cut_part(bad, rows, 1, what, sizeof what), 1);
+    assert_string_equal(what, "xl/worksheets/sheet1.xml");
+    assert_int_equal(tly_xbook_cut_part(bad, NULL, 0, what, sizeof what), 0);  /* rows not known */
+    assert_int_equal(tly_xbook_cut_part("/nonexistent/book.xlsx", rows, 1, what, sizeof what), -1);
 }
 
 /* One sheet: text needing ST_Xstring escapes, then dates on both sides of 1900-03-01. */
