@@ -121,9 +121,10 @@ install: all build/tally.1
 	    > $(DESTDIR)$(UNITDIR)/tally-nightly.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/tally-nightly.service
 	install -m 0644 scripts/tally-nightly.timer $(DESTDIR)$(UNITDIR)/
+	@mkdir -p build
 	sed 's|^TALLY=$${TALLY:-tally}$$|TALLY=$${TALLY:-$(BINDIR)/tally}|' scripts/tally-nightly \
-	    > $(DESTDIR)$(BINDIR)/tally-nightly
-	chmod 0755 $(DESTDIR)$(BINDIR)/tally-nightly
+	    > build/tally-nightly
+	install -m 0755 build/tally-nightly $(DESTDIR)$(BINDIR)/tally-nightly
 	install -m 0644 scripts/tally.conf $(DESTDIR)$(DATADIR)/tally.conf.sample
 	sed 's|/usr/local/bin|$(BINDIR)|g' scripts/tally.cron > $(DESTDIR)$(DATADIR)/tally.cron.sample
 

@@ -74,6 +74,7 @@ int cmd_ingest(int argc, char **argv, struct tly_ctx *ctx)
     }
     if (i == npos && st.bundles_rejected + st.bundles_already_rejected == npos)
         result = tly_error(TLY_ERR_INPUT, "every bundle given was rejected");
+    tly_progress_clear();                   /* --rejects /dev/stdout on the same terminal */
     if (opt.rejects)
         result = tly_err_worst(result, tly_rejects_write_ingest(ctx->ledger, mark, &st,
                                                                 opt.rejects));

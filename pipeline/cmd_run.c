@@ -240,8 +240,9 @@ int cmd_run(int argc, char **argv, struct tly_ctx *ctx)
     /* a digest that could not be handed off is retried next run: say so in
      * the status, before the summary, which is stderr's last line */
     if (!err && r.notify.handoff_failed)
-        err = tly_error(TLY_ERR_OUTPUT, "%ld digests could not be handed off; the next run retries them",
-                        r.notify.handoff_failed);
+        err = tly_error(TLY_ERR_OUTPUT, "%ld digest%s could not be handed off; the next run retries %s",
+                        r.notify.handoff_failed, tly_plural(r.notify.handoff_failed),
+                        r.notify.handoff_failed == 1 ? "it" : "them");
 done:
     summary(&r, tly_elapsed(&all));
     for (int i = 0; r.sha && i < r.nbundles; i++)

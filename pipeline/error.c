@@ -185,6 +185,18 @@ void tly_progress(const char *fmt, ...)
     va_end(ap);
 }
 
+void tly_progress_clear(void)
+{
+    int fd;
+
+    pthread_mutex_lock(&mute_lock);
+    fd = real_fd >= 0 ? real_fd : STDERR_FILENO;
+    if (progress_drawn)
+        dprintf(fd, "\r\033[K");
+    progress_drawn = 0;
+    pthread_mutex_unlock(&mute_lock);
+}
+
 int tly_progress_wanted(void)
 {
     static int wanted = -1;

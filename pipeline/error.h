@@ -54,6 +54,8 @@ const char *tly_plural(long n);
 void tly_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tly_vprogress(const char *fmt, va_list ap);
 int tly_progress_wanted(void);
+/* Erases the progress line, if one is drawn, before output on stdout. */
+void tly_progress_clear(void);
 
 /*
  * Muting the libraries: libxlsxwriter prints "[ERROR][packager.c:...]"

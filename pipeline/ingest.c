@@ -1342,8 +1342,8 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
         if (!(*rows & 0xffff) && tly_progress_wanted())
             show_progress(g, *rows);
         if (*rows > g->s->max_rows_per_file) {
-            bundle_reject(g, "too_large", g->path, "'%s' has more than %lld rows", g->path,
-                          (long long)g->s->max_rows_per_file);
+            bundle_reject(g, "too_large", g->path, "'%s' has more than %lld row%s", g->path,
+                          (long long)g->s->max_rows_per_file, tly_plural(g->s->max_rows_per_file));
             break;
         }
         if (skip)
