@@ -220,48 +220,57 @@ static void end_open_tag(struct part_scan *p)
         p->depth--;             /* <x .../> opens and closes */
 }
 
+/* The scan over the next n bytes; memchr() between the '<' and '>' (most of a part is cells). */
 static void scan_bytes(struct part_scan *p, const char *buf, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = buf[i];
+    const char *c = buf, *end = buf + n, *gt, *stop;
+    size_t take;
+
+    while (c < end) {
         switch (p->state) {
         case IN_TEXT:
-            if (c == '<')
-                p->state = TAG_START;
+            if (!(c = memchr(c, '<', (size_t)(end - c))))
+                return;
+            c++;
+            p->state = TAG_START;
             break;
         case TAG_START:
-            if (c == '/') {
+            if (*c == '/') {
                 p->state = IN_CLOSE;
-            } else if (c == '?' || c == '!') {
+            } else if (*c == '?' || *c == '!') {
                 p->state = IN_DECL;
             } else {
                 p->state = IN_OPEN;
                 p->depth++;
                 p->elements++;
-                p->tag[0] = c;
+                p->tag[0] = *c;
                 p->ntag = 1;
             }
-            p->prev = c;
+            p->prev = *c++;
             break;
         case IN_OPEN:
-            if (c == '>') {
-                end_open_tag(p);
-                p->state = IN_TEXT;
-            } else if (p->ntag < sizeof p->tag - 1) {
-                p->tag[p->ntag++] = c;
-            }
-            p->prev = c;
+            gt = memchr(c, '>', (size_t)(end - c));
+            stop = gt ? gt : end;
+            take = (size_t)(stop - c) < sizeof p->tag - 1 - p->ntag ? (size_t)(stop - c)
+                                                                   : sizeof p->tag - 1 - p->ntag;
+            memcpy(p->tag + p->ntag, c, take);
+            p->ntag += take;
+            if (stop > c)
+                p->prev = stop[-1];
+            if (!gt)
+                return;
+            end_open_tag(p);
+            p->state = IN_TEXT;
+            c = gt + 1;
             break;
         case IN_CLOSE:
-            if (c == '>') {
-                if (--p->depth < 0)
-                    p->unbalanced = 1;
-                p->state = IN_TEXT;
-            }
-            break;
         case IN_DECL:
-            if (c == '>')
-                p->state = IN_TEXT;
+            if (!(gt = memchr(c, '>', (size_t)(end - c))))
+                return;
+            if (p->state == IN_CLOSE && --p->depth < 0)
+                p->unbalanced = 1;
+            p->state = IN_TEXT;
+            c = gt + 1;
             break;
         }
     }
