@@ -102,6 +102,14 @@ static void draw_progress(int fd, const char *fmt, va_list ap)
     progress_drawn = 1;
 }
 
+/* Erases a drawn progress line (mute_lock held). */
+static void erase_progress(int fd)
+{
+    if (progress_drawn)
+        dprintf(fd, "\r\033[K");
+    progress_drawn = 0;
+}
+
 /* "tally: [COMMAND: ][KIND]message" on the real stderr; progress on a terminal only. */
 static void vreport(int with_command, const char *kind, int progress, const char *fmt, va_list ap)
 {
@@ -116,9 +124,7 @@ static void vreport(int with_command, const char *kind, int progress, const char
         if (isatty(fd))
             draw_progress(fd, fmt, ap);
     } else {
-        if (progress_drawn)
-            dprintf(fd, "\r\033[K");
-        progress_drawn = 0;
+        erase_progress(fd);
         dprintf(fd, "tally: %s%s%s", with_command && command_name ? command_name : "",
                 with_command && command_name ? ": " : "", kind ? kind : "");
         vdprintf(fd, fmt, ap);
@@ -187,13 +193,8 @@ void tly_progress(const char *fmt, ...)
 
 void tly_progress_clear(void)
 {
-    int fd;
-
     pthread_mutex_lock(&mute_lock);
-    fd = real_fd >= 0 ? real_fd : STDERR_FILENO;
-    if (progress_drawn)
-        dprintf(fd, "\r\033[K");
-    progress_drawn = 0;
+    erase_progress(real_fd >= 0 ? real_fd : STDERR_FILENO);
     pthread_mutex_unlock(&mute_lock);
 }
 

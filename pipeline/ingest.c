@@ -1309,12 +1309,7 @@ static int check_header(struct ing *g, struct tly_csv *r, const struct tly_csv_r
 static void show_progress(struct ing *g, long rows)
 {
     const char *cmd = tly_error_command();
-    struct timespec now;
-    double secs;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    secs = (double)(now.tv_sec - g->file_started.tv_sec) +
-           (double)(now.tv_nsec - g->file_started.tv_nsec) / 1e9;
+    double secs = tly_elapsed(&g->file_started);
 
     if (secs - g->progress_at < 1.0)
         return;
@@ -1332,7 +1327,7 @@ static int load_rows(struct ing *g, struct tly_csv *r, int skip, long *rows)
 
     if ((err = tly_rowahead_create(&ra, r, filetypes[g->type].ncols)))
         return err;
-    clock_gettime(CLOCK_MONOTONIC, &g->file_started);
+    tly_clock(&g->file_started);
     g->progress_at = 0;
     while (!err && !g->rej_code[0] && (ev = tly_rowahead_next(ra, &row, rows)) != TLY_CSV_END) {
         if (ev == TLY_CSV_ERROR) {

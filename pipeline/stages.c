@@ -129,15 +129,3 @@ struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rat
         keep[n++] = (struct tly_outdir_keep){ bundles[i], "the bundle" };
     return keep;
 }
-
-void tly_clock(struct timespec *now)
-{
-    clock_gettime(CLOCK_MONOTONIC, now);
-}
-
-double tly_elapsed(const struct timespec *since)
-{
-    struct timespec now;
-    tly_clock(&now);
-    return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
-}

@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "outdir.h"
 #include "reconcile.h"
+#include "timeutil.h"
 
 /* --as-of TEXT, else the latest manifest period_end; none → usage error 64. */
 int tly_resolve_as_of(struct tly_ctx *ctx, const char *text, int64_t *as_of);
@@ -42,7 +43,5 @@ const char *tly_scratch_dir(const struct tly_ctx *ctx);
 struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rates,
                                       char *const *bundles, int nbundles);
 
-double tly_elapsed(const struct timespec *since);
-void tly_clock(struct timespec *now);
 
 #endif

@@ -4,6 +4,7 @@
 #include "timeutil.h"
 
 #include <stdio.h>
+#include <time.h>
 
 int64_t tly_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
@@ -226,4 +227,16 @@ unsigned tly_cycle_anchor_of(int64_t cycle_start_day, int64_t cycle_end_day)
     tly_civil_from_days(cycle_start_day, &y, &m, &start);
     tly_civil_from_days(cycle_end_day, &y, &m, &end);
     return start > end ? start : end;
+}
+
+void tly_clock(struct timespec *now)
+{
+    clock_gettime(CLOCK_MONOTONIC, now);
+}
+
+double tly_elapsed(const struct timespec *since)
+{
+    struct timespec now;
+    tly_clock(&now);
+    return (double)(now.tv_sec - since->tv_sec) + (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }

@@ -49,4 +49,9 @@ int64_t tly_cycle_containing(unsigned anchor_day, int64_t day);
 int64_t tly_cycle_next(unsigned anchor_day, int64_t cycle_start_day);
 unsigned tly_cycle_anchor_of(int64_t cycle_start_day, int64_t cycle_end_day);
 
+/* Wall time for timings and progress: a monotonic start, the seconds since it. */
+struct timespec;
+void tly_clock(struct timespec *now);
+double tly_elapsed(const struct timespec *since);
+
 #endif

@@ -301,20 +301,26 @@ total_calls() {
     echo "$hi"
 }
 
-# small input, every N: the spec's gale-free-grant example (or the fixtures)
-part=c FAULT=TALLY_FAULT_ALLOC FAULT_MSG='out of memory'
+# example_reference: the small input of a part, every N: the spec's
+# gale-free-grant example (or the fixtures); sets RATES, BUNDLES, ASOF, want
+# and refdir, the reference run's DIR
 example=$root/../shared/spec/examples/gale-free-grant
 EXTRA=
-if [ -d "$example/bundle" ]; then
-    RATES=$example/rates.csv BUNDLES=$example/bundle ASOF=2026-10-10T00:00:00Z want=0
-else
-    bundles_fixtures; want=3
-fi
-refdir=$tmp/cref
-rm_db "$tmp/cref.db"
-"$TALLY" --db "$tmp/cref.db" run --rates "$RATES" --as-of "$ASOF" --out "$refdir" $BUNDLES \
-    </dev/null >/dev/null 2>"$tmp/stderr"
-[ $? = "$want" ] || { cat "$tmp/stderr"; fail "(c) reference run failed"; }
+example_reference() {
+    if [ -d "$example/bundle" ]; then
+        RATES=$example/rates.csv BUNDLES=$example/bundle ASOF=2026-10-10T00:00:00Z want=0
+    else
+        bundles_fixtures; want=3
+    fi
+    refdir=$tmp/${part}ref
+    rm_db "$tmp/${part}ref.db"
+    "$TALLY" --db "$tmp/${part}ref.db" run --rates "$RATES" --as-of "$ASOF" --out "$refdir" $BUNDLES \
+        </dev/null >/dev/null 2>"$tmp/stderr"
+    [ $? = "$want" ] || { cat "$tmp/stderr"; fail "($part) reference run failed"; }
+}
+
+part=c FAULT=TALLY_FAULT_ALLOC FAULT_MSG='out of memory'
+example_reference
 # every N of the first 1,200 (the ledger, the bundle, the reconcile), then
 # every third: jansson's allocations (items, run.json) tripled the count
 if is_san; then
@@ -342,16 +348,7 @@ fi
 # 74 naming the ledger, no crash or leak, DIR absent or complete, and the
 # ledger sound: the next normal run recovers it and gives the reference.
 part=d FAULT=TALLY_FAULT_IO FAULT_MSG="ledger '.*': .*I/O error"
-if [ -d "$example/bundle" ]; then
-    RATES=$example/rates.csv BUNDLES=$example/bundle ASOF=2026-10-10T00:00:00Z want=0
-else
-    bundles_fixtures; want=3
-fi
-refdir=$tmp/dref
-rm_db "$tmp/dref.db"
-"$TALLY" --db "$tmp/dref.db" run --rates "$RATES" --as-of "$ASOF" --out "$refdir" $BUNDLES \
-    </dev/null >/dev/null 2>"$tmp/stderr"
-[ $? = "$want" ] || { cat "$tmp/stderr"; fail "(d) reference run failed"; }
+example_reference
 total=$(total_calls)
 note "(d) example: $total ledger I/O calls in a complete run"
 if is_san; then
