@@ -302,15 +302,19 @@ total_calls() {
 }
 
 # example_reference: the small input of a part, every N: the spec's
-# gale-free-grant example (or the fixtures); sets RATES, BUNDLES, ASOF, want
-# and refdir, the reference run's DIR
+# gale-free-grant example (or, in a checkout without ../shared, the
+# fixtures, three times the allocations: every N of fewer); sets RATES,
+# BUNDLES, ASOF, want, EVERY and STRIDE (every N up to EVERY, then every
+# STRIDE-th) and refdir, the reference run's DIR
 example=$root/../shared/spec/examples/gale-free-grant
 EXTRA=
 example_reference() {
     if [ -d "$example/bundle" ]; then
         RATES=$example/rates.csv BUNDLES=$example/bundle ASOF=2026-10-10T00:00:00Z want=0
+        EVERY=1200 STRIDE=3
     else
         bundles_fixtures; want=3
+        EVERY=600 STRIDE=10
     fi
     refdir=$tmp/${part}ref
     rm_db "$tmp/${part}ref.db"
@@ -321,12 +325,12 @@ example_reference() {
 
 part=c FAULT=TALLY_FAULT_ALLOC FAULT_MSG='out of memory'
 example_reference
-# every N of the first 1,200 (the ledger, the bundle, the reconcile), then
-# every third: jansson's allocations (items, run.json) tripled the count
+# every N of the first EVERY (the ledger, the bundle, the reconcile), then
+# every STRIDE-th: jansson's allocations (items, run.json) tripled the count
 if is_san; then
-    fault_loop example "$want" 1 1200 3 0 8
+    fault_loop example "$want" 1 "$EVERY" "$STRIDE" 0 8
 else
-    fault_loop example "$want" 1 1200 3 0 1
+    fault_loop example "$want" 1 "$EVERY" "$STRIDE" 0 1
 fi
 
 # larger input, strided: the fixtures (tar.gz, zip, quarantine, 5 digests)
