@@ -69,15 +69,15 @@ build/san/%.o: %.c
 UNIT_BIN     = $(UNIT_SRC:tests/unit/%.c=build/tests/%)
 SAN_UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/san/tests/%)
 
-build/tests/%: tests/unit/%.c $(OBJ)
+build/tests/%: tests/unit/%.c tests/unit/testkit.h $(OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
-	@$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	@$(CC) $(CFLAGS) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $< $(OBJ) $(PKG_LIBS) -lcmocka
 
-build/san/tests/%: tests/unit/%.c $(SAN_OBJ)
+build/san/tests/%: tests/unit/%.c tests/unit/testkit.h $(SAN_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
-	@$(CC) $(CFLAGS) $(SAN) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	@$(CC) $(CFLAGS) $(SAN) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -o $@ $< $(SAN_OBJ) $(PKG_LIBS) -lcmocka
 
 # The test command of the README.  Unit tests run in both builds; the
 # end-to-end suite runs against the sanitized binary and then the normal one.

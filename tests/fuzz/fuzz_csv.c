@@ -15,26 +15,9 @@
 
 #include "csvread.h"
 #include "error.h"
+#include "../unit/testkit.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct mem {
-    const uint8_t *s;
-    size_t n, pos, chunk;
-};
-
-static ssize_t mem_read(void *ctx, void *buf, size_t n)
-{
-    struct mem *m = ctx;
-    size_t k = m->n - m->pos;
-    if (k > n)
-        k = n;
-    if (m->chunk && k > m->chunk)
-        k = m->chunk;
-    memcpy(buf, m->s + m->pos, k);
-    m->pos += k;
-    return (ssize_t)k;
-}
 
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
@@ -47,14 +30,14 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
 static uint64_t run(const uint8_t *s, size_t n, size_t chunk, size_t maxf)
 {
     static const char *const cols[] = { "a", "b", "event_id", "ts", "" };
-    struct mem m = { s, n, 0, chunk };
+    struct tk_mem m = { s, n, 0, chunk };
     struct tly_csv *r;
     struct tly_csv_row row;
     uint64_t h = 14695981039346656037ull;
     long last_line = 0;
     int ev;
 
-    if (tly_csv_open(&r, mem_read, &m, maxf))
+    if (tly_csv_open(&r, tk_mem_read, &m, maxf))
         abort();
     ev = tly_csv_header(r, cols, 5, &row);
     h = mix(h, &ev, sizeof ev);

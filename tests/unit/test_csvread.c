@@ -13,35 +13,18 @@
 
 #include "csvread.h"
 #include "error.h"
-
-struct mem {
-    const char *s;
-    size_t n, pos, chunk;
-};
-
-static ssize_t mem_read(void *ctx, void *buf, size_t n)
-{
-    struct mem *m = ctx;
-    size_t k = m->n - m->pos;
-    if (k > n)
-        k = n;
-    if (m->chunk && k > m->chunk)
-        k = m->chunk;
-    memcpy(buf, m->s + m->pos, k);
-    m->pos += k;
-    return (ssize_t)k;
-}
+#include "testkit.h"
 
 static const char *const ab[] = { "a", "b" };
 
-static struct tly_csv *open_text(struct mem *m, const char *s, size_t n, size_t chunk, size_t maxf)
+static struct tly_csv *open_text(struct tk_mem *m, const char *s, size_t n, size_t chunk, size_t maxf)
 {
     struct tly_csv *r;
     m->s = s;
     m->n = n;
     m->pos = 0;
     m->chunk = chunk;
-    assert_int_equal(tly_csv_open(&r, mem_read, m, maxf), 0);
+    assert_int_equal(tly_csv_open(&r, tk_mem_read, m, maxf), 0);
     return r;
 }
 
@@ -68,7 +51,7 @@ static void test_csv_bom_crlf_header_any_order(void **state)
     static const char text[] = "\xef\xbb\xbf" "b,a\r\n2,1\r\n4,3\r\n";
     (void)state;
     for (size_t chunk = 0; chunk < 8; chunk++) {
-        struct mem m;
+        struct tk_mem m;
         struct tly_csv *r = open_text(&m, text, sizeof text - 1, chunk, 65536);
         struct tly_csv_row row;
         assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
@@ -92,7 +75,7 @@ static void test_csv_bom_crlf_header_any_order(void **state)
 static void test_csv_missing_and_unknown_column(void **state)
 {
     static const char text[] = "a,zzz,yy\n1,2,3\n";
-    struct mem m;
+    struct tk_mem m;
     struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
     struct tly_csv_row row;
     (void)state;
@@ -115,7 +98,7 @@ static void test_csv_quoted_newline_line_numbers(void **state)
     static const char text[] = "a,b\r\n1,\"x\r\ny\"\r\n\r\n3,\"\"\"q\"\"\"\n5,6";
     (void)state;
     for (size_t chunk = 0; chunk < 6; chunk++) {
-        struct mem m;
+        struct tk_mem m;
         struct tly_csv *r = open_text(&m, text, sizeof text - 1, chunk, 65536);
         struct tly_csv_row row;
         assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
@@ -139,7 +122,7 @@ static void test_csv_quoted_newline_line_numbers(void **state)
 static void test_csv_trim_and_empty(void **state)
 {
     static const char text[] = "a,b\n  1 ,\"\"\n\tx\t, \" y \" \n";
-    struct mem m;
+    struct tk_mem m;
     struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
     struct tly_csv_row row;
     (void)state;
@@ -171,7 +154,7 @@ static void test_csv_row_rejects(void **state)
     };
     (void)state;
     for (size_t chunk = 0; chunk < 5; chunk++) {
-        struct mem m;
+        struct tk_mem m;
         struct tly_csv *r = open_text(&m, text, sizeof text - 1, chunk, 8);
         struct tly_csv_row row;
         assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
@@ -197,7 +180,7 @@ static void test_csv_quote_error_rejects_rest(void **state)
     };
     (void)state;
     for (size_t t = 0; t < 3; t++) {
-        struct mem m;
+        struct tk_mem m;
         struct tly_csv *r = open_text(&m, texts[t], strlen(texts[t]), t + 1, 65536);
         struct tly_csv_row row;
         assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_ROW);
@@ -230,7 +213,7 @@ static void test_csv_quote_error_counts_rows_after_a_long_row(void **state)
         char *text = malloc(n + 1);
         struct tly_csv_row row;
         struct tly_csv *r;
-        struct mem m;
+        struct tk_mem m;
 
         assert_non_null(text);
         memcpy(text, heads[t], h);
@@ -257,7 +240,7 @@ static void test_csv_quote_error_counts_rows_after_a_long_row(void **state)
 static void test_csv_bare_cr_is_data(void **state)
 {
     static const char text[] = "a,b\n1\r2,3\r\n";
-    struct mem m;
+    struct tk_mem m;
     struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
     struct tly_csv_row row;
     (void)state;
@@ -275,7 +258,7 @@ static void test_csv_empty_file(void **state)
     static const char *const texts[] = { "", "\xef\xbb\xbf", "\n\n" };
     (void)state;
     for (size_t t = 0; t < 3; t++) {
-        struct mem m;
+        struct tk_mem m;
         struct tly_csv *r = open_text(&m, texts[t], strlen(texts[t]), 1, 65536);
         struct tly_csv_row row;
         assert_int_equal(tly_csv_header(r, ab, 2, &row), TLY_CSV_END);
@@ -293,7 +276,7 @@ static void test_csv_huge_row_bounded(void **state)
 {
     size_t big = 5u << 20, n = 0;
     char *text = malloc(big + 100);
-    struct mem m;
+    struct tk_mem m;
     struct tly_csv *r;
     struct tly_csv_row row;
     (void)state;
@@ -339,7 +322,7 @@ static void test_csv_long_row_reasons(void **state)
 {
     size_t big = 1100000, n, chunks[] = { 0, 7 };       /* past the 1 MiB least cap */
     char *text = malloc(big + 4096);
-    struct mem m;
+    struct tk_mem m;
     struct tly_csv *r;
     struct tly_csv_row row;
     (void)state;
@@ -382,7 +365,7 @@ static void test_csv_long_row_reasons(void **state)
 static void test_csv_duplicate_header_name(void **state)
 {
     static const char text[] = "a,a,b\n1,2,3\n";
-    struct mem m;
+    struct tk_mem m;
     struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
     struct tly_csv_row row;
     (void)state;

@@ -30,6 +30,7 @@
 #include "error.h"
 #include "ledger.h"
 #include "settings.h"
+#include "testkit.h"
 #include "timeutil.h"
 
 /* ------------------------------------------------------------------------
@@ -37,7 +38,7 @@
  * ---------------------------------------------------------------------- */
 
 struct fx {
-    char dir[64];
+    struct tk_scratch t;
     char tpl[512];
     struct tly_ledger *l;
     struct tly_settings s;
@@ -64,27 +65,22 @@ static int64_t ts(const char *text)
 static struct fx *fx_new(void)
 {
     struct fx *f = calloc(1, sizeof *f);
-    char db[128];
 
     assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tally-digest-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(db, sizeof db, "%s/t.db", f->dir);
-    assert_int_equal(tly_ledger_open(db, TLY_LEDGER_LOCK, &f->l), TLY_OK);
+    assert_int_equal(tk_scratch_make(&f->t, "digest"), 0);
+    assert_int_equal(tly_ledger_open(f->t.db, TLY_LEDGER_LOCK, &f->l), TLY_OK);
     snprintf(f->tpl, sizeof f->tpl, "%s/templates", srcdir());
     f->s.sender = "Tally Billing <billing-noreply@tally.invalid>";
     f->s.sendmail = "";
     f->s.templates_dir = f->tpl;
-    f->s.db = db;
+    f->s.db = f->t.db;
     return f;
 }
 
 static void fx_free(struct fx *f)
 {
-    char cmd[200];
     tly_ledger_close(f->l);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tk_scratch_remove(&f->t), 0);
     free(f);
 }
 
@@ -163,7 +159,7 @@ static int64_t add_item(struct fx *f, const char *account, const char *item, con
 /* Runs notify into a fresh outbox that is never put in place (a failed swap). */
 static int run_unshown(struct fx *f, int64_t as_of, const char *sendmail, struct tly_notify_stats *st)
 {
-    snprintf(f->outbox, sizeof f->outbox, "%s/outbox-%d", f->dir, ++f->nout);
+    snprintf(f->outbox, sizeof f->outbox, "%s/outbox-%d", f->t.dir, ++f->nout);
     assert_int_equal(mkdir(f->outbox, 0755), 0);
     snprintf(f->csv, sizeof f->csv, "%s/notifications.csv", f->outbox);
     return tly_notify_run(f->l, &f->s, as_of, f->outbox, f->csv, sendmail, st);
@@ -808,7 +804,7 @@ static void test_digest_crash_between_commit_and_files_gives_identical_files(voi
     want = outbox_file(g, "acme.eml", &wl);
 
     /* the crash: committed, then no file could be written (the outbox is gone) */
-    snprintf(missing, sizeof missing, "%s/no-such-dir", f->dir);
+    snprintf(missing, sizeof missing, "%s/no-such-dir", f->t.dir);
     tly_error_quiet(1);
     assert_int_equal(tly_notify_run(f->l, &f->s, as_of, missing, "/dev/null", "", &st),
                      TLY_ERR_OUTPUT);
@@ -847,8 +843,8 @@ static void make_sendmail(struct fx *f, char *cmd, size_t cap, char *log, size_t
     char script[128];
     FILE *fp;
 
-    snprintf(script, sizeof script, "%s/fake-sendmail", f->dir);
-    snprintf(log, logcap, "%s/sent.log", f->dir);
+    snprintf(script, sizeof script, "%s/fake-sendmail", f->t.dir);
+    snprintf(log, logcap, "%s/sent.log", f->t.dir);
     fp = fopen(script, "w");
     assert_non_null(fp);
     fprintf(fp, "#!/bin/sh\n"
@@ -856,7 +852,7 @@ static void make_sendmail(struct fx *f, char *cmd, size_t cap, char *log, size_t
                 "if [ ! -e '%s/marker' ]; then : > '%s/marker'; exit 75; fi\n"
                 "[ \"$1\" = -t ] && [ \"$2\" = -i ] || exit 64\n"
                 "{ echo \"== $TALLY_ACCOUNT_ID $TALLY_MESSAGE_ID\"; cat; } >> '%s'\n",
-            f->dir, f->dir, log);
+            f->t.dir, f->t.dir, log);
     fclose(fp);
     assert_int_equal(chmod(script, 0755), 0);
     snprintf(cmd, cap, "'%s' -t -i", script);
@@ -1109,7 +1105,7 @@ static void test_digest_template_error_stores_nothing(void **state)
     char cmd[1200];
     (void)state;
 
-    snprintf(f->tpl, sizeof f->tpl, "%s/tpl", f->dir);
+    snprintf(f->tpl, sizeof f->tpl, "%s/tpl", f->t.dir);
     snprintf(cmd, sizeof cmd, "cp -r '%s/templates' '%s' && printf 'oops {{#x}}\\n' >> '%s/item-threshold.txt'",
              srcdir(), f->tpl, f->tpl);
     assert_int_equal(system(cmd), 0);
@@ -1153,7 +1149,7 @@ static void test_digest_check_renders_every_kind_of_item(void **state)
     (void)state;
 
     assert_int_equal(tly_notify_check(&f->s), TLY_OK);
-    snprintf(f->tpl, sizeof f->tpl, "%s/tpl", f->dir);
+    snprintf(f->tpl, sizeof f->tpl, "%s/tpl", f->t.dir);
     for (size_t i = 0; i < sizeof breaks / sizeof breaks[0]; i++) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s/templates' '%s' && sed -i '%s' '%s/%s' && "
                  "! cmp -s '%s/templates/%s' '%s/%s'", f->tpl, srcdir(), f->tpl, breaks[i].sed,

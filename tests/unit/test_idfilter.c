@@ -16,10 +16,10 @@
 #include "error.h"
 #include "idfilter.h"
 #include "ledger.h"
+#include "testkit.h"
 
 struct fx {
-    char dir[64];
-    char db[128];
+    struct tk_scratch t;
     struct tly_ledger *l;
 };
 
@@ -27,10 +27,8 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
 
-    strcpy(f->dir, "/tmp/tally-test-idfilter-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
-    assert_int_equal(tly_ledger_open(f->db, TLY_LEDGER_LOCK, &f->l), 0);
+    assert_int_equal(tk_scratch_make(&f->t, "idfilter"), 0);
+    assert_int_equal(tly_ledger_open(f->t.db, TLY_LEDGER_LOCK, &f->l), 0);
     *state = f;
     return 0;
 }
@@ -38,11 +36,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[200];
 
     tly_ledger_close(f->l);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tk_scratch_remove(&f->t), 0);
     free(f);
     return 0;
 }

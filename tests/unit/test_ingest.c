@@ -22,12 +22,12 @@
 #include "ledger.h"
 #include "opts.h"
 #include "settings.h"
+#include "testkit.h"
 
 const struct tly_option *tly_ingest_options(void);
 
 struct fx {
-    char dir[64];
-    char db[128];
+    struct tk_scratch t;
     struct tly_ledger *l;
     struct tly_settings s;
     struct tly_ingest_stats st;
@@ -39,14 +39,12 @@ static int setup(void **state)
     char conf[160];
     FILE *c;
 
-    strcpy(f->dir, "/tmp/tally-test-ingest-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
-    snprintf(conf, sizeof conf, "%s/empty.conf", f->dir);
+    assert_int_equal(tk_scratch_make(&f->t, "ingest"), 0);
+    snprintf(conf, sizeof conf, "%s/empty.conf", f->t.dir);
     c = fopen(conf, "w");
     fclose(c);
     assert_int_equal(tly_settings_load(&f->s, conf), 0);
-    assert_int_equal(tly_ledger_open(f->db, TLY_LEDGER_LOCK, &f->l), 0);
+    assert_int_equal(tly_ledger_open(f->t.db, TLY_LEDGER_LOCK, &f->l), 0);
     *state = f;
     return 0;
 }
@@ -54,13 +52,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[200];
 
     tly_ingest_stats_release(&f->st);
     tly_ledger_close(f->l);
     tly_settings_release(&f->s);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tk_scratch_remove(&f->t), 0);
     free(f);
     return 0;
 }
@@ -72,7 +68,7 @@ static const char *put(struct fx *f, const char *bundle, const char *name, const
     char file[300];
     FILE *o;
 
-    snprintf(path, sizeof path, "%s/%s", f->dir, bundle);
+    snprintf(path, sizeof path, "%s/%s", f->t.dir, bundle);
     mkdir(path, 0755);
     snprintf(file, sizeof file, "%s/%s", path, name);
     o = fopen(file, "w");
@@ -85,7 +81,7 @@ static const char *put(struct fx *f, const char *bundle, const char *name, const
 static const char *bundle_path(struct fx *f, const char *bundle)
 {
     static char path[256];
-    snprintf(path, sizeof path, "%s/%s", f->dir, bundle);
+    snprintf(path, sizeof path, "%s/%s", f->t.dir, bundle);
     return path;
 }
 
@@ -769,7 +765,7 @@ static void test_ingest_two_manifests(void **state)
     char dir[300];
     put(f, "b1", "runs.csv", runs_csv);
     put_manifest(f, "b1", 3, "");
-    snprintf(dir, sizeof dir, "%s/b1/sub", f->dir);
+    snprintf(dir, sizeof dir, "%s/b1/sub", f->t.dir);
     mkdir(dir, 0755);
     put(f, "b1/sub", "manifest.csv", "file,rows,sha256\n");
     assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);
@@ -965,7 +961,7 @@ static void test_ingest_rejects_csv(void **state)
     tly_ingest_stats_release(&f->st);
     memset(&f->st, 0, sizeof f->st);
     assert_int_equal(ingest(f, "b1"), TLY_QUARANTINED);        /* already ingested */
-    snprintf(out, sizeof out, "%s/rejects.csv", f->dir);
+    snprintf(out, sizeof out, "%s/rejects.csv", f->t.dir);
     assert_int_equal(tly_rejects_write_ingest(f->l, mark, &f->st, out), 0);
     in = fopen(out, "r");
     n = fread(text, 1, sizeof text - 1, in);

@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "keyspool.h"
+#include "testkit.h"
 
 struct pair {
     int64_t key, run;
@@ -31,19 +32,6 @@ static int by_key_then_run(const void *a, const void *b)
     if (x->key != y->key)
         return x->key < y->key ? -1 : 1;
     return (x->run > y->run) - (x->run < y->run);
-}
-
-/* splitmix64: keys spread over every bit, negative ones included */
-static int64_t key_of(uint64_t i)
-{
-    uint64_t z = i * UINT64_C(0x9e3779b97f4a7c15);
-    int64_t key;
-
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
-    memcpy(&key, &z, sizeof key);
-    return key;
 }
 
 static char dir[] = "/tmp/tally-keyspool-XXXXXX";
@@ -84,7 +72,7 @@ static void spool_through(size_t n, size_t repeat)
     assert_non_null(want);
     assert_int_equal(tly_keyspool_create(&ks, dir), TLY_OK);
     for (size_t i = 0; i < n; i++) {
-        want[i].key = repeat && i && i % repeat == 0 ? want[i - 1].key : key_of(i);
+        want[i].key = repeat && i && i % repeat == 0 ? want[i - 1].key : tk_spread_key(i);
         want[i].run = (int64_t)i + 1;
         assert_int_equal(tly_keyspool_add(ks, want[i].key, want[i].run), TLY_OK);
     }
@@ -157,7 +145,7 @@ static void test_keyspool_unwritable_dir(void **state)
     tly_error_quiet(1);
     assert_int_equal(tly_keyspool_create(&ks, "/nonexistent/tally"), TLY_OK);
     for (uint64_t i = 0; i <= (1u << 19) && !err; i++)
-        err = tly_keyspool_add(ks, key_of(i), (int64_t)i);
+        err = tly_keyspool_add(ks, tk_spread_key(i), (int64_t)i);
     assert_int_equal(err, TLY_ERR_IO);
     tly_keyspool_destroy(ks);
     tly_error_quiet(0);
@@ -176,7 +164,7 @@ static void test_keyspool_allocation_fails(void **state)
         tly_alloc_fail_at(n);
         err = tly_keyspool_create(&ks, dir);
         for (uint64_t i = 0; i < (1u << 19) + 5000 && !err; i++)
-            err = tly_keyspool_add(ks, key_of(i), (int64_t)i);
+            err = tly_keyspool_add(ks, tk_spread_key(i), (int64_t)i);
         if (!err)
             err = tly_keyspool_sort(ks);
         while (!err && got)

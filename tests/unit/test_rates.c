@@ -14,21 +14,21 @@
 #include "ledger.h"
 #include "meter.h"
 #include "rates.h"
+#include "testkit.h"
 #include "timeutil.h"
 
 struct fx {
-    char dir[64], db[128], card[128];
+    struct tk_scratch t;
+    char card[128];
     struct tly_ledger *l;
 };
 
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/tally-test-rates-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->db, sizeof f->db, "%s/t.db", f->dir);
-    snprintf(f->card, sizeof f->card, "%s/rates.csv", f->dir);
-    assert_int_equal(tly_ledger_open(f->db, TLY_LEDGER_LOCK, &f->l), 0);
+    assert_int_equal(tk_scratch_make(&f->t, "rates"), 0);
+    snprintf(f->card, sizeof f->card, "%s/rates.csv", f->t.dir);
+    assert_int_equal(tly_ledger_open(f->t.db, TLY_LEDGER_LOCK, &f->l), 0);
     *state = f;
     return 0;
 }
@@ -36,10 +36,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[200];
     tly_ledger_close(f->l);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tk_scratch_remove(&f->t), 0);
     free(f);
     return 0;
 }

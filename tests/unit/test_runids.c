@@ -20,6 +20,7 @@
 #include "error.h"
 #include "ledger.h"
 #include "runids.h"
+#include "testkit.h"
 
 static char dbpath[64];
 
@@ -45,19 +46,6 @@ static int teardown(void **state)
     snprintf(p, sizeof p, "%s-shm", dbpath);
     unlink(p);
     return 0;
-}
-
-/* splitmix64: keys spread over every bit, negative ones included */
-static int64_t key_of(uint64_t i)
-{
-    uint64_t z = i * UINT64_C(0x9e3779b97f4a7c15);
-    int64_t key;
-
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    z ^= z >> 31;
-    memcpy(&key, &z, sizeof key);
-    return key;
 }
 
 static int64_t count(struct tly_ledger *l, const char *sql)
@@ -112,10 +100,10 @@ static void test_runids_held_across_growth(void **state)
 
     assert_int_equal(tly_runids_held_create(l, TLY_RUNIDS_HELD_MAX, &h), TLY_OK);
     for (uint64_t i = 1; i <= 20000; i++)
-        assert_int_equal(tly_runids_held_add(h, key_of(i), (int64_t)i), TLY_OK);
+        assert_int_equal(tly_runids_held_add(h, tk_spread_key(i), (int64_t)i), TLY_OK);
     for (uint64_t i = 1; i <= 20000; i++) {
-        assert_true(tly_runids_held_holds(h, key_of(i)));
-        assert_false(tly_runids_held_holds(h, key_of(i + 20000)));
+        assert_true(tly_runids_held_holds(h, tk_spread_key(i)));
+        assert_false(tly_runids_held_holds(h, tk_spread_key(i + 20000)));
     }
     assert_int_equal(tly_runids_held_flush(h), TLY_OK);
     assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 20000);
@@ -138,10 +126,10 @@ static void test_runids_flush_clears_clusters(void **state)
 
     assert_int_equal(tly_runids_held_create(l, TLY_RUNIDS_HELD_MAX, &h), TLY_OK);
     for (uint64_t i = 1; i <= 100000; i++)
-        assert_int_equal(tly_runids_held_add(h, key_of(i), (int64_t)i), TLY_OK);
+        assert_int_equal(tly_runids_held_add(h, tk_spread_key(i), (int64_t)i), TLY_OK);
     assert_int_equal(tly_runids_held_flush(h), TLY_OK);
     for (uint64_t i = 1; i <= 100000; i++)
-        assert_false(tly_runids_held_holds(h, key_of(i)));
+        assert_false(tly_runids_held_holds(h, tk_spread_key(i)));
     for (int64_t round = 0; round < 1000; round++) {
         for (int k = 0; k < 3; k++)
             assert_int_equal(tly_runids_held_add(h, wrap[k], 100001 + 3 * round + k), TLY_OK);
@@ -174,10 +162,10 @@ static void test_runids_held_at_most_max(void **state)
 
     assert_int_equal(tly_runids_held_create(l, 100, &h), TLY_OK);
     for (uint64_t i = 1; i <= 250; i++)
-        assert_int_equal(tly_runids_held_add(h, key_of(i), (int64_t)i), TLY_OK);
+        assert_int_equal(tly_runids_held_add(h, tk_spread_key(i), (int64_t)i), TLY_OK);
     assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 200);
-    assert_false(tly_runids_held_holds(h, key_of(200)));
-    assert_true(tly_runids_held_holds(h, key_of(201)));
+    assert_false(tly_runids_held_holds(h, tk_spread_key(200)));
+    assert_true(tly_runids_held_holds(h, tk_spread_key(201)));
     assert_int_equal(tly_runids_held_flush(h), TLY_OK);
     assert_int_equal(count(l, "SELECT count(*) FROM run_ids_new"), 250);
     tly_runids_held_destroy(h);
@@ -192,7 +180,7 @@ static void test_runids_writer_batches_and_singles(void **state)
     size_t n = sizeof pairs / sizeof pairs[0];
 
     for (size_t i = 0; i < n; i++) {
-        pairs[i][0] = key_of(i + 1);
+        pairs[i][0] = tk_spread_key(i + 1);
         pairs[i][1] = (int64_t)i + 1;
     }
     assert_int_equal(tly_runids_writer_prepare(&w, l, "run_ids"), TLY_OK);
@@ -217,7 +205,7 @@ static void test_runids_out_of_memory_is_clean(void **state)
         tly_alloc_fail_at(n);
         err = tly_runids_held_create(l, 1000, &h);
         for (uint64_t i = 1; i <= 5000 && !err; i++)
-            err = tly_runids_held_add(h, key_of(i), (int64_t)i);
+            err = tly_runids_held_add(h, tk_spread_key(i), (int64_t)i);
         if (!err)
             err = tly_runids_held_flush(h);
         tly_alloc_fail_at(0);
