@@ -42,7 +42,19 @@ int64_t tly_ledger_run_key(const char *account, size_t account_len, const char *
 int tly_ledger_open(const char *path, unsigned flags, struct tly_ledger **out);
 void tly_ledger_close(struct tly_ledger *l);
 
-/* Transactions: one per bundle or per stage. */
+/*
+ * Transactions: one per bundle or per stage.  A statement that fails fails
+ * its transaction: the caller rolls back, never goes on.  So a statement
+ * that writes many rows into pages that already exist says INSERT OR FAIL
+ * (ingest's runs and run ids): by default SQLite keeps a statement journal
+ * for it, a copy of each existing page the statement changes, so that a
+ * constraint error can undo that statement alone.  That journal is a
+ * temporary file that a night's ingest of 340k runs filled with 634 MB,
+ * and a night that merges run_ids_new with a copy of all of run_ids.  A
+ * failed OR FAIL statement keeps its earlier rows, and the rollback takes
+ * them; an I/O error makes SQLite roll the transaction back itself, which
+ * tly_ledger_rollback allows for.
+ */
 int tly_ledger_begin(struct tly_ledger *l);
 int tly_ledger_commit(struct tly_ledger *l);
 void tly_ledger_rollback(struct tly_ledger *l);

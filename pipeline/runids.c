@@ -19,7 +19,7 @@
 int tly_runids_writer_prepare(struct tly_runids_writer *w, struct tly_ledger *l, const char *table)
 {
     char sql[96 + TLY_RUNIDS_PER_INSERT * sizeof "(?,?),"];
-    size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT INTO %s(id_key, run) VALUES", table);
+    size_t n = (size_t)snprintf(sql, sizeof sql, "INSERT OR FAIL INTO %s(id_key, run) VALUES", table);
     int err;
 
     w->l = l;

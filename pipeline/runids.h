@@ -50,7 +50,7 @@ struct tly_runids_writer {
     sqlite3_stmt *batch, *one;
 };
 
-/* Prepares the inserts into 'table' (run_ids or run_ids_new). */
+/* Prepares the inserts into 'table' (run_ids or run_ids_new), OR FAIL (ledger.h "Transactions"). */
 int tly_runids_writer_prepare(struct tly_runids_writer *w, struct tly_ledger *l, const char *table);
 /* Inserts n pairs: full batches, then the rest one by one. */
 int tly_runids_writer_put(struct tly_runids_writer *w, const int64_t (*pairs)[2], size_t n);
