@@ -484,6 +484,71 @@ static void test_ingest_new_run_ids_merge(void **state)
 }
 
 /*
+ * SQLite's statement journals, counted where it opens them.  main() makes
+ * every statement journal a file from its first byte (spill threshold 0),
+ * and this VFS, SQLite's default one but for xOpen, counts those files.
+ * A transaction opens at most one and reuses it for each statement, so
+ * the count is of transactions that journaled any statement.
+ */
+static sqlite3_vfs *default_vfs;
+static sqlite3_vfs counting_vfs;
+static int statement_journals;
+
+static int counting_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
+{
+    (void)vfs;
+    if (flags & SQLITE_OPEN_SUBJOURNAL)
+        statement_journals++;
+    return default_vfs->xOpen(default_vfs, name, file, flags, out);
+}
+
+static int count_statement_journals(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 0) != SQLITE_OK || !(default_vfs = sqlite3_vfs_find(NULL)))
+        return -1;
+    counting_vfs = *default_vfs;
+    counting_vfs.zName = "tally-test-counting";
+    counting_vfs.xOpen = counting_open;
+    return sqlite3_vfs_register(&counting_vfs, 1) == SQLITE_OK ? 0 : -1;
+}
+
+/* 'n' runs of three accounts, ids PREFIX0.., into BUNDLE/runs.csv */
+static void put_many_runs(struct fx *f, const char *bundle, const char *prefix, int n)
+{
+    static char text[1 << 16];
+    int len = snprintf(text, sizeof text, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+
+    for (int i = 0; i < n; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len,
+                        "%s%d,acc-%d,2026-09-20T%02d:%02d:00Z,agent,ag-1,,,ok\n", prefix, i, i % 3, i / 60, i % 60);
+    put(f, bundle, "runs.csv", text);
+}
+
+/*
+ * ledger.h "Transactions": a night's inserts of many rows keep no
+ * statement journal.  With one, each copied every existing page it changed
+ * to a temporary file: 634 MB for a night of 340k runs, all of run_ids for
+ * a night that merges run_ids_new.  A bulk load of 200 runs, then a night
+ * of 200 more: its runs and keys go in 64 to a statement, and its keys
+ * move into run_ids (8 x 200 > 400).  The bulk load is not counted: its
+ * CREATE INDEX of the time index, a schema statement, is journaled anyway.
+ */
+static void test_ingest_many_row_inserts_keep_no_statement_journal(void **state)
+{
+    struct fx *f = *state;
+
+    put_many_runs(f, "b1", "a", 200);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put_many_runs(f, "b2", "b", 200);
+    statement_journals = 0;
+    assert_int_equal(ingest(f, "b2"), TLY_OK);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);      /* merged */
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 400);
+    assert_int_equal(statement_journals, 0);
+    assert_runs_indexes(f);
+}
+
+/*
  * ingest.c hold_run: a night holds its runs and inserts them in the time
  * index's order (day, account, ts), each key pointing at its own row.  A
  * copy of a held run later in the bundle is found as a duplicate, another
@@ -1101,6 +1166,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_bulk_keys_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_runs_held_across_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_many_row_inserts_keep_no_statement_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_night_runs_in_time_index_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_night_hold_flushed_when_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_reload_out_of_memory_is_clean, setup, teardown),
@@ -1125,6 +1191,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_out_of_memory_is_clean, setup, teardown),
         cmocka_unit_test(test_ingest_options_sorted),
     };
+    if (count_statement_journals())
+        return 1;
     tly_error_quiet(1);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
