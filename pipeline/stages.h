@@ -43,5 +43,4 @@ const char *tly_scratch_dir(const struct tly_ctx *ctx);
 struct tly_outdir_keep *tly_keep_list(const struct tly_ctx *ctx, const char *rates,
                                       char *const *bundles, int nbundles);
 
-
 #endif
