@@ -169,10 +169,20 @@ fail:
     return err;
 }
 
+/* A count past run_ids_new's is clamped: the counts only decide when the filter is full. */
+void tly_idfilter_moved(struct tly_idfilter *f, int64_t keys)
+{
+    if (keys > f->new_keys)
+        keys = f->new_keys;
+    if (keys > 0) {
+        f->old_keys += keys;
+        f->new_keys -= keys;
+    }
+}
+
 void tly_idfilter_merged(struct tly_idfilter *f)
 {
-    f->old_keys += f->new_keys;
-    f->new_keys = 0;
+    tly_idfilter_moved(f, f->new_keys);
 }
 
 /* The stored filter, or NULL when there is none to trust. */

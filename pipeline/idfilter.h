@@ -14,8 +14,10 @@
  *
  * The stored filter (run_filter, one row) holds every key of run_ids; a
  * load adds the keys of run_ids_new, which is small, in memory.  So a
- * night writes it only when run_ids changes: a bulk load, a merge of
- * run_ids_new, or a rebuild.  It is written in the transaction that
+ * night writes it only when run_ids changes: a bulk load, a move of
+ * keys from run_ids_new, or a rebuild.  Saved after a move of some of
+ * run_ids_new (a slice), it holds the rest too; a load adds those again,
+ * which sets no new bit.  It is written in the transaction that
  * changes run_ids, so a rollback takes both back.  A missing row, a
  * foreign byte order or a blob whose XXH3 differs from the one stored
  * with it is rebuilt, never trusted.
@@ -25,6 +27,7 @@
  *   tly_idfilter_build      a new filter of every key in the key tables
  *   tly_idfilter_add        one new key (it goes to run_ids_new)
  *   tly_idfilter_merged     run_ids_new moved into run_ids
+ *   tly_idfilter_moved      that many keys of run_ids_new moved into run_ids
  *   tly_idfilter_may_hold   0: the key is certainly not in the ledger
  *   tly_idfilter_unsaved    built or rebuilt since the last save or load
  *   tly_idfilter_save       writes it into run_filter
@@ -48,6 +51,7 @@ int tly_idfilter_new(int64_t runs, struct tly_idfilter **out);
 int tly_idfilter_build(struct tly_ledger *l, struct tly_idfilter **out);
 void tly_idfilter_add(struct tly_idfilter *f, int64_t key);
 void tly_idfilter_merged(struct tly_idfilter *f);
+void tly_idfilter_moved(struct tly_idfilter *f, int64_t keys);
 int tly_idfilter_may_hold(const struct tly_idfilter *f, int64_t key);
 int tly_idfilter_unsaved(const struct tly_idfilter *f);
 int tly_idfilter_save(struct tly_ledger *l, struct tly_idfilter *f);

@@ -308,9 +308,9 @@ static const char *const migrations[] = {
      * bundles (run_ids_new).  A night's random keys touched every page of
      * the one index (172 MB for 10M runs, written twice through the WAL);
      * now they touch only the small table's pages, and the large one is
-     * only read.  Ingest moves the small table into the large one when it
-     * outgrows an eighth of the runs (ingest.c "merge_new_ids"), one
-     * ordered pass that costs about what every night used to.
+     * only read.  Ingest moves the small table into the large one, an
+     * eighth of the key space at a time, once it outgrows an eighth of
+     * the runs (ingest.c "merge_new_ids").
      */
     "CREATE TABLE run_ids(id_key INTEGER NOT NULL, run INTEGER NOT NULL,"
     "  PRIMARY KEY(id_key, run)) WITHOUT ROWID;"

@@ -90,11 +90,11 @@ static int ingest(struct fx *f, const char *bundle)
     return tly_ingest_bundle(f->l, &f->s, bundle_path(f, bundle), &f->st);
 }
 
-/* First column of the first row of 'sql' as an integer. */
 /* the id filter's figures (idfilter.c) */
 #define FILTER_KEYS "SELECT value FROM state WHERE key = 'run_filter_keys'"
 #define FILTER_CAPACITY "SELECT value FROM state WHERE key = 'run_filter_capacity'"
 
+/* First column of the first row of 'sql' as an integer. */
 static int64_t q_int(struct fx *f, const char *sql)
 {
     sqlite3_stmt *st;
@@ -233,6 +233,16 @@ static void assert_filter_holds_every_key(struct fx *f)
         assert_true(tly_idfilter_may_hold(filter, sqlite3_column_int64(q, 0)));
     sqlite3_finalize(q);
     assert_false(tly_idfilter_may_hold(filter, tly_ledger_run_key("acc-1", 5, "never", 5)));
+    tly_idfilter_destroy(filter);
+}
+
+/* A load finds the stored filter whole: assert_filter_holds_every_key tested it, not a rebuild. */
+static void assert_filter_stored(struct fx *f)
+{
+    struct tly_idfilter *filter;
+
+    assert_int_equal(tly_idfilter_load(f->l, &filter), TLY_OK);
+    assert_false(tly_idfilter_unsaved(filter));
     tly_idfilter_destroy(filter);
 }
 
@@ -448,39 +458,95 @@ static void test_ingest_bulk_runs_held_across_files(void **state)
     assert_run_day_sums_runs(f);
 }
 
+/* 'n' runs of three accounts, ids PREFIX0.., into BUNDLE/runs.csv */
+static void put_many_runs(struct fx *f, const char *bundle, const char *prefix, int n)
+{
+    static char text[1 << 16];
+    int len = snprintf(text, sizeof text, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
+
+    for (int i = 0; i < n; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len,
+                        "%s%d,acc-%d,2026-09-20T%02d:%02d:00Z,agent,ag-1,,,ok\n", prefix, i, i % 3, i / 60, i % 60);
+    put(f, bundle, "runs.csv", text);
+}
+
 /*
- * ingest.c merge_new_ids: a night's keys go to run_ids_new, which moves
- * into run_ids once it holds more than an eighth of the runs; duplicates
- * and conflicts are found in either table.
+ * ingest.c merge_new_ids: a night's keys go to run_ids_new, and once it
+ * holds more than an eighth of the runs an eighth of the key space moves
+ * into run_ids, slice by slice in turn; duplicates and conflicts are found
+ * in either table.
  */
+#define SLICE_OF_KEY "((id_key >> 61) + 4)"         /* 0 for INT64_MIN.., 7 for ..INT64_MAX */
+#define NEXT_SLICE "SELECT value FROM state WHERE key = 'run_ids_slice'"
+
 static void test_ingest_new_run_ids_merge(void **state)
 {
     struct fx *f = *state;
 
-    put_runs(f, "b1", "a", 16, "");                         /* a bulk load: all in run_ids */
+    put_runs(f, "b1", "a", 40, "");                         /* a bulk load: all in run_ids */
     assert_int_equal(ingest(f, "b1"), TLY_OK);
-    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 16);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 40);
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);
-    put_runs(f, "b2", "b", 1, "a3,acc-1,2026-09-20T10:03:00Z,agent,ag-1,,,ok\n");
+    put_runs(f, "b2", "b", 4, "a3,acc-1,2026-09-20T10:03:00Z,agent,ag-1,,,ok\n");
     assert_int_equal(ingest(f, "b2"), TLY_OK);
     assert_int_equal(f->st.duplicates, 1);                   /* found in run_ids */
-    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 1);   /* 8 × 1 <= 17 */
-    assert_int_equal(q_int(f, FILTER_KEYS), 16);  /* covers run_ids: not written */
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 4);   /* 8 × 4 <= 44 */
+    assert_int_equal(q_int(f, FILTER_KEYS), 40);  /* covers run_ids: not written */
     assert_runs_indexes(f);
-    put_runs(f, "b3", "c", 2, "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
+    put_runs(f, "b3", "c", 8, "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,ok\n"
                               "b0,acc-1,2026-09-20T10:00:00Z,agent,ag-1,,,failed\n");
     assert_int_equal(ingest(f, "b3"), TLY_QUARANTINED);
     assert_int_equal(q_int(f, "SELECT duplicates FROM bundles WHERE name = 'b3'"), 1);   /* in run_ids_new */
     assert_int_equal(q_int(f, "SELECT quarantined FROM bundles WHERE name = 'b3'"), 1);
-    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);   /* 8 × 3 > 19: merged */
-    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 19);
-    assert_int_equal(q_int(f, FILTER_KEYS), 19);  /* written with the move */
+    /* 8 × 12 > 52 and 2 × 12 < 52: slice 0 moved, the next is 1 */
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new WHERE " SLICE_OF_KEY " = 0"), 0);
+    assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids WHERE " SLICE_OF_KEY " = 0 AND run > 40"),
+                     q_int(f, "SELECT count(*) FROM runs WHERE rowid > 40 AND "
+                              "((tally_run_key(account_id, event_id) >> 61) + 4) = 0"));
+    assert_int_equal(q_int(f, NEXT_SLICE), 1);
+    assert_true(q_int(f, "SELECT count(*) FROM run_ids_new") > 0);      /* the other slices wait */
+    assert_int_equal(q_int(f, FILTER_KEYS), q_int(f, "SELECT count(*) FROM run_ids"));  /* written with the move */
+    assert_filter_stored(f);
     assert_runs_indexes(f);
     put_runs(f, "b4", "d", 0, "c1,acc-1,2026-09-20T10:01:00Z,agent,ag-1,,,failed\n");
-    assert_int_equal(ingest(f, "b4"), TLY_QUARANTINED);      /* b3's run, now in run_ids */
+    assert_int_equal(ingest(f, "b4"), TLY_QUARANTINED);      /* b3's run, in either table */
     assert_string_equal(q_text(f, "SELECT reason FROM rejects WHERE bundle = 'b4'"),
                         "conflict: c1 differs from the version in force (bundle b3, file runs.csv, line 3)");
     assert_runs_indexes(f);
+}
+
+/*
+ * The slices move in turn, one a bundle while run_ids_new holds more than
+ * an eighth of the runs, and wrap around; each move takes every key of
+ * its slice out of run_ids_new.  Bundles of 20 new runs and a copy of an
+ * old one keep the eighth passed (and run_ids the larger), so slices 1 to
+ * 7 and then 0 again move in 8 bundles.
+ */
+static void test_ingest_new_run_ids_slices_in_turn(void **state)
+{
+    struct fx *f = *state;
+    char name[8], prefix[8], sql[160];
+
+    put_many_runs(f, "b1", "a", 400);
+    assert_int_equal(ingest(f, "b1"), TLY_OK);
+    put_many_runs(f, "n0", "n", 60);                         /* 8 × 60 > 460: slice 0 */
+    assert_int_equal(ingest(f, "n0"), TLY_OK);
+    assert_int_equal(q_int(f, NEXT_SLICE), 1);
+    for (int k = 1; k <= 8; k++) {
+        snprintf(name, sizeof name, "n%d", k);
+        snprintf(prefix, sizeof prefix, "k%d-", k);
+        put_runs(f, name, prefix, 20, "a0,acc-0,2026-09-20T00:00:00Z,agent,ag-1,,,ok\n");
+        assert_int_equal(ingest(f, name), TLY_OK);
+        snprintf(sql, sizeof sql, "SELECT duplicates FROM bundles WHERE name = '%s'", name);
+        assert_int_equal(q_int(f, sql), 1);
+        assert_int_equal(q_int(f, NEXT_SLICE), (k + 1) % 8);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM run_ids_new WHERE " SLICE_OF_KEY " = %d", k % 8);
+        assert_int_equal(q_int(f, sql), 0);
+        assert_int_equal(q_int(f, FILTER_KEYS), q_int(f, "SELECT count(*) FROM run_ids"));
+        assert_filter_stored(f);
+        assert_runs_indexes(f);
+    }
+    assert_true(q_int(f, "SELECT count(*) FROM run_ids_new") > 0);
 }
 
 /*
@@ -510,18 +576,6 @@ static int count_statement_journals(void)
     counting_vfs.zName = "tally-test-counting";
     counting_vfs.xOpen = counting_open;
     return sqlite3_vfs_register(&counting_vfs, 1) == SQLITE_OK ? 0 : -1;
-}
-
-/* 'n' runs of three accounts, ids PREFIX0.., into BUNDLE/runs.csv */
-static void put_many_runs(struct fx *f, const char *bundle, const char *prefix, int n)
-{
-    static char text[1 << 16];
-    int len = snprintf(text, sizeof text, "event_id,account_id,ts,kind,resource_id,resource_name,owner,outcome\n");
-
-    for (int i = 0; i < n; i++)
-        len += snprintf(text + len, sizeof text - (size_t)len,
-                        "%s%d,acc-%d,2026-09-20T%02d:%02d:00Z,agent,ag-1,,,ok\n", prefix, i, i % 3, i / 60, i % 60);
-    put(f, bundle, "runs.csv", text);
 }
 
 /*
@@ -1166,6 +1220,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ingest_bulk_keys_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_bulk_runs_held_across_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_new_run_ids_slices_in_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_many_row_inserts_keep_no_statement_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_night_runs_in_time_index_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_night_hold_flushed_when_full, setup, teardown),
