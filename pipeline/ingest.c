@@ -1942,7 +1942,7 @@ static int merge_new_ids(struct ing *g)
             return err;
         if (!found || slice < 0 || slice >= ID_SLICES)
             slice = 0;
-        lo = INT64_MIN + slice * (INT64_C(1) << ID_SLICE_BITS);
+        lo = (slice - ID_SLICES / 2) * (INT64_C(1) << ID_SLICE_BITS);     /* slice 0 from INT64_MIN */
         hi = lo + ((INT64_C(1) << ID_SLICE_BITS) - 1);
         if ((err = tly_ledger_set_int(g->l, "run_ids_slice", (slice + 1) % ID_SLICES)))
             return err;

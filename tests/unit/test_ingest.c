@@ -525,7 +525,7 @@ static void test_ingest_new_run_ids_merge(void **state)
 static void test_ingest_new_run_ids_slices_in_turn(void **state)
 {
     struct fx *f = *state;
-    char name[8], prefix[8], sql[160];
+    char name[8], prefix[8], sql[160], added[200];
 
     put_many_runs(f, "b1", "a", 400);
     assert_int_equal(ingest(f, "b1"), TLY_OK);
@@ -533,10 +533,18 @@ static void test_ingest_new_run_ids_slices_in_turn(void **state)
     assert_int_equal(ingest(f, "n0"), TLY_OK);
     assert_int_equal(q_int(f, NEXT_SLICE), 1);
     for (int k = 1; k <= 8; k++) {
+        int64_t last_run = q_int(f, "SELECT max(rowid) FROM runs"), others;
+
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM run_ids_new WHERE " SLICE_OF_KEY " != %d", k % 8);
+        others = q_int(f, sql);
         snprintf(name, sizeof name, "n%d", k);
         snprintf(prefix, sizeof prefix, "k%d-", k);
         put_runs(f, name, prefix, 20, "a0,acc-0,2026-09-20T00:00:00Z,agent,ag-1,,,ok\n");
         assert_int_equal(ingest(f, name), TLY_OK);
+        /* the other slices kept their keys and gained the bundle's */
+        snprintf(added, sizeof added, "SELECT count(*) FROM runs WHERE rowid > %lld"
+                 " AND ((tally_run_key(account_id, event_id) >> 61) + 4) != %d", (long long)last_run, k % 8);
+        assert_int_equal(q_int(f, sql), others + q_int(f, added));
         snprintf(sql, sizeof sql, "SELECT duplicates FROM bundles WHERE name = '%s'", name);
         assert_int_equal(q_int(f, sql), 1);
         assert_int_equal(q_int(f, NEXT_SLICE), (k + 1) % 8);
@@ -584,8 +592,9 @@ static int count_statement_journals(void)
  * to a temporary file: 634 MB for a night of 340k runs, all of run_ids for
  * a night that merges run_ids_new.  A bulk load of 200 runs, then a night
  * of 200 more: its runs and keys go in 64 to a statement, and its keys
- * move into run_ids (8 x 200 > 400).  The bulk load is not counted: its
- * CREATE INDEX of the time index, a schema statement, is journaled anyway.
+ * move into run_ids (8 x 200 > 400); then a night of 60 of which one
+ * slice of keys moves.  The bulk load is not counted: its CREATE INDEX of
+ * the time index, a schema statement, is journaled anyway.
  */
 static void test_ingest_many_row_inserts_keep_no_statement_journal(void **state)
 {
@@ -598,6 +607,9 @@ static void test_ingest_many_row_inserts_keep_no_statement_journal(void **state)
     assert_int_equal(ingest(f, "b2"), TLY_OK);
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new"), 0);      /* merged */
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids"), 400);
+    put_many_runs(f, "b3", "c", 60);                        /* 8 × 60 > 460 > 2 × 60: a slice moves */
+    assert_int_equal(ingest(f, "b3"), TLY_OK);
+    assert_int_equal(q_int(f, NEXT_SLICE), 1);
     assert_int_equal(statement_journals, 0);
     assert_runs_indexes(f);
 }
