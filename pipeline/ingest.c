@@ -1887,17 +1887,17 @@ static int bulk_end(struct ing *g)
  * run_ids, the slices in turn (state "run_ids_slice"), one slice a bundle
  * until it is under the eighth again; all of it moves while run_ids is no
  * larger (a young ledger, a first load read row by row).  Keys are spread
- * evenly, so a slice of run_ids is an eighth of its pages.  Moving all of run_ids_new at once
- * rewrote every page of run_ids, more than the page cache holds: 3 to 5 s
- * more than a plain night's 2.5 s ingest, one night in four, in the
- * 10M-run bench.  An eighth of it fits the cache: 0.23 s against 2.5 s for
- * the whole (sqlite3 on a copy of one ledger).  The eighth keeps
- * run_ids_new small enough that a night's inserts into it stay cheap.
- * max(rowid) stands for the count of runs, which are never deleted.  The
- * stored id filter covers run_ids, so it is saved with the move (it was
- * loaded before it, with the keys that move).  OR FAIL, or SQLite copies
- * every page it changes to a statement journal first (ledger.h
- * "Transactions").
+ * evenly, so a slice of run_ids is an eighth of its pages.  Moving all of
+ * run_ids_new at once rewrote every page of run_ids, more than the page
+ * cache holds: 3 to 5 s more than a plain night's 2.5 s ingest, one night
+ * in four, in the 10M-run bench.  An eighth of it fits the cache: 0.23 s
+ * against 2.5 s for the whole (sqlite3 on a copy of one ledger).  The
+ * eighth keeps run_ids_new small enough that a night's inserts into it
+ * stay cheap.  max(rowid) stands for the count of runs, which are never
+ * deleted.  The stored id filter covers run_ids, so it is saved with the
+ * move (it was loaded before it, with the keys that move).  OR FAIL, or
+ * SQLite copies every page it changes to a statement journal first
+ * (ledger.h "Transactions").
  */
 enum { ID_SLICES = 8, ID_SLICE_BITS = 61 };     /* 2^64 keys / 8 */
 

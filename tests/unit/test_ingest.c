@@ -476,7 +476,9 @@ static void put_many_runs(struct fx *f, const char *bundle, const char *prefix, 
  * into run_ids, slice by slice in turn; duplicates and conflicts are found
  * in either table.
  */
-#define SLICE_OF_KEY "((id_key >> 61) + 4)"         /* 0 for INT64_MIN.., 7 for ..INT64_MAX */
+#define SLICE_OF(key) "((" key " >> 61) + 4)"       /* 0 for INT64_MIN.., 7 for ..INT64_MAX */
+#define SLICE_OF_KEY SLICE_OF("id_key")
+#define SLICE_OF_RUN SLICE_OF("tally_run_key(account_id, event_id)")
 #define NEXT_SLICE "SELECT value FROM state WHERE key = 'run_ids_slice'"
 
 static void test_ingest_new_run_ids_merge(void **state)
@@ -501,8 +503,7 @@ static void test_ingest_new_run_ids_merge(void **state)
     /* 8 × 12 > 52 and 2 × 12 < 52: slice 0 moved, the next is 1 */
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids_new WHERE " SLICE_OF_KEY " = 0"), 0);
     assert_int_equal(q_int(f, "SELECT count(*) FROM run_ids WHERE " SLICE_OF_KEY " = 0 AND run > 40"),
-                     q_int(f, "SELECT count(*) FROM runs WHERE rowid > 40 AND "
-                              "((tally_run_key(account_id, event_id) >> 61) + 4) = 0"));
+                     q_int(f, "SELECT count(*) FROM runs WHERE rowid > 40 AND " SLICE_OF_RUN " = 0"));
     assert_int_equal(q_int(f, NEXT_SLICE), 1);
     assert_true(q_int(f, "SELECT count(*) FROM run_ids_new") > 0);      /* the other slices wait */
     assert_int_equal(q_int(f, FILTER_KEYS), q_int(f, "SELECT count(*) FROM run_ids"));  /* written with the move */
@@ -542,8 +543,8 @@ static void test_ingest_new_run_ids_slices_in_turn(void **state)
         put_runs(f, name, prefix, 20, "a0,acc-0,2026-09-20T00:00:00Z,agent,ag-1,,,ok\n");
         assert_int_equal(ingest(f, name), TLY_OK);
         /* the other slices kept their keys and gained the bundle's */
-        snprintf(added, sizeof added, "SELECT count(*) FROM runs WHERE rowid > %lld"
-                 " AND ((tally_run_key(account_id, event_id) >> 61) + 4) != %d", (long long)last_run, k % 8);
+        snprintf(added, sizeof added, "SELECT count(*) FROM runs WHERE rowid > %lld AND " SLICE_OF_RUN " != %d",
+                 (long long)last_run, k % 8);
         assert_int_equal(q_int(f, sql), others + q_int(f, added));
         snprintf(sql, sizeof sql, "SELECT duplicates FROM bundles WHERE name = '%s'", name);
         assert_int_equal(q_int(f, sql), 1);
