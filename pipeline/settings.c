@@ -135,6 +135,16 @@ int tly_settings_load(struct tly_settings *s, const char *config_path)
     return TLY_OK;
 }
 
+/* The range a setting accepts, as set_one checks it: whoever edits the
+ * file should not have to learn it from an error. */
+static void print_range(FILE *f, const char *what, int64_t max, const char *max_text)
+{
+    if (max == INT64_MAX)
+        fprintf(f, "# %s, 0 or more\n", what);
+    else
+        fprintf(f, "# %s, 0 to %s\n", what, max_text);
+}
+
 void tly_settings_print(const struct tly_settings *s, void *file)
 {
     static const char *src_name[] = { "default", "config file", "command line" };
@@ -153,9 +163,13 @@ void tly_settings_print(const struct tly_settings *s, void *file)
         fprintf(f, "# %s (%s)\n", t->help, src_name[sources[i]]);
         switch (t->kind) {
         case INT:
+            snprintf(money, sizeof money, "%lld", (long long)t->max);
+            print_range(f, "a whole number", t->max, money);
             fprintf(f, "%s = %lld\n", t->name, (long long)*(const int64_t *)base);
             break;
         case MONEY:
+            tly_format_micro(money, t->max);
+            print_range(f, "credits", t->max, money);
             tly_format_micro(money, *(const int64_t *)base);
             fprintf(f, "%s = %s\n", t->name, money);
             break;

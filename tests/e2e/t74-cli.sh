@@ -484,6 +484,12 @@ grep -q "unknown column" "$tmp/err" && problem "CR-only rate card: unknown-colum
 # config is not in the spec's list of commands: its missing summary is a note
 "$TALLY" --db "$db" config </dev/null >"$tmp/out" 2>"$tmp/err" || problem "config exited $?"
 [ -s "$tmp/out" ] || problem "config wrote nothing to stdout"
+# each setting with the range set_one accepts, so an edit is right first time
+grep -A2 -x '# hours after a cycle end before it closes (default)' "$tmp/out" | tr '\n' '|' |
+    grep -q -x '# hours after a cycle end.*|# a whole number, 0 to 87600|grace_hours = 48|' ||
+    problem "config: grace_hours not printed with its range: $(grep -B2 '^grace_hours' "$tmp/out" | tr '\n' '|')"
+grep -B1 -x 'finetune_minimum = 25.000000' "$tmp/out" | grep -q -x '# credits, 0 to 1000000000.000000' ||
+    problem "config: finetune_minimum not printed with its range"
 [ -n "$(tail -n 1 "$tmp/err")" ] || note "note: 'tally config' prints no summary line on stderr"
 
 [ "$problems" = 0 ] || fail "$problems problems (above)"
