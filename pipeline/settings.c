@@ -154,7 +154,7 @@ void tly_settings_print(const struct tly_settings *s, void *file)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *t = &table[i];
         const char *base = (const char *)s + t->offset;
-        char money[TLY_MONEY_LEN];
+        char number[TLY_MONEY_LEN];      /* a bound or a value, as text */
 
         if (strcmp(section, t->section)) {
             fprintf(f, "%s[%s]\n", i ? "\n" : "", t->section);
@@ -163,15 +163,15 @@ void tly_settings_print(const struct tly_settings *s, void *file)
         fprintf(f, "# %s (%s)\n", t->help, src_name[sources[i]]);
         switch (t->kind) {
         case INT:
-            snprintf(money, sizeof money, "%lld", (long long)t->max);
-            print_range(f, "a whole number", t->max, money);
+            snprintf(number, sizeof number, "%lld", (long long)t->max);
+            print_range(f, "a whole number", t->max, number);
             fprintf(f, "%s = %lld\n", t->name, (long long)*(const int64_t *)base);
             break;
         case MONEY:
-            tly_format_micro(money, t->max);
-            print_range(f, "credits", t->max, money);
-            tly_format_micro(money, *(const int64_t *)base);
-            fprintf(f, "%s = %s\n", t->name, money);
+            tly_format_micro(number, t->max);
+            print_range(f, "credits", t->max, number);
+            tly_format_micro(number, *(const int64_t *)base);
+            fprintf(f, "%s = %s\n", t->name, number);
             break;
         case STR:
             fprintf(f, "%s = %s\n", t->name, *(const char *const *)base);
