@@ -408,17 +408,38 @@ static const char *const migrations[] = {
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
+/*
+ * Another run is kept out by the lock file (exit 75 at once), but another
+ * program (a sqlite3 shell in a transaction, a backup) holds SQLite's own
+ * lock, and SQLite gives up after the busy timeout.  That is the same
+ * condition for whoever runs Tally: the ledger is busy, nothing is wrong
+ * with it, and a run later succeeds.  So it is 75 too, not the 74 of a
+ * failed disk, and the nightly wrapper and the timer treat it alike.
+ */
+static enum tly_err failure_code(struct tly_ledger *l)
+{
+    int rc = l->db ? sqlite3_errcode(l->db) & 0xff : SQLITE_ERROR;
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? TLY_ERR_LOCKED : TLY_ERR_LEDGER;
+}
+
+static const char *busy_hint(enum tly_err code)
+{
+    return code == TLY_ERR_LOCKED ? " (another program holds the ledger; try again later)" : "";
+}
+
 int tly_ledger_error(struct tly_ledger *l, const char *what)
 {
-    return tly_error(TLY_ERR_LEDGER, "ledger '%s': %s: %s", l->path, what,
-                     l->db ? sqlite3_errmsg(l->db) : "not open");
+    enum tly_err code = failure_code(l);
+    return tly_error(code, "ledger '%s': %s: %s%s", l->path, what,
+                     l->db ? sqlite3_errmsg(l->db) : "not open", busy_hint(code));
 }
 
 int tly_ledger_exec(struct tly_ledger *l, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(l->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int err = tly_error(TLY_ERR_LEDGER, "ledger '%s': %s", l->path, msg ? msg : "error");
+        enum tly_err code = failure_code(l);
+        int err = tly_error(code, "ledger '%s': %s%s", l->path, msg ? msg : "error", busy_hint(code));
         sqlite3_free(msg);
         return err;
     }

@@ -74,7 +74,10 @@ int tly_ledger_prepare(struct tly_ledger *l, const char *sql, sqlite3_stmt **out
 int tly_ledger_exec(struct tly_ledger *l, const char *sql);   /* no parameters */
 /* Steps a statement that returns no rows (INSERT/UPDATE/DELETE) and resets it. */
 int tly_ledger_step_done(struct tly_ledger *l, sqlite3_stmt *st);
-/* Reports the current SQLite error as TLY_ERR_LEDGER with 'what'. */
+/*
+ * Reports the current SQLite error with 'what': TLY_ERR_LOCKED when another
+ * program held SQLite's lock past the busy timeout, else TLY_ERR_LEDGER.
+ */
 int tly_ledger_error(struct tly_ledger *l, const char *what);
 
 /* Small key/value state (e.g. "latest_period_end"). */

@@ -8,7 +8,8 @@
 # with a message, write nothing (the second run's DIR is not created); the
 # first run is still running when they are refused, then completes with its
 # normal exit and the reports of an undisturbed run.  A first load with an
-# outside sqlite3 reader open still loads (in WAL mode).
+# outside sqlite3 reader open still loads (in WAL mode); an outside writer
+# holding SQLite's lock past the busy timeout makes a run exit 75 too.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/common.sh"
@@ -92,6 +93,36 @@ if command -v sqlite3 >/dev/null 2>&1; then
         { problems=$((problems + 1)); echo "FAIL: first load beside a reader loaded nothing"; }
     [ "$(sqlite3 "$db" 'PRAGMA journal_mode')" = wal ] ||
         { problems=$((problems + 1)); echo "FAIL: the ledger is not in WAL mode after the load"; }
+fi
+
+# an outside writer (a sqlite3 shell in a transaction) holding SQLite's own
+# lock past the busy timeout: also 75 ("try again later"), not 74, with
+# nothing written; once it is gone, the same run completes
+if command -v sqlite3 >/dev/null 2>&1; then
+    db=$tmp/writer.db
+    out=$tmp/out-writer
+    "$TALLY" --db "$db" rates "$RATES" </dev/null >/dev/null 2>&1
+    { echo 'BEGIN IMMEDIATE; CREATE TABLE outside(x);'; sleep 9; echo 'ROLLBACK;'; } | sqlite3 "$db" >/dev/null &
+    writer=$!
+    sleep 0.5
+    "$TALLY" --db "$db" run --rates "$RATES" --as-of "$ASOF" --out "$out" $BUNDLES \
+        </dev/null >/dev/null 2>"$tmp/stderr"; rc=$?
+    kill -0 "$writer" 2>/dev/null ||
+        { problems=$((problems + 1)); echo "FAIL: the outside writer was gone before the run gave up (nothing was tested)"; }
+    wait "$writer"
+    [ "$rc" = 75 ] ||
+        { problems=$((problems + 1)); echo "FAIL: run beside an outside writer exited $rc (expected 75): $(tail -2 "$tmp/stderr")"; }
+    grep -q "^tally: run: ledger '.*': database is locked (another program holds the ledger; try again later)$" "$tmp/stderr" ||
+        { problems=$((problems + 1)); echo "FAIL: run beside an outside writer: no message about the lock: $(head -2 "$tmp/stderr")"; }
+    [ -e "$out" ] && { problems=$((problems + 1)); echo "FAIL: run beside an outside writer wrote '$out'"; }
+    [ "$(sqlite3 "$db" 'SELECT count(*) FROM bundles')" = 0 ] ||
+        { problems=$((problems + 1)); echo "FAIL: run beside an outside writer loaded a bundle"; }
+    "$TALLY" --db "$db" run --rates "$RATES" --as-of "$ASOF" --out "$out" $BUNDLES \
+        </dev/null >/dev/null 2>"$tmp/stderr"; rc=$?
+    [ "$rc" = "$ref_rc" ] ||
+        { problems=$((problems + 1)); echo "FAIL: run after the outside writer exited $rc: $(tail -2 "$tmp/stderr")"; }
+    same_tree "$tmp/ref" "$out" ||
+        { problems=$((problems + 1)); echo "FAIL: run after the outside writer: reports differ from an undisturbed run (above)"; }
 fi
 
 [ "$problems" = 0 ] || fail "$problems problems (above)"
