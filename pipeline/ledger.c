@@ -418,8 +418,10 @@ static const char *const migrations[] = {
  */
 static enum tly_err failure_code(struct tly_ledger *l)
 {
-    int rc = l->db ? sqlite3_errcode(l->db) & 0xff : SQLITE_ERROR;
-    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? TLY_ERR_LOCKED : TLY_ERR_LEDGER;
+    /* not SQLITE_LOCKED: without a shared cache, that is a conflict inside
+     * Tally's own connection, a bug that no retry mends */
+    int busy = l->db && (sqlite3_errcode(l->db) & 0xff) == SQLITE_BUSY;
+    return busy ? TLY_ERR_LOCKED : TLY_ERR_LEDGER;
 }
 
 static const char *busy_hint(enum tly_err code)
