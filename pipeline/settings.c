@@ -137,12 +137,20 @@ int tly_settings_load(struct tly_settings *s, const char *config_path)
 
 /* The range a setting accepts, as set_one checks it: whoever edits the
  * file should not have to learn it from an error. */
-static void print_range(FILE *f, const char *what, int64_t max, const char *max_text)
+static void print_range(FILE *f, const struct setting *t)
 {
-    if (max == INT64_MAX)
+    const char *what = t->kind == MONEY ? "credits" : "a whole number";
+    char max[TLY_MONEY_LEN];
+
+    if (t->max == INT64_MAX) {
         fprintf(f, "# %s, 0 or more\n", what);
+        return;
+    }
+    if (t->kind == MONEY)
+        tly_format_micro(max, t->max);
     else
-        fprintf(f, "# %s, 0 to %s\n", what, max_text);
+        snprintf(max, sizeof max, "%lld", (long long)t->max);
+    fprintf(f, "# %s, 0 to %s\n", what, max);
 }
 
 void tly_settings_print(const struct tly_settings *s, void *file)
@@ -154,7 +162,7 @@ void tly_settings_print(const struct tly_settings *s, void *file)
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *t = &table[i];
         const char *base = (const char *)s + t->offset;
-        char number[TLY_MONEY_LEN];      /* a bound or a value, as text */
+        char money[TLY_MONEY_LEN];
 
         if (strcmp(section, t->section)) {
             fprintf(f, "%s[%s]\n", i ? "\n" : "", t->section);
@@ -163,15 +171,13 @@ void tly_settings_print(const struct tly_settings *s, void *file)
         fprintf(f, "# %s (%s)\n", t->help, src_name[sources[i]]);
         switch (t->kind) {
         case INT:
-            snprintf(number, sizeof number, "%lld", (long long)t->max);
-            print_range(f, "a whole number", t->max, number);
+            print_range(f, t);
             fprintf(f, "%s = %lld\n", t->name, (long long)*(const int64_t *)base);
             break;
         case MONEY:
-            tly_format_micro(number, t->max);
-            print_range(f, "credits", t->max, number);
-            tly_format_micro(number, *(const int64_t *)base);
-            fprintf(f, "%s = %s\n", t->name, number);
+            print_range(f, t);
+            tly_format_micro(money, *(const int64_t *)base);
+            fprintf(f, "%s = %s\n", t->name, money);
             break;
         case STR:
             fprintf(f, "%s = %s\n", t->name, *(const char *const *)base);
