@@ -924,6 +924,125 @@ static int tar_cut_short(struct tly_bundle *b)
 }
 
 /*
+ * After a tar's end-of-archive blocks only zeros may follow (the rest of
+ * its last record).  libarchive's tar reader stops at the first zero
+ * block, so `cat a.tar b.tar` read as a alone and b's files were dropped
+ * without a word (GNU tar does the same without -i), and a lone zero block
+ * between two entries ended the archive there.  So the tail is read to its
+ * end, at most TAR_TAIL_MAX bytes, and anything but zeros rejects the
+ * bundle whole (inputs.md "Bundles": corrupt; nothing is dropped
+ * silently).  A .tar.gz's tail is checked as gzip_verify reads the stream
+ * again, a .tar.zst's by reading its stream again (tar_tail), a bare tar's
+ * straight from the file.  Positions are in the tar stream.
+ *
+ * tail_zeros checks the n bytes at stream position 'at' that lie past
+ * 'tar_end'.
+ */
+static int tail_zeros(struct tly_bundle *b, const unsigned char *p, size_t n, int64_t at, int64_t tar_end,
+                      struct tly_bundle_reject *rej)
+{
+    for (size_t i = at >= tar_end ? 0 : (size_t)(tar_end - at); i < n; i++)
+        if (p[i])
+            return fail(b, rej, "bad_archive", "data after the tar's end-of-archive blocks, at byte %lld"
+                        " of the tar (tars joined end to end?)", (long long)(at + (int64_t)i));
+    if (at + (int64_t)n > tar_end + TAR_TAIL_MAX)
+        return fail(b, rej, "too_large", "over %d bytes after the tar's end", TAR_TAIL_MAX);
+    return 0;
+}
+
+/* The second reader's input: the bundle's bytes by pread, libarchive's own offset untouched. */
+struct reread {
+    int fd;
+    int64_t at;
+    unsigned char *buf;
+    size_t size;
+};
+
+static la_ssize_t reread_block(struct archive *a, void *arg, const void **out)
+{
+    struct reread *r = arg;
+    ssize_t n = pread(r->fd, r->buf, r->size, r->at);
+
+    if (n < 0) {
+        archive_set_error(a, errno, "%s", strerror(errno));
+        return -1;
+    }
+    r->at += n;
+    *out = r->buf;
+    return n;
+}
+
+static int reread_fail(struct tly_bundle *b, struct archive *ra, struct tly_bundle_reject *rej)
+{
+    const char *why = archive_error_string(ra);
+
+    if (archive_errno(ra) == ENOMEM)
+        return fail_nomem(b, rej, 1);
+    return fail(b, rej, "bad_archive", "zstd stream: %s", why ? why : "corrupt");
+}
+
+static int zstd_tail(struct tly_bundle *b, int64_t tar_end, struct tly_bundle_reject *rej)
+{
+    const size_t half = BUF_SIZE / 2;
+    struct reread in = { b->fd, 0, b->buf, half };
+    unsigned char *out = b->buf + half;
+    struct archive *ra = archive_read_new();
+    struct archive_entry *ae;
+    int64_t made = 0;
+    int err = 0;
+
+    if (!ra)
+        return fail_nomem(b, rej, 1);
+    if (archive_read_support_filter_zstd(ra) != ARCHIVE_OK || archive_read_support_format_raw(ra) != ARCHIVE_OK ||
+        archive_read_open(ra, &in, NULL, reread_block, NULL) != ARCHIVE_OK ||
+        archive_read_next_header(ra, &ae) != ARCHIVE_OK)
+        err = reread_fail(b, ra, rej);
+    while (!err) {
+        la_ssize_t n = archive_read_data(ra, out, half);
+
+        if (n < 0)
+            err = reread_fail(b, ra, rej);
+        else if (n == 0)
+            break;
+        else if (!(err = tail_zeros(b, out, (size_t)n, made, tar_end, rej)))
+            made += n;
+    }
+    archive_read_free(ra);
+    return err;
+}
+
+static int bare_tail(struct tly_bundle *b, int64_t tar_end, struct tly_bundle_reject *rej)
+{
+    for (int64_t at = tar_end;;) {
+        ssize_t n = pread(b->fd, b->buf, BUF_SIZE, at);
+
+        if (n < 0)
+            return fail(b, rej, "bad_archive", "cannot read the tar's end: %s", strerror(errno));
+        if (n == 0)
+            return 0;
+        if (tail_zeros(b, b->buf, (size_t)n, at, tar_end, rej) < 0)
+            return -1;
+        at += n;
+    }
+}
+
+static int tar_tail(struct tly_bundle *b, struct tly_bundle_reject *rej)
+{
+    int64_t tar_end = archive_filter_bytes(b->a, 0);
+
+    if ((archive_format(b->a) & ARCHIVE_FORMAT_BASE_MASK) != ARCHIVE_FORMAT_TAR)
+        return 0;
+    switch (archive_filter_code(b->a, 0)) {
+    case ARCHIVE_FILTER_GZIP:
+        return 0;               /* gzip_verify */
+    case ARCHIVE_FILTER_ZSTD:
+        return zstd_tail(b, tar_end, rej);
+    default:
+        return bare_tail(b, tar_end, rej);
+    }
+}
+
+/*
  * libarchive's gzip filter never checks a member's CRC-32 and length ("XXX
  * TODO: Verify the length and CRC"), and the tar reader stops at the
  * end-of-archive blocks, before the last trailer: a .tar.gz whose bytes
@@ -932,7 +1051,7 @@ static int tar_cut_short(struct tly_bundle *b)
  * without fault, its gzip stream is read again by zlib, which checks every
  * member's trailer, and the bundle is rejected whole (inputs.md "Bundles":
  * corrupt) unless every member is sound and nothing but zero padding
- * follows the last one.  The first read decompressed the tar up to its
+ * follows the last one (nor anything but zeros the tar's end: tar_tail).  The first read decompressed the tar up to its
  * end-of-archive blocks under the size bounds; what follows them, never
  * counted, may only be a tar record's padding (TAR_TAIL_MAX), so a bomb
  * hidden there is stopped early.  Costs a second gunzip of .tar.gz
@@ -985,6 +1104,8 @@ static int gzip_verify(struct tly_bundle *b, struct tly_bundle_reject *rej)
         b->z.next_out = out;
         b->z.avail_out = (uInt)half;
         zr = inflate(&b->z, Z_NO_FLUSH);
+        if (tail_zeros(b, out, half - b->z.avail_out, made, tar_end, rej) < 0)
+            return -1;
         made += (int64_t)(half - b->z.avail_out);
         if (zr == Z_STREAM_END)
             member_done = 1;
@@ -1051,6 +1172,8 @@ static int archive_next_header(struct tly_bundle *b, struct tly_bundle_reject *r
         if (r == ARCHIVE_EOF && tar_cut_short(b))
             return fail(b, rej, "bad_archive", "truncated tar (no end-of-archive blocks)");
         if (r == ARCHIVE_EOF && archive_gzipped(b->a) && gzip_verify(b, rej) < 0)
+            return -1;
+        if (r == ARCHIVE_EOF && tar_tail(b, rej) < 0)
             return -1;
         if (r == ARCHIVE_EOF && zip_name_checked(b, NULL, rej) < 0)
             return -1;

@@ -265,6 +265,35 @@ static int read_entries(int fd, const struct cdir *cd, int64_t max_entries, unsi
     return 1;
 }
 
+/*
+ * Bytes in front of a zip are allowed (a self-extractor's stub), but not
+ * another zip's entries: `cat a.zip b.zip` is read as b alone, from the
+ * last directory, and every file of a would be dropped without a word.
+ * So the bytes before the first entry may not hold a local header's
+ * signature.  1 when they do not, 0 when they do (why says so), -1 error.
+ */
+static int front_has_no_zip(int fd, uint64_t front, unsigned char *buf, size_t size, char *why, size_t n)
+{
+    uint64_t at = 0;
+
+    while (at < front) {
+        size_t want = front - at < size ? (size_t)(front - at) : size;
+        int r = read_at(fd, buf, want, at);
+
+        if (r <= 0)
+            return r;
+        for (size_t i = 0; i + 4 <= want; i++)
+            if (!memcmp(buf + i, "PK\3\4", 4))
+                return snprintf(why, n, "the %llu bytes in front of it hold another zip's entry"
+                                " at byte %llu (zips joined end to end?)", (unsigned long long)front,
+                                (unsigned long long)(at + i)), 0;
+        if (at + want >= front)
+            break;
+        at += want - 3;         /* a signature across the cut is seen in the next read */
+    }
+    return 1;
+}
+
 int tly_zip_names_read(int fd, int64_t max_entries, struct tly_zip_names *z, char *why, size_t n)
 {
     unsigned char *buf;
@@ -282,6 +311,8 @@ int tly_zip_names_read(int fd, int64_t max_entries, struct tly_zip_names *z, cha
         return -1;
     }
     r = read_entries(fd, &cd, max_entries, buf, z, why, n);
+    if (r == 1 && z->n)
+        r = front_has_no_zip(fd, z->entries[0].offset + cd.shift, buf, 3 * NAME_MAX_BYTES, why, n);
     tly_free(buf);
     if (r != 1)
         tly_zip_names_release(z);

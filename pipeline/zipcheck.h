@@ -24,7 +24,8 @@
  *       1: the directory read into z (its first max_entries: the caller
  *          counts what libarchive yields against the same bound), every
  *          entry's local header carrying its name bytes, no two entries
- *          sharing a header; 0: not so (why says which entry, NUL-terminated in
+ *          sharing a header, and no local header's signature in the bytes
+ *          in front of the first entry (zips joined end to end); 0: not so (why says which entry, NUL-terminated in
  *          n bytes); -1: an error (errno set, ENOMEM included).  z is the
  *          caller's to release after 1.
  *   tly_zip_names_next(z, name, why, n)

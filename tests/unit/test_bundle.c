@@ -1049,6 +1049,96 @@ static void test_compressed_tar_cut_between_entries(void **state)
     free(tar);
 }
 
+/*
+ * libarchive's tar reader stops at the first zero block: tars joined end to
+ * end (or split by a lone zero block) read as the first alone.  Refused
+ * whole, bare or compressed; zeros after the end are padding and read.
+ */
+static void test_tars_joined_end_to_end_rejected(void **state)
+{
+    static char data[1024];
+    const struct tentry ta[] = { { "accounts.csv", data, sizeof data, 0, NULL } };
+    const struct tentry tb[] = { { "runs.csv", data, sizeof data, 0, NULL } };
+    static const struct { const char *name; int filter; } cases[] = {
+        { "joined.tar", NOF }, { "joined.tar.gz", GZ }, { "joined.tar.zst", ZST },
+    };
+    size_t la, lb, a_entries;
+    char *a, *b, *joined;
+    struct tly_settings sb = bounds();
+    (void)state;
+    memset(data, 'x', sizeof data);
+    write_archive(tmp("a.tar"), ARCHIVE_FORMAT_TAR_USTAR, NOF, ta, N(ta));
+    write_archive(tmp("b.tar"), ARCHIVE_FORMAT_TAR_USTAR, NOF, tb, N(tb));
+    a = read_whole(tmp("a.tar"), &la);
+    b = read_whole(tmp("b.tar"), &lb);
+    a_entries = 512 + sizeof data;               /* a's header and data, before its zero blocks */
+    joined = malloc(la + lb + MiB + 1);
+    assert_non_null(joined);
+    for (size_t i = 0; i < N(cases); i++) {
+        const char *p = tmp(cases[i].name);
+        struct outcome o;
+        /* whole tars, end to end; then split by one zero block; then zeros after the end */
+        const struct { size_t a_len, zeros, b_len; const char *code, *detail; } shapes[] = {
+            { la, 0, lb, "bad_archive", "data after the tar's end-of-archive blocks" },
+            { a_entries, 512, lb, "bad_archive", "data after the tar's end-of-archive blocks" },
+            { la, 4096, 0, NULL, NULL },
+            { la, MiB + 1, 0, "too_large", "after the tar's end" },
+        };
+        for (size_t k = 0; k < N(shapes); k++) {
+            size_t len = shapes[k].a_len + shapes[k].zeros + shapes[k].b_len;
+
+            memcpy(joined, a, shapes[k].a_len);
+            memset(joined + shapes[k].a_len, 0, shapes[k].zeros);
+            memcpy(joined + shapes[k].a_len + shapes[k].zeros, b, shapes[k].b_len);
+            if (cases[i].filter == NOF) {
+                write_file(p, joined, len);
+            } else {
+                const struct tentry whole[] = { { "joined.tar", joined, len, 0, NULL } };
+                write_archive(p, ARCHIVE_FORMAT_RAW, cases[i].filter, whole, 1);
+            }
+            if (shapes[k].code) {
+                expect_reject(p, shapes[k].code, shapes[k].detail);
+                continue;
+            }
+            o = walk_bundle(p, &sb, 0);
+            assert_int_equal(o.rc, 0);
+            assert_int_equal(o.bytes, sizeof data);
+        }
+    }
+    free(joined);
+    free(b);
+    free(a);
+}
+
+/* zips joined end to end read as the last alone (its directory): refused whole. */
+static void test_zips_joined_end_to_end_rejected(void **state)
+{
+    static char data[1024];
+    const struct tentry ta[] = { { "accounts.csv", data, sizeof data, 0, NULL } };
+    const struct tentry tb[] = { { "runs.csv", data, sizeof data, 0, NULL } };
+    size_t la, lb;
+    char *a, *b, *joined;
+    (void)state;
+    memset(data, 'x', sizeof data);
+    write_archive(tmp("a.zip"), ZIP, NOF, ta, N(ta));
+    write_archive(tmp("b.zip"), ZIP, NOF, tb, N(tb));
+    a = read_whole(tmp("a.zip"), &la);
+    b = read_whole(tmp("b.zip"), &lb);
+    joined = malloc(la + lb);
+    assert_non_null(joined);
+    memcpy(joined, a, la);
+    memcpy(joined + la, b, lb);
+    write_file(tmp("joined.zip"), joined, la + lb);
+    expect_reject(tmp("joined.zip"), "bad_archive", "in front of it hold another zip's entry at byte 0");
+    memcpy(joined, b, lb);
+    memcpy(joined + lb, a, la);
+    write_file(tmp("joined.zip"), joined, la + lb);
+    expect_reject(tmp("joined.zip"), "bad_archive", "in front of it hold another zip's entry");
+    free(joined);
+    free(b);
+    free(a);
+}
+
 static void flip_byte(const char *path, off_t at)
 {
     unsigned char c;
@@ -1354,6 +1444,8 @@ int main(void)
         cmocka_unit_test(test_truncated_archives_rejected),
         cmocka_unit_test(test_plain_tar_cut_between_entries),
         cmocka_unit_test(test_compressed_tar_cut_between_entries),
+        cmocka_unit_test(test_tars_joined_end_to_end_rejected),
+        cmocka_unit_test(test_zips_joined_end_to_end_rejected),
         cmocka_unit_test(test_corrupt_archives_rejected),
         cmocka_unit_test(test_tar_gz_stream_checked_to_its_end),
         cmocka_unit_test(test_empty_zip_has_no_known_file),
