@@ -36,6 +36,7 @@ static const struct setting {
     { "report", "scratch_dir", STR, F(scratch_dir), 0, "", "where workbooks are assembled (empty: $TMPDIR, else /dev/shm with 1 GiB free, else beside the reports)" },
     { "notify", "sender", STR, F(sender), 0, "Tally Billing <billing-noreply@tally.invalid>", "From: of digest e-mails" },
     { "notify", "sendmail", STR, F(sendmail), 0, "", "command digests are piped to (empty: none)" },
+    { "notify", "sendmail_timeout", INT, F(sendmail_timeout_s), 86400, "300", "seconds one hand-off may take before the command is killed (0: no limit)" },
     { "notify", "templates", STR, F(templates_dir), 0, "", "template directory (empty: built-in search path)" },
     { "ledger", "db", STR, F(db), 0, "tally.db", "the SQLite ledger" },
 #undef ANY

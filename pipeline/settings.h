@@ -38,6 +38,7 @@ struct tly_settings {
     /* [notify] */
     const char *sender;             /* From: of digests */
     const char *sendmail;           /* hand-off command, "" = none */
+    int64_t sendmail_timeout_s;     /* seconds a hand-off may take, 0 = no limit */
     const char *templates_dir;
     /* [ledger] */
     const char *db;

@@ -39,11 +39,13 @@
 #include <jansson.h>
 #include <limits.h>
 #include <nettle/sha2.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -1483,16 +1485,108 @@ static char **child_env(char *acc, char *mid)
 }
 
 /*
- * Pipes 'msg' to `/bin/sh -c 'cmd'`.  Success is: every byte written and
- * the command exiting 0.  Its stdout goes to our stderr (stdout may be a
- * report).  Returns 0 on success, else -1 with *why set.
+ * A hand-off has a deadline (notify.sendmail_timeout, 0: none): a mail
+ * command that hangs (an MTA waiting on a dead relay) would otherwise hold
+ * the run, and with it the ledger's lock, so that every later night exits
+ * 75 until someone notices.  Past the deadline the command's process group
+ * is killed, the digest stays waiting, and the run hands off nothing more:
+ * a command that hung once is likely to hang for every digest.
  */
-static int pipe_to(const char *cmd, const char *account, const char *msgid, const char *msg,
-                   size_t n, char *why, size_t whycap)
+static int64_t monotonic_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Milliseconds left before 'deadline' (0: never), for poll: -1 for none. */
+static int ms_left(int64_t deadline)
+{
+    int64_t left;
+
+    if (!deadline)
+        return -1;
+    left = (deadline - monotonic_ns()) / 1000000;
+    return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* Writes all of 'msg' into the (non-blocking) pipe: 0, -1 failed, -2 deadline passed. */
+static int write_by(int fd, const char *msg, size_t n, int64_t deadline, char *why, size_t whycap)
+{
+    while (n > 0) {
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        int ms = ms_left(deadline), r;
+        ssize_t w;
+
+        if (ms == 0)
+            return -2;
+        if ((r = poll(&p, 1, ms)) <= 0) {
+            if (r < 0 && errno != EINTR) {
+                snprintf(why, whycap, "poll: %s", strerror(errno));
+                return -1;
+            }
+            continue;
+        }
+        w = write(fd, msg, n);
+        if (w < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (w <= 0) {
+            snprintf(why, whycap, "writing to it: %s", strerror(errno));
+            return -1;
+        }
+        msg += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Waits for the command's exit: 0, -1 failed, -2 deadline passed. */
+static int wait_by(pid_t pid, int *status, int64_t deadline, char *why, size_t whycap)
+{
+    const struct timespec tick = { 0, 10 * 1000000 };
+
+    for (;;) {
+        pid_t r = waitpid(pid, status, deadline ? WNOHANG : 0);
+
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno != EINTR) {
+            snprintf(why, whycap, "waitpid: %s", strerror(errno));
+            return -1;
+        }
+        if (r == 0 && ms_left(deadline) == 0)
+            return -2;
+        if (r == 0)
+            nanosleep(&tick, NULL);
+    }
+}
+
+/* The command's group killed, the command reaped. */
+static void kill_command(pid_t pid)
+{
+    int status;
+
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * Pipes 'msg' to `/bin/sh -c 'cmd'`, in a process group of its own.
+ * Success is: every byte written and the command exiting 0, within
+ * 'timeout_s' seconds (0: no limit).  Its stdout goes to our stderr
+ * (stdout may be a report).  Returns 0 on success, -1 with *why set, or -2
+ * (why set too) when the command was killed at the deadline.
+ */
+static int pipe_to(const char *cmd, int64_t timeout_s, const char *account, const char *msgid,
+                   const char *msg, size_t n, char *why, size_t whycap)
 {
     char acc[200], mid[600];
     struct sigaction ign, old;
-    int fds[2], status, ok = 1;
+    int fds[2], status = 0, rc;
+    int64_t deadline = timeout_s > 0 ? monotonic_ns() + timeout_s * 1000000000 : 0;
     char **env;
     pid_t pid;
 
@@ -1516,7 +1610,7 @@ static int pipe_to(const char *cmd, const char *account, const char *msgid, cons
     if (pid == 0) {
         char *argv[] = { "sh", "-c", (char *)cmd, NULL };
         signal(SIGPIPE, SIG_DFL);           /* SIG_IGN would survive exec */
-        if (dup2(fds[0], 0) < 0 || dup2(2, 1) < 0)
+        if (setpgid(0, 0) < 0 || dup2(fds[0], 0) < 0 || dup2(2, 1) < 0)
             _exit(126);
         execve("/bin/sh", argv, env);
         _exit(127);
@@ -1529,37 +1623,33 @@ static int pipe_to(const char *cmd, const char *account, const char *msgid, cons
         tly_free(env);
         return -1;
     }
-    while (n > 0) {
-        ssize_t w = write(fds[1], msg, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            snprintf(why, whycap, "writing to it: %s", strerror(errno));
-            ok = 0;
-            break;
-        }
-        msg += w;
-        n -= (size_t)w;
-    }
+    setpgid(pid, pid);      /* as the child does: no race with the kill below */
+    /* the write end alone: the command's stdin stays blocking */
+    rc = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK) < 0 ? -1 : 0;
+    if (rc < 0)
+        snprintf(why, whycap, "fcntl: %s", strerror(errno));
+    else
+        rc = write_by(fds[1], msg, n, deadline, why, whycap);
     close(fds[1]);
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            snprintf(why, whycap, "waitpid: %s", strerror(errno));
-            status = -1;
-            ok = 0;
-            break;
-        }
+    if (rc != -2) {
+        int waited = wait_by(pid, &status, deadline, why, whycap);
+        rc = rc < 0 ? rc : waited;
+    }
+    if (rc == -2) {
+        kill_command(pid);
+        snprintf(why, whycap, "no answer within %lld s (notify.sendmail_timeout): killed",
+                 (long long)timeout_s);
     }
     sigaction(SIGPIPE, &old, NULL);
     tly_free(env);
-    if (ok && WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+    if (rc == 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0) {
         snprintf(why, whycap, "exit status %d", WEXITSTATUS(status));
-        ok = 0;
-    } else if (ok && WIFSIGNALED(status)) {
+        rc = -1;
+    } else if (rc == 0 && WIFSIGNALED(status)) {
         snprintf(why, whycap, "killed by signal %d", WTERMSIG(status));
-        ok = 0;
+        rc = -1;
     }
-    return ok ? 0 : -1;
+    return rc;
 }
 
 static int hand_off(struct notify *nx, const char *cmd)
@@ -1591,7 +1681,6 @@ static int hand_off(struct notify *nx, const char *cmd)
     }
     for (size_t i = 0; i < n; i++) {
         char why[256] = "";
-        int ok;
 
         sqlite3_bind_int64(get, 1, todo[i]);
         if ((rc = sqlite3_step(get)) != SQLITE_ROW) {
@@ -1601,15 +1690,22 @@ static int hand_off(struct notify *nx, const char *cmd)
             err = tly_ledger_error(nx->l, "reading a digest");
             goto out;
         }
-        ok = pipe_to(cmd, (const char *)sqlite3_column_text(get, 0),
+        rc = pipe_to(cmd, nx->s->sendmail_timeout_s, (const char *)sqlite3_column_text(get, 0),
                      (const char *)sqlite3_column_text(get, 1), sqlite3_column_blob(get, 2),
-                     (size_t)sqlite3_column_bytes(get, 2), why, sizeof why) == 0;
-        if (!ok)
+                     (size_t)sqlite3_column_bytes(get, 2), why, sizeof why);
+        if (rc < 0)
             tly_error(TLY_ERR_OUTPUT, "hand-off of the digest of account '%s' %s failed: %s;"
                       " it is retried by the next run", sqlite3_column_text(get, 0),
                       sqlite3_column_text(get, 1), why);
         sqlite3_reset(get);
-        if (!ok) {
+        if (rc == -2 && i + 1 < n)
+            tly_error(TLY_ERR_OUTPUT, "%zu more digests are not handed off after it; the next run"
+                      " retries them", n - i - 1);
+        if (rc == -2) {
+            nx->st->handoff_failed += (long)(n - i);
+            break;
+        }
+        if (rc < 0) {
             nx->st->handoff_failed++;
             continue;
         }

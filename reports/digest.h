@@ -66,7 +66,10 @@ struct tly_notify_stats {
  * (one created without it went to the outbox only and is never handed
  * off) to `/bin/sh -c 'sendmail_cmd'` on stdin (as to
  * `/usr/sbin/sendmail -t -i`; TALLY_ACCOUNT_ID and TALLY_MESSAGE_ID are set
- * in its environment) and records each success.
+ * in its environment) and records each success.  A command still running
+ * after settings->sendmail_timeout_s seconds (0: no limit) is killed with
+ * its process group, and the digests not yet handed off wait for the next
+ * run (counted in st->handoff_failed).
  *
  * 'outbox_dir' must exist; files are written under temporary names in it and
  * renamed.  'st' is filled in full, also on error.

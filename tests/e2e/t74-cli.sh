@@ -24,8 +24,9 @@
 #     mode (as nobody: root ignores modes);
 #   - notify computes at its own as-of, and a run there shows its digest again;
 #   - run --sendmail: a failed hand-off exits 73 with the summary last, and
-#     the next run hands each digest off exactly once; a digest made by a
-#     run without --sendmail is never handed off;
+#     the next run hands each digest off exactly once; a command that hangs
+#     is killed at notify.sendmail_timeout and the rest wait for the next
+#     run; a digest made by a run without --sendmail is never handed off;
 #   - started with descriptors 0, 1 and 2 closed, a run writes the same reports.
 # shellcheck disable=SC2046,SC2086  # $BUNDLES and result lines split on purpose
 here=$(cd "$(dirname "$0")" && pwd)
@@ -255,6 +256,33 @@ for i in 1 2; do
     sent=$(ls "$tmp/sent" | wc -l)
     [ "$sent" = "$created" ] || problem "run --sendmail working ($i): $sent handed off, $created digests"
 done
+rm_db "$tmp/mail.db"; rm -rf "$tmp/mail" "$tmp/sent"
+# a command that hangs is killed at notify.sendmail_timeout (process group
+# and all), the run hands off nothing more and exits 73, and every digest
+# waits for the next run, which hands each off once
+printf '#!/bin/sh\ncat >/dev/null\nsleep 60 &\necho $$ $! >>"%s/hang.pids"\nwait\n' "$tmp" >"$tmp/hangmail"
+chmod +x "$tmp/hangmail"
+printf '[notify]\nsendmail_timeout = 1\n' >"$tmp/hang.conf"
+mkdir -p "$tmp/sent"
+started=$(date +%s)
+summary 73 "run --sendmail hanging" --config "$tmp/hang.conf" --db "$tmp/mail.db" run \
+    --rates "$F/rates.csv" --as-of 2026-11-05T00:00:00Z --sendmail "$tmp/hangmail" --out "$tmp/mail" \
+    "$F/gale.tar.gz" "$F/agent-platform"
+[ $(($(date +%s) - started)) -lt 20 ] || problem "run --sendmail hanging: not stopped at the timeout"
+grep -q "no answer within 1 s (notify.sendmail_timeout): killed" "$tmp/err" ||
+    problem "run --sendmail hanging: no line saying the command was killed"
+created=$(ls "$tmp/mail/outbox" | grep -c '\.eml$')
+grep -q "$((created - 1)) more digests are not handed off after it" "$tmp/err" ||
+    problem "run --sendmail hanging: the digests after the first were not set aside"
+for pid in $(cat "$tmp/hang.pids"); do     # killed: gone, or a zombie its new parent has yet to reap
+    state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)
+    [ -z "$state" ] || [ "$state" = Z ] || problem "run --sendmail hanging: process $pid of the command still runs"
+done
+t 3 "run --sendmail after a hang" --db "$tmp/mail.db" run --rates "$F/rates.csv" \
+    --as-of 2026-11-05T00:00:00Z --sendmail "$tmp/okmail" --out "$tmp/mail" \
+    "$F/gale.tar.gz" "$F/agent-platform"
+sent=$(ls "$tmp/sent" | wc -l)
+[ "$sent" = "$created" ] || problem "run --sendmail after a hang: $sent handed off, $created digests"
 rm_db "$tmp/mail.db"; rm -rf "$tmp/mail" "$tmp/sent"
 # --sendmail "hands each new digest": one a run without it made went to
 # the outbox only, and is not mailed when --sendmail is turned on later
