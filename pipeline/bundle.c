@@ -1051,11 +1051,11 @@ static int tar_tail(struct tly_bundle *b, struct tly_bundle_reject *rej)
  * without fault, its gzip stream is read again by zlib, which checks every
  * member's trailer, and the bundle is rejected whole (inputs.md "Bundles":
  * corrupt) unless every member is sound and nothing but zero padding
- * follows the last one (nor anything but zeros the tar's end: tar_tail).  The first read decompressed the tar up to its
+ * follows the last one.  The first read decompressed the tar up to its
  * end-of-archive blocks under the size bounds; what follows them, never
- * counted, may only be a tar record's padding (TAR_TAIL_MAX), so a bomb
- * hidden there is stopped early.  Costs a second gunzip of .tar.gz
- * bundles only.
+ * counted, may only be zeros, a tar record's padding, and at most
+ * TAR_TAIL_MAX bytes of them (tail_zeros), so a bomb hidden there is
+ * stopped early.  Costs a second gunzip of .tar.gz bundles only.
  */
 static int archive_gzipped(struct archive *a)
 {
@@ -1114,9 +1114,6 @@ static int gzip_verify(struct tly_bundle *b, struct tly_bundle_reject *rej)
         else if (zr != Z_OK && zr != Z_BUF_ERROR)
             return fail(b, rej, "bad_archive", "gzip stream: %s",
                         b->z.msg ? b->z.msg : zError(zr));
-        if (made > tar_end + TAR_TAIL_MAX)
-            return fail(b, rej, "too_large", "gzip stream: over %d bytes after the tar's end",
-                        TAR_TAIL_MAX);
     }
     if (!member_done)
         return fail(b, rej, "bad_archive", "gzip stream: truncated member");

@@ -280,8 +280,10 @@ static int front_has_no_zip(int fd, uint64_t front, unsigned char *buf, size_t s
         size_t want = front - at < size ? (size_t)(front - at) : size;
         int r = read_at(fd, buf, want, at);
 
-        if (r <= 0)
-            return r;
+        if (r == 0)     /* not met: the entries were found past these bytes */
+            return snprintf(why, n, "cut short in front of its first entry"), 0;
+        if (r < 0)
+            return -1;
         for (size_t i = 0; i + 4 <= want; i++)
             if (!memcmp(buf + i, "PK\3\4", 4))
                 return snprintf(why, n, "the %llu bytes in front of it hold another zip's entry"
