@@ -1631,9 +1631,10 @@ static int pipe_to(const char *cmd, int64_t timeout_s, const char *account, cons
     else
         rc = write_by(fds[1], msg, n, deadline, why, whycap);
     close(fds[1]);
-    if (rc != -2) {
+    if (rc != -2) {     /* a failed write keeps its reason, unless the command then hangs */
         int waited = wait_by(pid, &status, deadline, why, whycap);
-        rc = rc < 0 ? rc : waited;
+        if (rc == 0 || waited == -2)
+            rc = waited;
     }
     if (rc == -2) {
         kill_command(pid);
@@ -1699,8 +1700,8 @@ static int hand_off(struct notify *nx, const char *cmd)
                       sqlite3_column_text(get, 1), why);
         sqlite3_reset(get);
         if (rc == -2 && i + 1 < n)
-            tly_error(TLY_ERR_OUTPUT, "%zu more digests are not handed off after it; the next run"
-                      " retries them", n - i - 1);
+            tly_error(TLY_ERR_OUTPUT, "%zu more digest%s not handed off after it; the next run"
+                      " retries them", n - i - 1, n - i - 1 == 1 ? " is" : "s are");
         if (rc == -2) {
             nx->st->handoff_failed += (long)(n - i);
             break;
