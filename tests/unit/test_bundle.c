@@ -1049,6 +1049,28 @@ static void test_compressed_tar_cut_between_entries(void **state)
     free(tar);
 }
 
+/* Two archives of one 1 KiB file each, a (accounts.csv) and b (runs.csv), as bytes. */
+#define JOINED_FILE_BYTES 1024
+struct two_archives {
+    char *a, *b;
+    size_t la, lb;
+};
+
+static struct two_archives two_archives(int format, const char *a_name, const char *b_name)
+{
+    static char data[JOINED_FILE_BYTES];
+    const struct tentry ta[] = { { "accounts.csv", data, sizeof data, 0, NULL } };
+    const struct tentry tb[] = { { "runs.csv", data, sizeof data, 0, NULL } };
+    struct two_archives t;
+
+    memset(data, 'x', sizeof data);
+    write_archive(tmp(a_name), format, NOF, ta, N(ta));
+    write_archive(tmp(b_name), format, NOF, tb, N(tb));
+    t.a = read_whole(tmp(a_name), &t.la);
+    t.b = read_whole(tmp(b_name), &t.lb);
+    return t;
+}
+
 /*
  * libarchive's tar reader stops at the first zero block: tars joined end to
  * end (or split by a lone zero block) read as the first alone.  Refused
@@ -1056,22 +1078,14 @@ static void test_compressed_tar_cut_between_entries(void **state)
  */
 static void test_tars_joined_end_to_end_rejected(void **state)
 {
-    static char data[1024];
-    const struct tentry ta[] = { { "accounts.csv", data, sizeof data, 0, NULL } };
-    const struct tentry tb[] = { { "runs.csv", data, sizeof data, 0, NULL } };
     static const struct { const char *name; int filter; } cases[] = {
         { "joined.tar", NOF }, { "joined.tar.gz", GZ }, { "joined.tar.zst", ZST },
     };
-    size_t la, lb, a_entries;
-    char *a, *b, *joined;
+    struct two_archives t = two_archives(ARCHIVE_FORMAT_TAR_USTAR, "a.tar", "b.tar");
+    size_t la = t.la, lb = t.lb, a_entries = 512 + JOINED_FILE_BYTES;  /* a's header and data */
+    char *joined;
     struct tly_settings sb = bounds();
     (void)state;
-    memset(data, 'x', sizeof data);
-    write_archive(tmp("a.tar"), ARCHIVE_FORMAT_TAR_USTAR, NOF, ta, N(ta));
-    write_archive(tmp("b.tar"), ARCHIVE_FORMAT_TAR_USTAR, NOF, tb, N(tb));
-    a = read_whole(tmp("a.tar"), &la);
-    b = read_whole(tmp("b.tar"), &lb);
-    a_entries = 512 + sizeof data;               /* a's header and data, before its zero blocks */
     joined = malloc(la + lb + MiB + 1);
     assert_non_null(joined);
     for (size_t i = 0; i < N(cases); i++) {
@@ -1087,9 +1101,9 @@ static void test_tars_joined_end_to_end_rejected(void **state)
         for (size_t k = 0; k < N(shapes); k++) {
             size_t len = shapes[k].a_len + shapes[k].zeros + shapes[k].b_len;
 
-            memcpy(joined, a, shapes[k].a_len);
+            memcpy(joined, t.a, shapes[k].a_len);
             memset(joined + shapes[k].a_len, 0, shapes[k].zeros);
-            memcpy(joined + shapes[k].a_len + shapes[k].zeros, b, shapes[k].b_len);
+            memcpy(joined + shapes[k].a_len + shapes[k].zeros, t.b, shapes[k].b_len);
             if (cases[i].filter == NOF) {
                 write_file(p, joined, len);
             } else {
@@ -1102,28 +1116,21 @@ static void test_tars_joined_end_to_end_rejected(void **state)
             }
             o = walk_bundle(p, &sb, 0);
             assert_int_equal(o.rc, 0);
-            assert_int_equal(o.bytes, sizeof data);
+            assert_int_equal(o.bytes, JOINED_FILE_BYTES);
         }
     }
     free(joined);
-    free(b);
-    free(a);
+    free(t.b);
+    free(t.a);
 }
 
 /* zips joined end to end read as the last alone (its directory): refused whole. */
 static void test_zips_joined_end_to_end_rejected(void **state)
 {
-    static char data[1024];
-    const struct tentry ta[] = { { "accounts.csv", data, sizeof data, 0, NULL } };
-    const struct tentry tb[] = { { "runs.csv", data, sizeof data, 0, NULL } };
-    size_t la, lb;
-    char *a, *b, *joined;
+    struct two_archives t = two_archives(ZIP, "a.zip", "b.zip");
+    size_t la = t.la, lb = t.lb;
+    char *a = t.a, *b = t.b, *joined;
     (void)state;
-    memset(data, 'x', sizeof data);
-    write_archive(tmp("a.zip"), ZIP, NOF, ta, N(ta));
-    write_archive(tmp("b.zip"), ZIP, NOF, tb, N(tb));
-    a = read_whole(tmp("a.zip"), &la);
-    b = read_whole(tmp("b.zip"), &lb);
     joined = malloc(la + lb);
     assert_non_null(joined);
     memcpy(joined, a, la);
