@@ -279,16 +279,22 @@ const struct tly_price *tly_price_at(const struct tly_hardware *hw, int64_t t)
     return NULL;
 }
 
+int64_t tly_next_row_edge(const struct tly_hardware *hw, int64_t t)
+{
+    int64_t edge = INT64_MAX;
+    for (int i = 0; hw && i < hw->nprices; i++) {
+        if (hw->prices[i].from > t && hw->prices[i].from < edge)
+            edge = hw->prices[i].from;
+        if (hw->prices[i].to > t && hw->prices[i].to < edge)
+            edge = hw->prices[i].to;
+    }
+    return edge;
+}
+
 int64_t tly_next_cut(const struct tly_hardware *hw, int64_t t)
 {
-    int64_t cut = (tly_day_of(t) + 1) * TLY_DAY_SECONDS;   /* the next UTC midnight */
-    for (int i = 0; hw && i < hw->nprices; i++) {
-        if (hw->prices[i].from > t && hw->prices[i].from < cut)
-            cut = hw->prices[i].from;
-        if (hw->prices[i].to > t && hw->prices[i].to < cut)
-            cut = hw->prices[i].to;
-    }
-    return cut;
+    int64_t midnight = (tly_day_of(t) + 1) * TLY_DAY_SECONDS, edge = tly_next_row_edge(hw, t);
+    return edge < midnight ? edge : midnight;
 }
 
 const char *tly_hardware_category(const struct tly_hardware *hw, int64_t t)

@@ -73,6 +73,8 @@ int tly_card_layer(const struct tly_cards *cards, const struct tly_closed_span *
 
 /* The price row in force at t, or NULL (unpriced). */
 const struct tly_price *tly_price_at(const struct tly_hardware *hw, int64_t t);
+/* The first instant after t at which a price row begins or ends, else INT64_MAX. */
+int64_t tly_next_row_edge(const struct tly_hardware *hw, int64_t t);
 /* The first instant after t at which a segment must be cut: midnight or a price bound. */
 int64_t tly_next_cut(const struct tly_hardware *hw, int64_t t);
 /*

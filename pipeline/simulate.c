@@ -83,6 +83,21 @@ static int segment_billable(const struct dep *d, int64_t t)
     return !hwcat || !strcmp(hwcat, d->is_job ? "model" : d->category);
 }
 
+/*
+ * Closed time is replayed without cutting segments at the card's rows
+ * (nothing is charged there), so one segment may span rows of several
+ * categories and gaps.  Its deployment has a tab row when any of that
+ * time bills it, as the run that metered the time open found: a re-run
+ * or a later night must list what a batch run lists (§9).
+ */
+static int span_billable(const struct dep *d, int64_t from, int64_t to)
+{
+    for (int64_t t = from; t < to; t = tly_next_row_edge(d->hw, t))
+        if (segment_billable(d, t))
+            return 1;
+    return 0;
+}
+
 int64_t sim_dep_multiplier(const struct dep *d)
 {
     return d->units * (d->is_job ? 1 : d->replicas);
@@ -317,6 +332,7 @@ int sim_close_segment(struct sim *s, struct dep *d, int64_t t)
     int64_t charge;
 
     if (!s->charging) {
+        d->billed |= !d->billed && span_billable(d, d->seg_start, t);
         if (d->late_flag && t > d->seg_start) {
             struct late_ctx c = { s, idx, TLY_OK };
             if (tly_meter_span(d->hw, sim_dep_multiplier(d), d->seg_start, t, late_piece, &c))
