@@ -1487,6 +1487,12 @@ static int apply_frozen_stops(struct sim *s, size_t *si, int64_t upto)
         s->stops[s->nstops++] = (struct stop_record){ idx, f->at, d->hw, d->units, d->replicas, 1 };
         d->stopped = 1;
         d->stop_at = f->at;
+        /*
+         * Only a deployment charged at t* stops (§6), so a run that met the
+         * stop open billed it, if only at that instant (a card row turning
+         * it chargeable then): its tab row stays on every later night.
+         */
+        d->billed = 1;
         sim_dep_touch(d, f->at);
     }
     return TLY_OK;
