@@ -525,16 +525,24 @@ static int feed(struct tly_csv *r, const char *s, size_t n, int *quote_error)
     return r->nomem ? -1 : 0;
 }
 
+/*
+ * A line's length without its line end.  A CR is part of one only before
+ * the LF (inputs.md: CRLF or LF): a CR that is the file's last byte is
+ * data, as a bare CR anywhere else is, and the column rules judge it.
+ */
+static size_t line_len(const struct tly_csv *r, size_t ls, size_t le)
+{
+    return le - ls - (le < r->end && le > ls && r->buf[le - 1] == '\r');
+}
+
 /* One physical line [ls, le) of the pending row. */
 static int feed_line(struct tly_csv *r, size_t ls, size_t le, int *quote_error)
 {
-    size_t n = le - ls;
+    size_t n = line_len(r, ls, le);
     unsigned flags;
     int custom = 0, rc;
     const char *s = r->buf + ls;
 
-    if (n > 0 && s[n - 1] == '\r')
-        n--;                                    /* CRLF */
     flags = scan_bytes(s, n);
     r->row_flags |= flags;
     if (flags & SCAN_CTRL) {
@@ -843,8 +851,7 @@ static int read_row(struct tly_csv *r, struct tly_csv_row *row)
                                                       r->end - r->row_start));
         }
         if (!r->pending) {
-            size_t n = le - ls - (le > ls && r->buf[le - 1] == '\r');
-            if (is_blank(r->buf + ls, n)) {
+            if (is_blank(r->buf + ls, line_len(r, ls, le))) {
                 r->line++;
                 continue;
             }
@@ -861,10 +868,7 @@ static int read_row(struct tly_csv *r, struct tly_csv_row *row)
         }
         r->line++;
         if (r->row_done) {
-            size_t row_end = le;
-            if (row_end > r->row_start && r->buf[row_end - 1] == '\r')
-                row_end--;
-            row_finish(r, row_end, row);
+            row_finish(r, le - (le - ls - line_len(r, ls, le)), row);
             return TLY_CSV_ROW;
         }
     }

@@ -236,10 +236,13 @@ static void test_csv_quote_error_counts_rows_after_a_long_row(void **state)
     }
 }
 
-/* A bare CR is data, not a line end (then the column rules refuse it). */
+/*
+ * A bare CR is data, not a line end (then the column rules refuse it),
+ * the file's last byte too: only a CR before an LF ends a line.
+ */
 static void test_csv_bare_cr_is_data(void **state)
 {
-    static const char text[] = "a,b\n1\r2,3\r\n";
+    static const char text[] = "a,b\n1\r2,3\r\n4,5\r";
     struct tk_mem m;
     struct tly_csv *r = open_text(&m, text, sizeof text - 1, 0, 65536);
     struct tly_csv_row row;
@@ -249,6 +252,10 @@ static void test_csv_bare_cr_is_data(void **state)
     assert_int_equal(row.reject, TLY_CSV_OK);
     assert_val(&row, 0, "1\r2");
     assert_val(&row, 1, "3");
+    assert_int_equal(tly_csv_next(r, &row), TLY_CSV_ROW);
+    assert_int_equal(row.line, 3);
+    assert_val(&row, 0, "4");
+    assert_val(&row, 1, "5\r");
     assert_int_equal(tly_csv_next(r, &row), TLY_CSV_END);
     tly_csv_close(r);
 }
