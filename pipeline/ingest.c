@@ -54,7 +54,7 @@
 #include <unistd.h>
 
 #define REJECTS_SHOWN 10            /* row rejects named on stderr per bundle */
-#define REASON_LEN    512
+#define REASON_LEN    8192          /* a conflict's detail names a bundle and a path */
 
 /* ------------------------------------------------------------------ */
 /* File types: columns and their rules                                 */
@@ -514,7 +514,13 @@ static int quarantine(struct ing *g, long line, const char *raw, size_t raw_len,
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(g->reason, sizeof g->reason, fmt, ap);
+    if (vsnprintf(g->reason, sizeof g->reason, fmt, ap) >= (int)sizeof g->reason) {
+        /* cut: at a character's start, and said so, so no detail is taken for whole */
+        size_t n = sizeof g->reason - 4;
+        while (n > 0 && (g->reason[n] & 0xC0) == 0x80)
+            n--;
+        memcpy(g->reason + n, "\xe2\x80\xa6", 4);
+    }
     va_end(ap);
     g->quarantined++;
     return add_reject(g, g->path, line, g->reason, raw, raw_len);
@@ -582,9 +588,7 @@ static int check_value(const struct column *c, const char *s, size_t n, struct v
     case T_SHA:
         return tly_field_sha256(s, n, v->hex, why);
     case T_PATH:
-        if (tly_field_text(s, n, why))
-            return -1;
-        return 0;
+        return tly_field_path(s, n, why);
     }
     *why = "unknown type";
     return -1;
@@ -729,7 +733,7 @@ static int conflict(struct ing *g, const struct tly_csv_row *row, const char *id
 {
     sqlite3_stmt *st = g->sel_prov;
     int rc;
-    char b[256] = "?", f[512] = "?";
+    char b[1024] = "?", f[4096] = "?";
 
     sqlite3_bind_int64(st, 1, file_id);
     rc = sqlite3_step(st);
