@@ -34,7 +34,7 @@
 #define READ_CHUNK   (1u << 20)          /* bytes asked of the read function */
 #define HEADER_CAP   TLY_CSV_HEADER_MAX  /* a header longer than this is unusable */
 #define ROW_CAP_MAX  (16u << 20)         /* keeps peak memory small whatever the input */
-#define MAX_COLUMNS  1024                /* header names kept; more are just counted */
+#define WARNED_COLUMNS 16                /* unknown columns named one by one */
 #define NO_FIELD     ((size_t)-1)
 
 #define SCAN_CTRL 1u                     /* a byte < 0x20 */
@@ -246,8 +246,7 @@ static void field_cb(void *field, size_t n, void *data)
         return;
     }
     if (r->header_mode) {
-        if (j >= MAX_COLUMNS)
-            return;
+        /* every name is kept: a required column may come after any number of others */
         if (tly_grow(&r->hoff, &r->hcap, (size_t)j + 1, sizeof *r->hoff)) {
             r->nomem = 1;
             return;
@@ -978,11 +977,14 @@ void tly_csv_warn_unknown_columns(const struct tly_csv *r, const char *file, con
     char shown[256];
     size_t used;
 
-    for (int k = 0; (name = tly_csv_unknown_column(r, k)); k++) {
+    for (int k = 0; k < WARNED_COLUMNS && (name = tly_csv_unknown_column(r, k)); k++) {
         tly_utf8_shown(name, strlen(name), shown, sizeof shown, &used);
         tly_warn("'%s'%s%s%s: %s column '%s' ignored", file, entry ? " entry '" : "", entry ? entry : "",
                  entry ? "'" : "", tly_csv_unknown_repeats(r, k) ? "repeated" : "unknown", shown);
     }
+    if (r->nunknown > WARNED_COLUMNS)
+        tly_warn("'%s'%s%s%s: %d more unknown or repeated columns ignored", file, entry ? " entry '" : "",
+                 entry ? entry : "", entry ? "'" : "", r->nunknown - WARNED_COLUMNS);
 }
 
 int tly_csv_next(struct tly_csv *r, struct tly_csv_row *row)

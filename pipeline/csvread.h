@@ -119,7 +119,8 @@ int tly_csv_unknown_repeats(const struct tly_csv *r, int k);
  * inputs.md: an unknown column is ignored with one warning: one stderr line
  * per unknown or repeated name, "'FILE' entry 'ENTRY': unknown column 'NAME'
  * ignored" ('entry' may be NULL), the name shown as tly_utf8_shown() shows
- * it (a CR in it would break the line).
+ * it (a CR in it would break the line).  Past the 16th, one line counts the
+ * rest: a 1 MiB header can hold half a million names.
  */
 void tly_csv_warn_unknown_columns(const struct tly_csv *r, const char *file, const char *entry);
 
