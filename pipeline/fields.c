@@ -56,12 +56,17 @@ int tly_field_id(const char *s, size_t n, int account, const char **why)
 
 int tly_field_text(const char *s, size_t n, const char **why)
 {
-    const unsigned char *u = (const unsigned char *)s;
-
     if (n > TLY_TEXT_MAX) {
         *why = "longer than 512 bytes";
         return -1;
     }
+    return tly_field_path(s, n, why);
+}
+
+int tly_field_path(const char *s, size_t n, const char **why)
+{
+    const unsigned char *u = (const unsigned char *)s;
+
     if (!tly_utf8_valid(s, n)) {
         *why = "not UTF-8";
         return -1;

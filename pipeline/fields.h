@@ -31,6 +31,10 @@ int tly_field_id(const char *s, size_t n, int account, const char **why);
    C1) other than tab. */
 int tly_field_text(const char *s, size_t n, const char **why);
 
+/* A path inside a bundle (manifest.csv 'file'): free text of any length
+   (the CSV field bound applies), since entry paths have none of their own. */
+int tly_field_path(const char *s, size_t n, const char **why);
+
 /* Enumerations: the index of 's' in the NULL-terminated 'values'. */
 int tly_field_enum(const char *s, size_t n, const char *const *values, int *index,
                    const char **why);
