@@ -867,7 +867,7 @@ static int read_row(struct tly_csv *r, struct tly_csv_row *row)
         }
         r->line++;
         if (r->row_done) {
-            row_finish(r, le - (le - ls - line_len(r, ls, le)), row);
+            row_finish(r, ls + line_len(r, ls, le), row);
             return TLY_CSV_ROW;
         }
     }
