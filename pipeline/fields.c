@@ -60,10 +60,10 @@ int tly_field_text(const char *s, size_t n, const char **why)
         *why = "longer than 512 bytes";
         return -1;
     }
-    return tly_field_path(s, n, why);
+    return tly_field_long_text(s, n, why);
 }
 
-int tly_field_path(const char *s, size_t n, const char **why)
+int tly_field_long_text(const char *s, size_t n, const char **why)
 {
     const unsigned char *u = (const unsigned char *)s;
 

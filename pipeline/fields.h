@@ -31,9 +31,11 @@ int tly_field_id(const char *s, size_t n, int account, const char **why);
    C1) other than tab. */
 int tly_field_text(const char *s, size_t n, const char **why);
 
-/* A path inside a bundle (manifest.csv 'file'): free text of any length
-   (the CSV field bound applies), since entry paths have none of their own. */
-int tly_field_path(const char *s, size_t n, const char **why);
+/* Free text without the 512-byte bound (the CSV field bound applies):
+   manifest.csv's 'file', a path inside a bundle, which has no bound of its
+   own, and a script's 'endpoint', a URL, which can be longer and whose
+   refusal would leave the script's hosting unmetered. */
+int tly_field_long_text(const char *s, size_t n, const char **why);
 
 /* Enumerations: the index of 's' in the NULL-terminated 'values'. */
 int tly_field_enum(const char *s, size_t n, const char *const *values, int *index,

@@ -72,7 +72,7 @@ enum ctype {
     T_UNITS,        /* integer 1..100,000 */
     T_COUNT,        /* integer >= 0 (manifest rows) */
     T_SHA,          /* 64 hex digits */
-    T_PATH,         /* a path inside the bundle: non-empty UTF-8, no controls */
+    T_LONG_TEXT,    /* free text past 512 bytes: a path inside the bundle, a URL */
 };
 
 struct column {
@@ -138,13 +138,13 @@ static const struct column deployments_cols[D_N] = {
     { "hardware", 0, T_ID, NULL }, { "units", 0, T_UNITS, NULL },
     { "replicas", 0, T_UNITS, NULL }, { "model_type", 0, T_ENUM, model_types },
     { "language", 0, T_TEXT, NULL }, { "language_version", 0, T_TEXT, NULL },
-    { "endpoint", 0, T_TEXT, NULL },
+    { "endpoint", 0, T_LONG_TEXT, NULL },
 };
 
 /* manifest.csv */
 enum { M_FILE, M_ROWS, M_SHA, M_PSTART, M_PEND, M_N };
 static const struct column manifest_cols[M_N] = {
-    { "file", 1, T_PATH, NULL }, { "rows", 1, T_COUNT, NULL }, { "sha256", 1, T_SHA, NULL },
+    { "file", 1, T_LONG_TEXT, NULL }, { "rows", 1, T_COUNT, NULL }, { "sha256", 1, T_SHA, NULL },
     { "period_start", 0, T_TS, NULL }, { "period_end", 0, T_TS, NULL },
 };
 
@@ -587,8 +587,8 @@ static int check_value(const struct column *c, const char *s, size_t n, struct v
         return tly_field_int(s, n, 0, INT64_MAX, &v->i, why);
     case T_SHA:
         return tly_field_sha256(s, n, v->hex, why);
-    case T_PATH:
-        return tly_field_path(s, n, why);
+    case T_LONG_TEXT:
+        return tly_field_long_text(s, n, why);
     }
     *why = "unknown type";
     return -1;
